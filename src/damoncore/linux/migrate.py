@@ -1,0 +1,161 @@
+"""Page migration between NUMA nodes with move_pages(2), batched in Cython.
+
+Addresses are virtual byte addresses in the target process, one per page, page-aligned.
+Partial failures are never raised: every page gets a status and per-errno counters.  Only
+whole-call failures raise (an unusable node, a vanished process, missing permission).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from damoncore.linux._move_pages import DEFAULT_CHUNK, move_pages_batch
+from damoncore.linux.errors import NodeUnavailable, errno_name, raise_for_errno
+from damoncore.numa.topology import parse_cpulist
+
+MPOL_MF_MOVE = 1 << 1  # move pages mapped only by this process
+MPOL_MF_MOVE_ALL = 1 << 2  # also shared pages (CAP_SYS_NICE)
+
+
+@dataclass
+class MoveResult:
+    """Outcome of one move_pages batch.
+
+    Attributes:
+        nr_moved: pages that now sit on their requested node (already-there pages included:
+            the kernel does not tell them apart).
+        errors: errno name -> number of pages with that status, e.g. ``{'ENOENT': 3}``.
+        bytes_moved: ``(src_node, dst_node) -> bytes`` for pages whose source node was given.
+        status: the raw per-page status (int32: node id or -errno).
+        nr_not_moved: the kernel's own count of pages it could not move (sum of returns).
+    """
+
+    nr_moved: int
+    errors: dict[str, int]
+    status: np.ndarray
+    bytes_moved: dict[tuple[int, int], int] = field(default_factory=dict)
+    nr_not_moved: int = 0
+
+
+def memory_nodes(sysfs_root: str = "/sys") -> list[int]:
+    """Nodes that are online and have memory (``has_memory``, else ``online``)."""
+    base = os.path.join(sysfs_root, "devices/system/node")
+    for name in ("has_memory", "online"):
+        try:
+            with open(os.path.join(base, name)) as f:
+                return parse_cpulist(f.read())
+        except FileNotFoundError:
+            continue
+    return [0]
+
+
+def _as_addrs(addrs) -> np.ndarray:
+    a = np.ascontiguousarray(addrs, dtype=np.uint64)
+    if a.ndim != 1:
+        raise ValueError("addrs must be one-dimensional")
+    return a
+
+
+def _count_errors(status: np.ndarray) -> dict[str, int]:
+    neg = status[status < 0]
+    if neg.size == 0:
+        return {}
+    vals, counts = np.unique(-neg, return_counts=True)
+    return {errno_name(int(v)): int(c) for v, c in zip(vals, counts)}
+
+
+def query_pages(pid: int, addrs, chunk: int = DEFAULT_CHUNK) -> np.ndarray:
+    """Node of each page of ``pid`` at ``addrs`` (bytes): int32 array, node id or -errno.
+
+    -ENOENT means the page is not present (never touched or unmapped), -EFAULT an address outside
+    any mapping.  Raises TargetGone if ``pid`` does not exist.
+    """
+    a = _as_addrs(addrs)
+    status = np.empty(a.shape[0], dtype=np.int32)
+    _, err, _ = move_pages_batch(pid, a, None, status, 0, chunk)
+    if err:
+        raise_for_errno(err, "move_pages", pid, "query")
+    return status
+
+
+def move_pages(
+    pid: int,
+    addrs,
+    nodes,
+    flags: int = MPOL_MF_MOVE,
+    src_nodes=None,
+    page_size: int = 4096,
+    sysfs_root: str = "/sys",
+    chunk: int = DEFAULT_CHUNK,
+) -> MoveResult:
+    """Move the pages of ``pid`` at ``addrs`` (bytes) to ``nodes`` (a node id or one per page).
+
+    Args:
+        pid: target process.
+        addrs: page-aligned virtual addresses in bytes.
+        nodes: destination node, scalar or int array of the same length as ``addrs``.
+        flags: MPOL_MF_MOVE or MPOL_MF_MOVE_ALL.
+        src_nodes: optional current node per page (e.g. from ``query_pages``); enables
+            ``bytes_moved`` per (src, dst).
+        page_size: bytes per page, for ``bytes_moved``.
+        sysfs_root: where to check that destinations are online and have memory.
+        chunk: pages per syscall.
+
+    Raises:
+        NodeUnavailable: a destination node is offline or memoryless (checked up front, and again
+            if the kernel rejects the whole call with ENODEV/EINVAL).
+        TargetGone: ``pid`` does not exist.
+        SyscallError: any other whole-call failure (e.g. EPERM).
+    """
+    a = _as_addrs(addrs)
+    if np.ndim(nodes) == 0:
+        dst = np.full(a.shape[0], int(nodes), dtype=np.int32)
+    else:
+        dst = np.ascontiguousarray(nodes, dtype=np.int32)
+        if dst.shape != a.shape:
+            raise ValueError("nodes must be a scalar or have one entry per address")
+    usable = set(memory_nodes(sysfs_root))
+    for nid in np.unique(dst).tolist():
+        if nid not in usable:
+            raise NodeUnavailable(nid, f"usable nodes: {sorted(usable)}")
+    status = np.empty(a.shape[0], dtype=np.int32)
+    not_moved, err, done = move_pages_batch(pid, a, dst, status, flags, chunk)
+    if err in (errno.ENODEV, errno.EINVAL):
+        bad = int(dst[done]) if done < dst.shape[0] else int(dst[0])
+        raise NodeUnavailable(bad, f"move_pages returned {errno_name(err)}")
+    if err:
+        raise_for_errno(err, "move_pages", pid)
+    ok = status >= 0
+    result = MoveResult(
+        nr_moved=int(np.count_nonzero(ok & (status == dst))),
+        errors=_count_errors(status),
+        status=status,
+        nr_not_moved=int(not_moved),
+    )
+    if src_nodes is not None:
+        src = np.asarray(src_nodes, dtype=np.int64)
+        known = ok & (src >= 0)
+        pairs, counts = np.unique(
+            np.stack([src[known], dst[known].astype(np.int64)]), axis=1, return_counts=True
+        )
+        result.bytes_moved = {
+            (int(s), int(d)): int(c) * page_size for (s, d), c in zip(pairs.T, counts)
+        }
+    return result
+
+
+def page_addrs(start: int, end: int, page_size: int = 4096) -> np.ndarray:
+    """Page-aligned addresses covering ``[start, end)`` bytes as a uint64 array."""
+    first = start - start % page_size
+    return np.arange(first, end, page_size, dtype=np.uint64)
+
+
+def move_range(
+    pid: int, start: int, end: int, node: int, page_size: int = 4096, **kwargs
+) -> MoveResult:
+    """Move every page of ``pid`` in ``[start, end)`` (bytes) to ``node`` in one batch."""
+    return move_pages(pid, page_addrs(start, end, page_size), node, page_size=page_size, **kwargs)
