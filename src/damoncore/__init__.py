@@ -1,0 +1,23 @@
+"""damoncore: user-space DAMON/DAMOS for access-aware NUMA page placement.
+
+The public names: a :class:`Context` monitors :class:`Target` address spaces through an
+:class:`Operations` backend (simulated memory, paddr, vaddr, perf page-fault reports) and
+applies :class:`Scheme` s (access pattern, action, :class:`Quota` with :class:`QuotaGoal` s,
+:class:`Watermarks`, :class:`Filter` s) to what it finds.
+"""
+
+from .core import Attrs, Context, IntervalsGoal, Kdamond, Regions, SampleFilter, Snapshot, Target
+from .errors import (ActionNotSupported, DamonError, FeatureMissing, InvalidConfig,
+                     SyscallError, TargetGone)
+from .ops.base import ApplyResult, Operations
+from .schemes.scheme import (AccessPattern, Filter, Quota, QuotaGoal, Scheme, SchemeStats,
+                             Watermarks)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AccessPattern", "ActionNotSupported", "ApplyResult", "Attrs", "Context", "DamonError",
+    "FeatureMissing", "Filter", "IntervalsGoal", "InvalidConfig", "Kdamond", "Operations",
+    "Quota", "QuotaGoal", "Regions", "SampleFilter", "Scheme", "SchemeStats", "Snapshot",
+    "SyscallError", "Target", "TargetGone", "Watermarks",
+]

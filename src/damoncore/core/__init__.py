@@ -1,0 +1,11 @@
+"""The monitoring core: regions, contexts and the sampling/aggregation loop."""
+
+from .attrs import Attrs, IntervalsGoal
+from .context import Context, Kdamond
+from .regions import Regions
+from .reports import SampleFilter
+from .snapshot import Snapshot
+from .target import Target
+
+__all__ = ["Attrs", "IntervalsGoal", "Context", "Kdamond", "Regions", "SampleFilter",
+           "Snapshot", "Target"]

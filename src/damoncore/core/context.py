@@ -1,0 +1,394 @@
+"""The monitoring context and its loop (the kernel's ``damon_ctx`` and ``kdamond_fn``).
+
+Everything is scheduled in sample intervals, as in the kernel: every sample the core picks a
+sampling address per region, lets the ops backend clear and later check its accessed state
+(or consumes access reports), and feeds the result to the region columns; at each
+aggregation boundary it merges, applies schemes, auto-tunes the intervals, hands a snapshot
+to callbacks, resets and splits.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from .. import _regions
+from ..errors import InvalidConfig
+from ..ops.base import Operations, RealClock
+from .attrs import Attrs
+from .feedback import feed_loop_next_input
+from .regions import even_regions
+from .reports import ReportBuffer, SampleFilter, filters_keep
+from .snapshot import Snapshot, TargetSnapshot
+from .target import Target
+
+PRIMITIVES = ("page_table", "page_fault")
+
+
+class Context:
+    """A monitoring context: attributes, targets, schemes and one ops backend.
+
+    ``primitives``: which access sources feed the regions: ``"page_table"`` (the ops
+    backend's access checks) and/or ``"page_fault"`` (reports pushed through
+    :meth:`report_access`, e.g. by a perf page-fault sampler).  ``sample_filters`` select
+    reports (:class:`SampleFilter`).  ``min_region``: smallest region size in bytes (the
+    kernel's DAMON_MIN_REGION, a page).  ``seed`` makes the random sampling reproducible.
+    """
+
+    def __init__(self, ops: Operations, targets=(), attrs: Attrs | None = None, schemes=(),
+                 primitives=("page_table",), sample_filters=(), min_region: int = 4096,
+                 seed: int = 0, name: str | None = None):
+        if not isinstance(ops, Operations):
+            raise InvalidConfig(f"ops must be an Operations backend, got {type(ops).__name__}")
+        self.ops = ops
+        self.targets = list(targets)
+        for t in self.targets:
+            if not isinstance(t, Target):
+                raise InvalidConfig(f"targets must be Target objects, got {type(t).__name__}")
+        self._attrs = attrs if attrs is not None else Attrs()
+        self._attrs.validate()
+        self.primitives = tuple(primitives)
+        for p in self.primitives:
+            if p not in PRIMITIVES:
+                raise InvalidConfig(f"unknown sample primitive {p!r} (known: page_table, page_fault)")
+        if not self.primitives:
+            raise InvalidConfig("at least one sample primitive is needed")
+        self.sample_filters = list(sample_filters)
+        for f in self.sample_filters:
+            if not isinstance(f, SampleFilter):
+                raise InvalidConfig("sample_filters must be SampleFilter objects")
+        if min_region < 1:
+            raise InvalidConfig(f"min_region must be >= 1, got {min_region}")
+        self.min_region = int(min_region)
+        self.name = name
+        self.schemes = []
+        for s in schemes:
+            self.add_scheme(s)
+        self.clock = getattr(ops, "clock", None) or RealClock()
+        self.rng = np.array([np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(1)],
+                            dtype=np.uint64)
+        self.reports = ReportBuffer()
+        self.callbacks = []
+        self.passed_sample_intervals = 0
+        self.nr_aggregations = 0
+        self.next_aggregation_sis = 0
+        self.next_ops_update_sis = 0
+        self.next_intervals_tune_sis = 0
+        self._last_nr_regions = 0
+        self._max_nr_accesses = 0
+        self._sz_limit = min_region
+        self._sample_start_us = 0
+        self._aggr_start_us = 0
+        self.started = False
+        self.stopped = threading.Event()
+
+    # --- configuration -------------------------------------------------------------------
+    @property
+    def attrs(self) -> Attrs:
+        return self._attrs
+
+    def set_attrs(self, attrs: Attrs) -> None:
+        """Change attributes online; region counters are rescaled to the new intervals.
+
+        damon_set_attrs() + damon_update_monitoring_results(): nr_accesses is converted
+        through its ratio to the max, age through the ratio of aggregation intervals.
+        """
+        attrs.validate()
+        old = self._attrs
+        if self.started and (old.sample_us, old.aggr_us) != (attrs.sample_us, attrs.aggr_us):
+            old_max, new_max = old.aggr_samples, attrs.aggr_samples
+            for t in self.targets:
+                r = t.regions
+                nr = (r.nr_accesses.astype(np.uint64) * 10000 // old_max) * new_max // 10000
+                r.nr_accesses[:] = nr
+                r.nr_accesses_bp[:] = nr * 10000
+                r.age[:] = r.age.astype(np.uint64) * old.aggr_us // attrs.aggr_us
+        self._attrs = attrs
+        if self.started:
+            self.next_aggregation_sis = self.passed_sample_intervals + attrs.aggr_samples
+            self.next_ops_update_sis = (self.passed_sample_intervals
+                                        + max(1, attrs.ops_update_us // attrs.sample_us))
+            for s in self.schemes:
+                s.reschedule(self)
+
+    def add_scheme(self, scheme) -> None:
+        """Install a scheme; refused if the backend cannot do its action."""
+        supported = getattr(self.ops, "supported_actions", frozenset({"stat"}))
+        if scheme.action not in supported:
+            from ..errors import ActionNotSupported
+            raise ActionNotSupported(
+                f"ops backend {self.ops.name!r} cannot do action {scheme.action!r} "
+                f"(it supports: {', '.join(sorted(supported))})")
+        self.schemes.append(scheme)
+
+    def add_callback(self, fn) -> None:
+        """``fn(ctx, snapshot)`` runs at every aggregation; returning True stops the context."""
+        self.callbacks.append(fn)
+
+    # --- access reports ------------------------------------------------------------------
+    def report_access(self, addr, size=1, cpu=-1, tid=-1, is_write=False, pid=-1,
+                      time_us=None) -> None:
+        """Report accesses (scalars or equal-length arrays); thread-safe.
+
+        ``addr``/``size``: bytes, in the targets' address space.  ``time_us``: when the
+        access happened on this context's clock (default: now).  A report counts for the
+        sample interval it falls in, for the region that fully contains it, if the sample
+        filters keep it.
+        """
+        if time_us is None:
+            time_us = self.clock.now_us()
+        self.reports.push(addr, size, cpu, tid, pid, is_write, time_us)
+
+    # --- the loop ------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask the loop to end after the current sample (callable from any thread)."""
+        self.stopped.set()
+
+    def run(self, duration_us: int | None = None) -> None:
+        """Monitor until ``duration_us`` passes (clock time), stop() or all targets end."""
+        Kdamond([self]).run(duration_us)
+
+    @property
+    def active_targets(self):
+        return [t for t in self.targets if not t.obsolete]
+
+    def start(self) -> None:
+        """Initial regions and schedule (kdamond_fn's prologue)."""
+        if self.started:
+            return
+        if not self.targets:
+            raise InvalidConfig("a context needs at least one target")
+        self.ops.init(self)
+        total = sum(sum(b - a for a, b in t.ranges) for t in self.targets
+                    if t.regions.nr == 0)
+        for t in self.targets:
+            if t.regions.nr == 0:
+                if not t.ranges:
+                    raise InvalidConfig(f"target {t!r} has no address ranges")
+                # damon_apply_min_nr_regions(): no initial region above sum/min_nr_regions
+                share = max(1, round(self.attrs.min_nr_regions
+                                     * sum(b - a for a, b in t.ranges) / max(1, total)))
+                t.regions = even_regions(t.ranges, share, self.min_region)
+        self._sz_limit = self.region_sz_limit()
+        a = self.attrs
+        self.next_aggregation_sis = a.aggr_samples
+        self.next_ops_update_sis = max(1, a.ops_update_us // a.sample_us)
+        self.next_intervals_tune_sis = a.aggr_samples * a.intervals_goal.aggrs
+        for s in self.schemes:
+            s.reschedule(self)
+        self._aggr_start_us = self.clock.now_us()
+        self.started = True
+
+    def region_sz_limit(self) -> int:
+        """damon_region_sz_limit(): total monitored size / min_nr_regions, >= min_region."""
+        sz = sum(t.regions.total_size() for t in self.active_targets)
+        sz //= self.attrs.min_nr_regions
+        return max(sz, self.min_region)
+
+    def nr_regions(self) -> int:
+        return sum(t.regions.nr for t in self.active_targets)
+
+    def sample_begin(self) -> None:
+        """Pick sampling addresses, let the backend clear their accessed state."""
+        for t in self.active_targets:
+            r = t.regions
+            _regions.pick_sampling_addrs(r.start, r.end, r.sampling_addr, self.rng)
+        if "page_table" in self.primitives:
+            self.ops.prepare_access_checks(self)
+        self._sample_start_us = self.clock.now_us()
+
+    def sample_end(self) -> None:
+        """Everything kdamond_fn does after the sleep of one sample interval."""
+        self.passed_sample_intervals += 1
+        for t in self.targets:
+            if not t.obsolete and not self.ops.target_valid(t):
+                t.obsolete = True
+        targets = self.active_targets
+        if not targets:
+            self.stop()
+            return
+        checked = self.ops.check_accesses(self)
+        accessed = self._accessed_flags(checked)
+        a = self.attrs
+        mx = 0
+        for t, acc in zip(self.targets, accessed):
+            if t.obsolete:
+                continue
+            r = t.regions
+            mx = max(mx, _regions.update_accesses(r.nr_accesses, r.nr_accesses_bp,
+                                                  r.last_nr_accesses, acc, a.aggr_samples))
+        self._max_nr_accesses = mx
+        aggregating = self.passed_sample_intervals >= self.next_aggregation_sis
+        if aggregating:
+            self._merge(mx // 10)
+        if self.schemes:
+            from ..schemes.apply import apply_schemes
+            apply_schemes(self)
+        if aggregating:
+            self._aggregation_end()
+        if self.passed_sample_intervals >= self.next_ops_update_sis:
+            self.next_ops_update_sis += max(1, self.attrs.ops_update_us // self.attrs.sample_us)
+            self.ops.update(self)
+            self._sz_limit = self.region_sz_limit()
+
+    def _accessed_flags(self, checked):
+        """Per target uint8 arrays: accessed-bit checks OR'ed with kept access reports."""
+        out = []
+        for i, t in enumerate(self.targets):
+            if checked is not None and "page_table" in self.primitives and checked[i] is not None:
+                out.append(np.ascontiguousarray(checked[i], dtype=np.uint8).copy())
+            else:
+                out.append(np.zeros(t.regions.nr, dtype=np.uint8))
+            if len(out[-1]) != t.regions.nr:
+                raise RuntimeError(f"ops {self.ops.name!r} returned {len(out[-1])} access "
+                                   f"flags for {t.regions.nr} regions")
+        batch = self.reports.drain()
+        if "page_fault" in self.primitives and len(batch):
+            batch = batch.select(batch.time_us >= self._sample_start_us)
+            keep = filters_keep(self.sample_filters, batch).astype(np.uint8)
+            for t, acc in zip(self.targets, out):
+                if t.obsolete:
+                    continue
+                k = keep
+                if t.pid is not None:
+                    k = keep & ((batch.pid == -1) | (batch.pid == t.pid)).astype(np.uint8)
+                r = t.regions
+                _regions.mark_reported(r.start, r.end, batch.addr, batch.size, k, acc)
+        return out
+
+    def _merge(self, threshold: int) -> None:
+        """kdamond_merge_regions(): merge, doubling the threshold while over max_nr_regions."""
+        max_thres = self.attrs.aggr_samples
+        while True:
+            for t in self.active_targets:
+                r = t.regions
+                n = _regions.merge_regions(r.start, r.end, r.nr_accesses, r.nr_accesses_bp,
+                                           r.last_nr_accesses, r.age, threshold,
+                                           self._sz_limit)
+                r.truncate(n)
+            threshold = max(1, threshold * 2)
+            if not (self.nr_regions() > self.attrs.max_nr_regions
+                    and threshold // 2 < max_thres):
+                break
+
+    def _aggregation_end(self) -> None:
+        now = self.clock.now_us()
+        a = self.attrs
+        self.nr_aggregations += 1
+        snap = Snapshot(self._aggr_start_us, now, a.sample_us, a.aggr_us, a.aggr_samples,
+                        [TargetSnapshot(i, t.pid, t.regions.start.copy(), t.regions.end.copy(),
+                                        t.regions.nr_accesses.copy(), t.regions.age.copy())
+                         for i, t in enumerate(self.targets) if not t.obsolete])
+        for cb in self.callbacks:
+            if cb(self, snap):
+                self.stop()
+        self._aggr_start_us = now
+        next_aggr = self.next_aggregation_sis
+        if a.intervals_goal.enabled and self.passed_sample_intervals >= self.next_intervals_tune_sis:
+            self.next_intervals_tune_sis += a.aggr_samples * a.intervals_goal.aggrs
+            self.tune_intervals()
+        self.next_aggregation_sis = next_aggr + self.attrs.aggr_samples
+        for t in self.active_targets:
+            _regions.reset_aggregated(t.regions.nr_accesses, t.regions.last_nr_accesses)
+        self._split()
+
+    def intervals_score_bp(self) -> int:
+        """damon_get_intervals_score(): observed access events vs. the goal, in bp."""
+        a = self.attrs
+        events = 0
+        max_events = 0
+        for t in self.active_targets:
+            sz = t.regions.sizes()
+            events += int(np.dot(sz, t.regions.nr_accesses.astype(np.uint64)))
+            max_events += int(sz.sum()) * a.aggr_samples
+        target = max_events * a.intervals_goal.access_bp // 10000 or 1
+        return events * 10000 // target
+
+    def tune_intervals(self) -> None:
+        """kdamond_tune_intervals(): scale the sampling interval toward the access goal."""
+        a = self.attrs
+        g = a.intervals_goal
+        adaptation_bp = feed_loop_next_input(100_000_000, self.intervals_score_bp()) // 10000
+        if adaptation_bp <= 10000:
+            adaptation_bp = 5000 + adaptation_bp // 2
+        sample = min(g.max_sample_us, a.sample_us * adaptation_bp // 10000)
+        sample = max(g.min_sample_us, sample)
+        if sample != a.sample_us:
+            # keep the ratio; set_attrs reschedules from "now" like damon_set_attrs()
+            nas = self.next_aggregation_sis
+            self.set_attrs(a.with_sample_us(sample))
+            self.next_aggregation_sis = nas
+
+    def _split(self) -> None:
+        """kdamond_split_regions(): 2 pieces, or 3 when the count did not change."""
+        nr = self.nr_regions()
+        mx = self.attrs.max_nr_regions
+        if nr > mx // 2:
+            return
+        nr_subs = 3 if (self._last_nr_regions == nr and nr < mx // 3) else 2
+        for t in self.active_targets:
+            r = t.regions
+            r.replace(*_regions.split_regions(r.start, r.end, r.nr_accesses, r.nr_accesses_bp,
+                                              r.last_nr_accesses, r.age, nr_subs,
+                                              self.min_region, self.rng))
+        self._last_nr_regions = nr
+
+
+class Kdamond:
+    """Runs one or more contexts on one clock, each at its own sampling interval.
+
+    The user-space analogue of a kdamond thread: contexts are stepped in order of their
+    next sample deadline, so two contexts with different intervals interleave correctly on
+    a real or a simulated clock.
+    """
+
+    def __init__(self, contexts):
+        self.contexts = list(contexts)
+        if not self.contexts:
+            raise InvalidConfig("a kdamond needs at least one context")
+        self.clock = self.contexts[0].clock
+        for c in self.contexts:
+            if c.clock is not self.clock and not (isinstance(c.clock, RealClock)
+                                                  and isinstance(self.clock, RealClock)):
+                raise InvalidConfig("contexts of one kdamond must share one clock")
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for c in self.contexts:
+            c.stop()
+
+    def run(self, duration_us: int | None = None) -> None:
+        clock = self.clock
+        t0 = clock.now_us()
+        end = None if duration_us is None else t0 + int(duration_us)
+        deadlines = {}
+        try:
+            for c in self.contexts:
+                c.start()
+                c.sample_begin()
+                deadlines[id(c)] = clock.now_us() + c.attrs.sample_us
+            while not self._stop.is_set():
+                live = [c for c in self.contexts if not c.stopped.is_set()]
+                if not live:
+                    break
+                c = min(live, key=lambda x: deadlines[id(x)])
+                due = deadlines[id(c)]
+                if end is not None and due > end:
+                    break
+                wait = due - clock.now_us()
+                if wait > 0:
+                    if isinstance(clock, RealClock):
+                        if self._stop.wait(wait / 1e6):
+                            break
+                    else:
+                        clock.sleep_us(wait)
+                c.sample_end()
+                if c.stopped.is_set():
+                    continue
+                c.sample_begin()
+                deadlines[id(c)] = clock.now_us() + c.attrs.sample_us
+        finally:
+            for c in self.contexts:
+                c.ops.cleanup(c)

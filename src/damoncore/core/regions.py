@@ -1,0 +1,167 @@
+"""A target's regions as a struct of numpy arrays, and the invariant check tests use.
+
+The columns are what the Cython kernels in :mod:`damoncore._regions` operate on; this class
+only owns them and offers whole-array helpers.  Sizes and addresses are bytes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+ADDR = np.uint64
+COUNT = np.uint32
+
+COLUMNS = ("start", "end", "sampling_addr", "nr_accesses", "nr_accesses_bp",
+           "last_nr_accesses", "age")
+
+
+class Regions:
+    """Columns of one target's regions, sorted by ``start``, half-open ``[start, end)``.
+
+    ``nr_accesses``: samples of the current aggregation interval that found an access.
+    ``nr_accesses_bp``: pseudo moving sum of it in basis points (10000 per access).
+    ``last_nr_accesses``: ``nr_accesses`` of the previous aggregation interval.
+    ``age``: aggregation intervals the region's access frequency has stayed similar.
+    """
+
+    __slots__ = COLUMNS
+
+    def __init__(self, start=(), end=(), nr_accesses=None, nr_accesses_bp=None,
+                 last_nr_accesses=None, age=None):
+        self.start = np.ascontiguousarray(start, dtype=ADDR)
+        self.end = np.ascontiguousarray(end, dtype=ADDR)
+        n = len(self.start)
+        if len(self.end) != n:
+            raise ValueError("start and end differ in length")
+        self.sampling_addr = self.start.copy()
+
+        def col(v):
+            return np.zeros(n, COUNT) if v is None else np.ascontiguousarray(v, dtype=COUNT)
+
+        self.nr_accesses = col(nr_accesses)
+        self.nr_accesses_bp = col(nr_accesses_bp)
+        self.last_nr_accesses = col(last_nr_accesses)
+        self.age = col(age)
+
+    @property
+    def nr(self) -> int:
+        return len(self.start)
+
+    def __len__(self):
+        return len(self.start)
+
+    def sizes(self) -> np.ndarray:
+        return self.end - self.start
+
+    def total_size(self) -> int:
+        return int(self.sizes().sum())
+
+    def truncate(self, n: int) -> None:
+        for c in COLUMNS:
+            setattr(self, c, getattr(self, c)[:n])
+
+    def replace(self, start, end, nr_accesses, nr_accesses_bp, last_nr_accesses, age):
+        self.start, self.end = start, end
+        self.nr_accesses, self.nr_accesses_bp = nr_accesses, nr_accesses_bp
+        self.last_nr_accesses, self.age = last_nr_accesses, age
+        self.sampling_addr = start.copy()
+
+    def copy(self) -> "Regions":
+        r = Regions.__new__(Regions)
+        for c in COLUMNS:
+            setattr(r, c, getattr(self, c).copy())
+        return r
+
+    def split_at(self, idx: np.ndarray, addrs: np.ndarray) -> None:
+        """Split region ``idx[k]`` at ``addrs[k]`` (strictly inside); counters are copied."""
+        idx = np.asarray(idx, dtype=np.intp)
+        addrs = np.asarray(addrs, dtype=ADDR)
+        if len(idx) == 0:
+            return
+        if np.any((addrs <= self.start[idx]) | (addrs >= self.end[idx])):
+            raise ValueError("split address outside its region")
+        new_start = np.insert(self.start, idx + 1, addrs)
+        new_end = np.insert(self.end, idx, addrs)
+        cols = {c: np.insert(getattr(self, c), idx + 1, getattr(self, c)[idx])
+                for c in COLUMNS[2:]}
+        self.start, self.end = new_start, new_end
+        for c, v in cols.items():
+            setattr(self, c, v)
+
+    def check_invariants(self, ranges=None) -> None:
+        """Raise AssertionError unless sorted, non-empty, non-overlapping (and covering ranges)."""
+        s, e = self.start, self.end
+        assert np.all(s < e), "empty or inverted region"
+        assert np.all(e[:-1] <= s[1:]), "regions overlap or are unsorted"
+        if ranges is not None:
+            covered = _coalesce(s, e)
+            want = _coalesce(np.array([r[0] for r in ranges], ADDR),
+                             np.array([r[1] for r in ranges], ADDR))
+            assert covered == want, f"regions cover {covered}, ranges are {want}"
+
+    def to_dict(self) -> dict:
+        return {c: getattr(self, c).tolist() for c in COLUMNS}
+
+
+def _coalesce(s, e):
+    out = []
+    for a, b in zip(s.tolist(), e.tolist()):
+        if out and out[-1][1] == a:
+            out[-1][1] = b
+        else:
+            out.append([a, b])
+    return [tuple(x) for x in out]
+
+
+def even_regions(ranges, nr_pieces_total: int, min_region: int) -> Regions:
+    """Split ``ranges`` into about ``nr_pieces_total`` pieces overall, proportional to size.
+
+    Like damon_apply_min_nr_regions(): each range is cut into pieces no larger than
+    ``sum(sizes) / nr_pieces_total`` (aligned to ``min_region``, at least ``min_region``).
+    """
+    ranges = sorted((int(a), int(b)) for a, b in ranges)
+    for a, b in ranges:
+        if b <= a:
+            raise ValueError(f"empty or inverted range [{a:#x}, {b:#x})")
+    for (a0, b0), (a1, _) in zip(ranges, ranges[1:]):
+        if a1 < b0:
+            raise ValueError(f"overlapping ranges at {a1:#x}")
+    total = sum(b - a for a, b in ranges)
+    sz_piece = max(min_region, total // max(1, nr_pieces_total))
+    sz_piece -= sz_piece % min_region or 0
+    sz_piece = max(sz_piece, min_region)
+    starts, ends = [], []
+    for a, b in ranges:
+        n = max(1, -(-(b - a) // sz_piece))
+        # evenly sized pieces, aligned to min_region, the last takes the remainder
+        step = max(min_region, ((b - a) // n) // min_region * min_region)
+        cuts = a + np.arange(n, dtype=np.uint64) * np.uint64(step)
+        cuts = cuts[cuts < b]
+        starts.append(cuts)
+        ends.append(np.append(cuts[1:], np.uint64(b)))
+    return Regions(np.concatenate(starts), np.concatenate(ends))
+
+
+def three_regions_from_gaps(vmas, min_nr_regions: int, min_region: int) -> Regions:
+    """vaddr's initial regions: three ranges separated by the two largest gaps between VMAs.
+
+    ``vmas`` is a list of (start, end).  Mirrors __damon_va_three_regions() and
+    __damon_va_init_regions(): each of the three ranges is evenly split so that the total is
+    about ``min_nr_regions``.
+    """
+    return even_regions(three_ranges(vmas), min_nr_regions, min_region)
+
+
+def three_ranges(vmas):
+    """The three (start, end) ranges covering ``vmas`` minus its two largest gaps."""
+    vmas = sorted((int(a), int(b)) for a, b in vmas)
+    if not vmas:
+        raise ValueError("no memory mappings")
+    gaps = [(vmas[i + 1][0] - vmas[i][1], i) for i in range(len(vmas) - 1)
+            if vmas[i + 1][0] > vmas[i][1]]
+    if len(gaps) < 2:
+        return [(vmas[0][0], vmas[-1][1])]
+    top = sorted(sorted(gaps, reverse=True)[:2], key=lambda g: g[1])
+    (_, i1), (_, i2) = top
+    return [(vmas[0][0], vmas[i1][1]), (vmas[i1 + 1][0], vmas[i2][1]),
+            (vmas[i2 + 1][0], vmas[-1][1])]

@@ -1,0 +1,39 @@
+"""What the core hands to callbacks at every aggregation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class TargetSnapshot:
+    """One target's regions at an aggregation end (copies; safe to keep)."""
+
+    target_idx: int
+    pid: object
+    start: np.ndarray
+    end: np.ndarray
+    nr_accesses: np.ndarray
+    age: np.ndarray
+
+
+@dataclass
+class Snapshot:
+    """A context's monitoring result for one aggregation interval.
+
+    Times are the context clock's microseconds; ``sample_us``/``aggr_us`` are the intervals
+    in force (after auto-tuning); ``max_nr_accesses`` is ``aggr_us // sample_us``.
+    """
+
+    start_us: int
+    end_us: int
+    sample_us: int
+    aggr_us: int
+    max_nr_accesses: int
+    targets: list
+
+    def hot_bytes(self, min_nr_accesses: int) -> int:
+        return int(sum(((t.end - t.start)[t.nr_accesses >= min_nr_accesses]).sum()
+                       for t in self.targets))
