@@ -36,6 +36,7 @@ PERF_FLAG_PID_CGROUP = 1 << 2
 PERF_EVENT_IOC_ENABLE = 0x2400
 PERF_EVENT_IOC_DISABLE = 0x2401
 PERF_EVENT_IOC_SET_OUTPUT = 0x2405
+PERF_FORMAT_LOST = 1 << 4  # read() also returns the event's lost-sample count (Linux >= 6.0)
 CLOCK_MONOTONIC = 1
 ATTR_SIZE = 128  # PERF_ATTR_SIZE_VER7
 DEFAULT_SAMPLE_TYPE = (
@@ -46,7 +47,7 @@ _DISABLED, _INHERIT, _EXCLUDE_HV, _WATERMARK, _PRECISE_SHIFT, _USE_CLOCKID = 0, 
 
 
 def pack_attr(type_, config, sample_type, sample_period=1, inherit=False, wakeup_bytes=0,
-              precise_ip=0) -> bytes:  # fmt: skip
+              precise_ip=0, read_format=PERF_FORMAT_LOST) -> bytes:  # fmt: skip
     """``struct perf_event_attr`` (VER7, 128 bytes), created disabled, watermark wakeups."""
     flags = 1 << _DISABLED | 1 << _EXCLUDE_HV | 1 << _USE_CLOCKID | (precise_ip & 3) << _PRECISE_SHIFT
     if inherit:
@@ -55,7 +56,7 @@ def pack_attr(type_, config, sample_type, sample_period=1, inherit=False, wakeup
         flags |= 1 << _WATERMARK
     return struct.pack(
         "<IIQQQQQIIQQQQIiQIHHIIQ",
-        type_, ATTR_SIZE, config, sample_period, sample_type, 0, flags,
+        type_, ATTR_SIZE, config, sample_period, sample_type, read_format, flags,
         wakeup_bytes, 0, 0, 0, 0, 0, 0, CLOCK_MONOTONIC, 0, 0, 0, 0, 0, 0, 0,
     )  # fmt: skip
 
@@ -116,7 +117,9 @@ class PageFaultSampler:
         precise_ip: 0-3, for hardware memory-sampling events.
         raw_write_field: ``(offset, size)`` inside the raw payload whose bit 1 means "write".
     Attributes:
-        lost: samples the kernel dropped because a ring was full (PERF_RECORD_LOST), cumulative.
+        lost: samples the kernel dropped because a ring was full, cumulative.  PERF_RECORD_LOST
+            records arrive only once the ring has room again, so this also reads each event's
+            own counter (PERF_FORMAT_LOST) and reports the larger of the two.
         throttled: PERF_RECORD_THROTTLE records seen, cumulative.
         write_known: whether ``is_write`` carries information (False for the software event).
     """
@@ -138,7 +141,7 @@ class PageFaultSampler:
                                inherit=pid is not None, wakeup_bytes=wake, precise_ip=precise_ip)  # fmt: skip
         self._raw_write_field = raw_write_field
         self.write_known = raw_write_field is not None
-        self.lost = 0
+        self._lost_records = 0
         self.throttled = 0
         self._fds, self._rings, self._poll = [], [], None
         self._dtypes = {}
@@ -234,10 +237,20 @@ class PageFaultSampler:
             if not data:
                 continue
             parts, counts = pr.parse_records(data, self._dtype_for)
-            self.lost += counts["lost"]
+            self._lost_records += counts["lost"]
             self.throttled += counts["throttle"]
             chunks.extend(parts)
         return self._columns(chunks)
+
+    @property
+    def lost(self) -> int:
+        """Samples dropped so far (see the class docstring)."""
+        counted = 0
+        for fd in self._fds:
+            data = os.read(fd, 16)  # {u64 value; u64 lost} with read_format = PERF_FORMAT_LOST
+            if len(data) == 16:
+                counted += struct.unpack("<QQ", data)[1]
+        return max(counted, self._lost_records)
 
     def _dtype_for(self, size: int) -> np.dtype:
         dt = self._dtypes.get(size)
