@@ -18,7 +18,7 @@ from ..errors import InvalidConfig
 from ..ops.base import Operations, RealClock
 from .attrs import Attrs
 from .feedback import feed_loop_next_input
-from .regions import even_regions
+from .regions import even_regions, shares_by_size
 from .reports import ReportBuffer, SampleFilter, filters_keep
 from .snapshot import Snapshot, TargetSnapshot
 from .target import Target
@@ -160,16 +160,15 @@ class Context:
         if not self.targets:
             raise InvalidConfig("a context needs at least one target")
         self.ops.init(self)
-        total = sum(sum(b - a for a, b in t.ranges) for t in self.targets
-                    if t.regions.nr == 0)
-        for t in self.targets:
-            if t.regions.nr == 0:
-                if not t.ranges:
-                    raise InvalidConfig(f"target {t!r} has no address ranges")
-                # damon_apply_min_nr_regions(): no initial region above sum/min_nr_regions
-                share = max(1, round(self.attrs.min_nr_regions
-                                     * sum(b - a for a, b in t.ranges) / max(1, total)))
-                t.regions = even_regions(t.ranges, share, self.min_region)
+        fresh = [t for t in self.targets if t.regions.nr == 0]
+        for t in fresh:
+            if not t.ranges:
+                raise InvalidConfig(f"target {t!r} has no address ranges")
+        if fresh:
+            # damon_apply_min_nr_regions(): min_nr_regions pieces over all fresh targets
+            sizes = [sum(b - a for a, b in t.ranges) for t in fresh]
+            for t, n in zip(fresh, shares_by_size(sizes, self.attrs.min_nr_regions)):
+                t.regions = even_regions(t.ranges, n, self.min_region)
         self._sz_limit = self.region_sz_limit()
         a = self.attrs
         self.next_aggregation_sis = a.aggr_samples

@@ -113,11 +113,26 @@ def _coalesce(s, e):
     return [tuple(x) for x in out]
 
 
-def even_regions(ranges, nr_pieces_total: int, min_region: int) -> Regions:
-    """Split ``ranges`` into about ``nr_pieces_total`` pieces overall, proportional to size.
+def shares_by_size(sizes, want: int):
+    """Split ``want`` pieces over items proportionally to ``sizes``: at least one each,
+    largest remainders first."""
+    total = sum(sizes)
+    want = max(want, len(sizes))
+    exact = [want * sz / total for sz in sizes]
+    shares = [max(1, int(x)) for x in exact]
+    for i in sorted(range(len(sizes)), key=lambda i: shares[i] - exact[i]):
+        if sum(shares) >= want:
+            break
+        shares[i] += 1
+    return shares
 
-    Like damon_apply_min_nr_regions(): each range is cut into pieces no larger than
-    ``sum(sizes) / nr_pieces_total`` (aligned to ``min_region``, at least ``min_region``).
+
+def even_regions(ranges, nr_pieces_total: int, min_region: int) -> Regions:
+    """Split ``ranges`` into ``nr_pieces_total`` pieces overall, shared by size.
+
+    Like damon_apply_min_nr_regions() / damon_va_evenly_split_region(): each range gets a
+    share of the pieces proportional to its size (at least one, largest remainders first),
+    and is cut into equal pieces aligned to ``min_region``, the last taking the remainder.
     """
     ranges = sorted((int(a), int(b)) for a, b in ranges)
     for a, b in ranges:
@@ -126,17 +141,11 @@ def even_regions(ranges, nr_pieces_total: int, min_region: int) -> Regions:
     for (a0, b0), (a1, _) in zip(ranges, ranges[1:]):
         if a1 < b0:
             raise ValueError(f"overlapping ranges at {a1:#x}")
-    total = sum(b - a for a, b in ranges)
-    sz_piece = max(min_region, total // max(1, nr_pieces_total))
-    sz_piece -= sz_piece % min_region or 0
-    sz_piece = max(sz_piece, min_region)
     starts, ends = [], []
-    for a, b in ranges:
-        n = max(1, -(-(b - a) // sz_piece))
-        # evenly sized pieces, aligned to min_region, the last takes the remainder
-        step = max(min_region, ((b - a) // n) // min_region * min_region)
+    for (a, b), n in zip(ranges, shares_by_size([b - a for a, b in ranges], nr_pieces_total)):
+        n = max(1, min(n, (b - a) // min_region))
+        step = max(min_region, (b - a) // n // min_region * min_region)
         cuts = a + np.arange(n, dtype=np.uint64) * np.uint64(step)
-        cuts = cuts[cuts < b]
         starts.append(cuts)
         ends.append(np.append(cuts[1:], np.uint64(b)))
     return Regions(np.concatenate(starts), np.concatenate(ends))

@@ -59,12 +59,16 @@ class ApplyResult:
     tried).  ``sz_ops_filter_passed``: bytes that passed the backend's (ops) filters.
     ``migrated``: {(src_nid, dst_nid): bytes} actually moved, for promote/demote accounting.
     ``nr_failed``: {reason: pages} for pages the kernel (or simulation) refused to act on.
+    ``region_sz_applied``: optional per-range bytes applied (same order as the ``starts``
+    passed in), so the per-region ``nr_applied`` counter is exact; when left None, every
+    range counts as applied if ``sz_applied`` > 0.
     """
 
     sz_applied: int = 0
     sz_ops_filter_passed: int = 0
     migrated: dict = field(default_factory=dict)
     nr_failed: dict = field(default_factory=dict)
+    region_sz_applied: object = None
 
     def add(self, other: "ApplyResult") -> None:
         self.sz_applied += other.sz_applied

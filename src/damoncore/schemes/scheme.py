@@ -250,6 +250,7 @@ class QuotaState:
     total_charged_ns: int = 0
     min_score: int = 0
     window_started: bool = False
+    paused: bool = False
 
 
 class Scheme:

@@ -1,0 +1,172 @@
+"""Applying schemes to regions (kdamond_apply_schemes() and damos_apply_scheme()).
+
+Per scheme whose apply interval came: check watermarks, roll the quota window, then for each
+target select, in address order, the regions that match the access pattern and score at or
+above the quota's ``min_score``, resume after where the last window stopped, charge them
+against the effective quota (splitting the region that crosses the boundary), drop those the
+core filters reject, and hand the rest to the ops backend in one batch per target.
+
+Unlike the kernel, which walks region by region and scheme by scheme, this batches one scheme
+over one target at a time; when two schemes match the same region in the same sample, the
+first scheme's quota split is visible to the second, as in the kernel, but the order of
+their ops calls differs.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .filters import core_filters_pass
+from .metrics import metric_value
+from .quota import adjust_quota, pattern_mask, scores_for
+
+
+def apply_schemes(ctx) -> None:
+    due = [s for s in ctx.schemes if ctx.passed_sample_intervals >= s.next_apply_sis]
+    if not due:
+        return
+    for s in due:
+        update_watermarks(ctx, s)
+        if s.active:
+            adjust_quota(ctx, s)
+            if not s.quota_state.paused:
+                for ti, t in enumerate(ctx.targets):
+                    if not t.obsolete:
+                        apply_to_target(ctx, s, ti, t)
+        s.reschedule(ctx)
+
+
+def update_watermarks(ctx, s) -> None:
+    """damos_wmark_wait_us(): (de)activate the scheme by the watermark metric."""
+    w = s.watermarks
+    if w.metric == "none":
+        s.active = True
+        return
+    now = ctx.clock.now_us()
+    if now < s.next_watermark_check_us:
+        return
+    s.next_watermark_check_us = now + w.interval_us
+    m = metric_value(ctx, w.metric)
+    if m > w.high or m < w.low:
+        s.active = False
+    elif w.mid <= m <= w.high and not s.active:
+        pass
+    else:
+        s.active = True
+
+
+def _split_at_addrs(regions, addrs, min_region) -> None:
+    """Split regions at each address in ``addrs`` that falls strictly inside one."""
+    addrs = np.unique(np.asarray(addrs, dtype=np.uint64))
+    if regions.nr == 0 or len(addrs) == 0:
+        return
+    idx = np.searchsorted(regions.start, addrs, side="right") - 1
+    ok = idx >= 0
+    idx, addrs = idx[ok], addrs[ok]
+    inside = (addrs > regions.start[idx]) & (addrs < regions.end[idx])
+    if inside.any():
+        regions.split_at(idx[inside], addrs[inside])
+
+
+def apply_to_target(ctx, s, ti, t) -> None:
+    st, r = s.quota_state, t.regions
+    minr = ctx.min_region
+    limited = s.quota.limited and st.esz != 0
+    # resume point of the previous window (damos_skip_charged_region())
+    skip_below = 0
+    if st.charge_target_from is not None:
+        if ti < st.charge_target_from:
+            return
+        if ti == st.charge_target_from:
+            skip_below = st.charge_addr_from
+            if skip_below and r.nr and int(r.end[-1]) <= skip_below:
+                st.charge_target_from, st.charge_addr_from = None, 0
+                return
+            _split_at_addrs(r, [skip_below - skip_below % minr], minr)
+            st.charge_target_from, st.charge_addr_from = None, 0
+    if limited and st.charged_sz >= st.esz:
+        return
+    # exact per-region addr filter decisions need region boundaries at the filter edges
+    addr_edges = [v for f in s.core_filters if f.filter_type == "addr" for v in f.address_range]
+    if addr_edges:
+        _split_at_addrs(r, addr_edges, minr)
+    match = pattern_mask(ctx, s, r)
+    if skip_below:
+        match &= r.start >= np.uint64(skip_below - skip_below % minr)
+    if limited:
+        match &= scores_for(ctx, s, r) >= st.min_score
+    idx = np.flatnonzero(match)
+    if len(idx) == 0:
+        return
+    sizes = (r.end[idx] - r.start[idx]).astype(np.uint64)
+    passed = core_filters_pass(s.core_filters, ti, r.start[idx], r.end[idx], bool(s.ops_filters))
+    nr_zero_tried = 0
+    if limited:
+        # charge only regions the core filters pass; damos_apply_scheme() order
+        room = st.esz - st.charged_sz
+        charged = np.where(passed, sizes, 0).astype(np.uint64)
+        cum = np.cumsum(charged, dtype=np.uint64)
+        over = np.flatnonzero(cum > np.uint64(room))
+        if len(over):
+            k = int(over[0])
+            before = int(cum[k - 1]) if k else 0
+            part = (room - before) // minr * minr
+            # a window left with less than min_region: the kernel tries every later
+            # candidate with size 0 (stat only); an exactly used-up window skips them
+            if before < room and part < room - before:
+                nr_zero_tried = int(passed[k + 1:].sum()) + (0 if part else 1)
+            if part:
+                ridx = int(idx[k])
+                r.split_at([ridx], [int(r.start[ridx]) + part])
+                idx = idx[:k + 1].copy()
+                idx[k] = ridx
+                # indices after ridx shifted by one; only those up to k are kept
+                sizes = np.append(sizes[:k], np.uint64(part))
+                passed = passed[:k + 1]
+            else:
+                idx, sizes, passed = idx[:k], sizes[:k], passed[:k]
+    idx, sizes = idx[passed], sizes[passed]
+    if len(idx) == 0 and not nr_zero_tried:
+        return
+    starts, ends = r.start[idx].copy(), r.end[idx].copy()
+    t0 = time.perf_counter_ns()
+    res = ctx.ops.apply_scheme(ctx, t, s, starts, ends) if len(idx) else None
+    dt = time.perf_counter_ns() - t0
+    total = int(sizes.sum())
+    if limited:
+        st.total_charged_ns += dt
+        st.charged_sz += total
+        if st.charged_sz >= st.esz:
+            st.charge_target_from, st.charge_addr_from = ti, int(ends[-1])
+    if s.action != "stat" and len(idx):
+        r.age[idx] = 0
+    _update_stats(s, len(idx) + nr_zero_tried, total, res)
+
+
+def _update_stats(s, nr_tried, sz_tried, res) -> None:
+    """damos_update_stat(), plus the migration accounting."""
+    st = s.stats
+    st.nr_tried += nr_tried
+    st.sz_tried += sz_tried
+    if res is None:
+        return
+    st.sz_applied += res.sz_applied
+    if res.region_sz_applied is not None:
+        st.nr_applied += int(np.count_nonzero(res.region_sz_applied))
+    elif res.sz_applied:
+        st.nr_applied += nr_tried
+    st.sz_ops_filter_passed += res.sz_ops_filter_passed
+    for (src, dst), sz in res.migrated.items():
+        if src == dst:
+            continue
+        st.migrated[(src, dst)] = st.migrated.get((src, dst), 0) + sz
+        st.sz_migrated += sz
+        st.nr_migrated_pages += sz // 4096
+        if s.action == "migrate_hot":
+            st.sz_promoted += sz
+        elif s.action == "migrate_cold":
+            st.sz_demoted += sz
+    for k, v in res.nr_failed.items():
+        st.nr_failed[k] = st.nr_failed.get(k, 0) + v

@@ -1,0 +1,140 @@
+"""Invariants of the monitoring loop, checked at every aggregation on random workloads."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from damoncore import Attrs, Context, InvalidConfig, IntervalsGoal, Target
+from damoncore import _regions
+from fakes import HotRangeOps
+
+PAGE = 4096
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32), min_nr=st.integers(3, 30), extra=st.integers(0, 300),
+       nr_ranges=st.integers(1, 3), p_cold=st.sampled_from([0.0, 0.05, 0.5]),
+       aggr_samples=st.integers(2, 30))
+def test_regions_sorted_covering_bounded(seed, min_nr, extra, nr_ranges, p_cold, aggr_samples):
+    g = np.random.default_rng(seed)
+    max_nr = min_nr + extra
+    nr_ranges = min(nr_ranges, min_nr)
+    base, ranges = PAGE * 16, []
+    for _ in range(nr_ranges):
+        sz = int(g.integers(64, 4096)) * PAGE
+        ranges.append((base, base + sz))
+        base += sz + int(g.integers(1, 100)) * PAGE
+    hs = ranges[0][0] + (ranges[0][1] - ranges[0][0]) // 4
+    ops = HotRangeOps(hot=[(hs, hs + (ranges[0][1] - ranges[0][0]) // 8)], p_cold=p_cold, seed=seed)
+    ctx = Context(ops, [Target(ranges=ranges)],
+                  Attrs(sample_us=1000, aggr_us=1000 * aggr_samples, ops_update_us=10**6,
+                        min_nr_regions=min_nr, max_nr_regions=max_nr), seed=seed)
+    seen = []
+
+    def check(c, snap):
+        t = c.targets[0]
+        r = t.regions
+        r.check_invariants(ranges)
+        assert min_nr <= r.nr <= max_nr, (r.nr, min_nr, max_nr)
+        s = snap.targets[0]
+        assert np.all(s.nr_accesses <= aggr_samples)
+        seen.append(r.nr)
+
+    ctx.add_callback(check)
+    ctx.run(30 * aggr_samples * 1000)
+    assert len(seen) >= 29
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_moving_sum_tracks_nr_accesses(seed):
+    """Between aggregations nr_accesses_bp stays within rounding of the moving sum; at the
+    aggregation end (after merge) it is exactly nr_accesses * 10000."""
+    g = np.random.default_rng(seed)
+    n, w = 200, 20
+    nr = np.zeros(n, np.uint32)
+    bp = np.zeros(n, np.uint32)
+    last = g.integers(0, w + 1, n).astype(np.uint32)
+    bp[:] = last * 10000
+    for _ in range(w):
+        acc = (g.random(n) < 0.5).astype(np.uint8)
+        _regions.update_accesses(nr, bp, last, acc, w)
+    assert np.all(np.abs(bp.astype(np.int64) - nr.astype(np.int64) * 10000) <= w)
+
+
+def test_snapshot_bp_equals_nr_after_merge():
+    ops = HotRangeOps(hot=[(1 << 20, 2 << 20)], p_cold=0.1)
+    ctx = Context(ops, [Target(ranges=[(0, 64 << 20)])],
+                  Attrs(sample_us=1000, aggr_us=7000), seed=3)
+
+    def check(c, snap):
+        r = c.targets[0].regions
+        assert np.array_equal(r.nr_accesses_bp, r.nr_accesses * 10000)
+
+    ctx.add_callback(check)
+    ctx.run(200_000)
+
+
+def test_hot_range_found():
+    hot = (256 << 20, 320 << 20)
+    ops = HotRangeOps(hot=[hot], p_hot=0.95, p_cold=0.0, seed=1)
+    ctx = Context(ops, [Target(ranges=[(0, 1 << 30)])], Attrs(), seed=1)
+    snaps = []
+    ctx.add_callback(lambda c, s: snaps.append(s))
+    ctx.run(3_000_000)
+    s = snaps[-1].targets[0]
+    hot_mask = s.nr_accesses >= 10
+    got = [(a, b) for a, b in zip(s.start[hot_mask].tolist(), s.end[hot_mask].tolist())]
+    covered = sum(max(0, min(b, hot[1]) - max(a, hot[0])) for a, b in got)
+    extra = sum(b - a for a, b in got) - covered
+    assert covered >= 0.9 * (hot[1] - hot[0])
+    assert extra <= 0.05 * ((1 << 30) - (hot[1] - hot[0]))
+
+
+@pytest.mark.parametrize("kw, word", [
+    (dict(min_nr_regions=2), "min_nr_regions"),
+    (dict(min_nr_regions=20, max_nr_regions=10), "min_nr_regions"),
+    (dict(sample_us=200, aggr_us=100), "sample_us"),
+    (dict(sample_us=0), "sample_us"),
+    (dict(intervals_goal=IntervalsGoal(400, 3, 10_000, 5_000)), "min_sample_us"),
+    (dict(intervals_goal=IntervalsGoal(0, 3, 1000, 5_000)), "access_bp"),
+])
+def test_attrs_validation(kw, word):
+    with pytest.raises(InvalidConfig, match=word):
+        Attrs(**kw)
+
+
+def test_stop_from_another_thread():
+    import threading
+    from damoncore.ops.base import Operations
+
+    ctx = Context(Operations(), [Target(ranges=[(0, 1 << 24)])],
+                  Attrs(sample_us=1000, aggr_us=10000))
+    threading.Timer(0.3, ctx.stop).start()
+    import time
+    t0 = time.monotonic()
+    ctx.run()      # real clock, no duration: only stop() ends it
+    assert 0.25 < time.monotonic() - t0 < 5
+
+
+def test_target_exit_ends_monitoring():
+    from damoncore.ops.base import Operations
+
+    class Dies(Operations):
+        def __init__(self):
+            self.calls = 0
+            from fakes import VirtualClock
+            self.clock = VirtualClock()
+            self.cleaned = False
+
+        def target_valid(self, t):
+            self.calls += 1
+            return self.calls < 50
+
+        def cleanup(self, ctx):
+            self.cleaned = True
+
+    ops = Dies()
+    ctx = Context(ops, [Target(pid=1234, ranges=[(0, 1 << 24)])])
+    ctx.run(10**9)
+    assert ctx.targets[0].obsolete and ops.cleaned
+    assert ops.clock.t < 10**6
