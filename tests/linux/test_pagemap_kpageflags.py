@@ -36,6 +36,12 @@ def test_anon_present_and_anon_match_smaps(make_child, touched):
         flags = kf.read(pfns(ent)[pres])
     assert kpf.has(flags, kpf.ANON).sum() * PAGE == sm["Anonymous"]
     assert not kpf.has(flags, kpf.THP).any()  # NOHUGEPAGE mapping
+    # Bridging gaps must not change the answer (LRU state is live: compare stable bits only).
+    stable = np.uint64((1 << kpf.ANON) | (1 << kpf.MMAP) | (1 << kpf.COMPOUND_HEAD))
+    with KPageFlags() as kf:
+        p = pfns(ent)[pres][::-1]
+        for gap in (0, 3, 1 << 20):
+            assert (kf.read(p, max_gap=gap) & stable == flags[::-1] & stable).all()
 
 
 @requires_root

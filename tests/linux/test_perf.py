@@ -142,9 +142,8 @@ def test_full_ring_counts_lost_samples():
     with PageFaultSampler(pid=p.pid, ring_pages=2) as s:
         threads, got = go_and_collect(p, s)  # nothing is read while the child faults
         page = os.sysconf("SC_PAGE_SIZE")
-        seen = sum(
-            int(((got["addr"] >= b) & (got["addr"] < b + N * page)).sum()) for _, b in threads.values()
-        )
+        addr = got["addr"]
+        seen = sum(int(((addr >= b) & (addr < b + N * page)).sum()) for _, b in threads.values())
         assert seen < 2 * N // 4  # two 8 KiB rings hold ~340 samples
         assert s.lost > 0
         # Lost + seen covers the buffer faults (plus the interpreter's own faults).

@@ -37,7 +37,8 @@ def build_seed_sysfs(root, with_blocks=True):
         total_kb = len(blocks) * BLOCK // 1024
         _write(
             os.path.join(nd, "meminfo"),
-            f"Node {nid} MemTotal:       {total_kb} kB\nNode {nid} MemFree:        {total_kb // 2} kB\n"
+            f"Node {nid} MemTotal:       {total_kb} kB\n"
+            f"Node {nid} MemFree:        {total_kb // 2} kB\n"
             f"Node {nid} HugePages_Total:     0\n",
         )
         # HMAT: CXL is ~3x the latency and ~1/3 the bandwidth of DRAM; best initiator is the

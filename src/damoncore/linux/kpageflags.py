@@ -76,14 +76,35 @@ class KPageFlags:
         out[: len(buf) // 8] = np.frombuffer(buf, dtype=np.uint64)
         return out
 
-    def read(self, pfns) -> np.ndarray:
-        """Flags (uint64) for each PFN in ``pfns`` (any order, duplicates allowed)."""
+    def read(self, pfns, max_gap: int = 8) -> np.ndarray:
+        """Flags (uint64) for each PFN in ``pfns`` (any order, duplicates allowed).
+
+        PFNs at most ``max_gap`` frames apart share one pread.  The kernel spends ~150 ns per frame
+        it reports (measured here) against ~1 us per syscall, so only small gaps are bridged.
+        """
         p = np.asarray(pfns, dtype=np.uint64)
         uniq, inverse = np.unique(p, return_inverse=True)
-        starts, lengths = contiguous_runs(uniq)
-        parts = [self.read_range(int(s), int(n)) for s, n in zip(starts, lengths)]
-        flat = np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
-        return flat[inverse]
+        if uniq.size == 0:
+            return np.zeros(p.shape, dtype=np.uint64)
+        breaks = np.flatnonzero(np.diff(uniq) > np.uint64(max_gap)) + 1
+        los = np.concatenate([[0], breaks])
+        firsts = uniq[los]
+        lasts = uniq[np.concatenate([breaks, [uniq.size]]) - 1]
+        lengths = (lasts - firsts + np.uint64(1)).astype(np.int64)
+        # The loop only issues preads; all index arithmetic is vectorized around it.
+        bufs = []
+        fd = self._fd
+        try:
+            for first, n in zip(firsts.tolist(), lengths.tolist()):
+                b = os.pread(fd, n * 8, first * 8)
+                bufs.append(b if len(b) == n * 8 else b.ljust(n * 8, b"\0"))  # past end: 0
+        except OSError as err:
+            raise SyscallError(err.errno, "pread", None, "kpageflags") from err
+        flat = np.frombuffer(b"".join(bufs), dtype=np.uint64)
+        run_of = np.repeat(np.arange(los.size), np.diff(np.concatenate([los, [uniq.size]])))
+        run_base = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        idx = run_base[run_of] + (uniq - firsts[run_of]).astype(np.int64)
+        return flat[idx][inverse]
 
     def close(self):
         if self._fd >= 0:

@@ -114,12 +114,14 @@ def move_pages(
     a = _as_addrs(addrs)
     if np.ndim(nodes) == 0:
         dst = np.full(a.shape[0], int(nodes), dtype=np.int32)
+        wanted = [int(nodes)]
     else:
         dst = np.ascontiguousarray(nodes, dtype=np.int32)
         if dst.shape != a.shape:
             raise ValueError("nodes must be a scalar or have one entry per address")
+        wanted = np.unique(dst).tolist()
     usable = set(memory_nodes(sysfs_root))
-    for nid in np.unique(dst).tolist():
+    for nid in wanted:
         if nid not in usable:
             raise NodeUnavailable(nid, f"usable nodes: {sorted(usable)}")
     status = np.empty(a.shape[0], dtype=np.int32)

@@ -49,7 +49,8 @@ _DISABLED, _INHERIT, _EXCLUDE_HV, _WATERMARK, _PRECISE_SHIFT, _USE_CLOCKID = 0, 
 def pack_attr(type_, config, sample_type, sample_period=1, inherit=False, wakeup_bytes=0,
               precise_ip=0, read_format=PERF_FORMAT_LOST) -> bytes:  # fmt: skip
     """``struct perf_event_attr`` (VER7, 128 bytes), created disabled, watermark wakeups."""
-    flags = 1 << _DISABLED | 1 << _EXCLUDE_HV | 1 << _USE_CLOCKID | (precise_ip & 3) << _PRECISE_SHIFT
+    flags = 1 << _DISABLED | 1 << _EXCLUDE_HV | 1 << _USE_CLOCKID
+    flags |= (precise_ip & 3) << _PRECISE_SHIFT
     if inherit:
         flags |= 1 << _INHERIT
     if wakeup_bytes:
@@ -137,8 +138,10 @@ class PageFaultSampler:
         self.ring_pages = ring_pages
         page = os.sysconf("SC_PAGE_SIZE")
         wake = wakeup_bytes if wakeup_bytes is not None else ring_pages * page // 4
-        self._attr = pack_attr(type, config, sample_type, sample_period,
-                               inherit=pid is not None, wakeup_bytes=wake, precise_ip=precise_ip)  # fmt: skip
+        self._attr = pack_attr(
+            type, config, sample_type, sample_period,
+            inherit=pid is not None, wakeup_bytes=wake, precise_ip=precise_ip,
+        )  # fmt: skip
         self._raw_write_field = raw_write_field
         self.write_known = raw_write_field is not None
         self._lost_records = 0

@@ -76,7 +76,8 @@ def sample_dtype(sample_type: int, raw_fields=(), record_size: int | None = None
     """
     if sample_type & ~_SUPPORTED:
         raise ValueError(f"unsupported sample_type bits {sample_type & ~_SUPPORTED:#x}")
-    if sample_type & SAMPLE_RAW and sample_type & (SAMPLE_WEIGHT | SAMPLE_DATA_SRC | SAMPLE_PHYS_ADDR):
+    after_raw = SAMPLE_WEIGHT | SAMPLE_DATA_SRC | SAMPLE_PHYS_ADDR
+    if sample_type & SAMPLE_RAW and sample_type & after_raw:
         raise ValueError("fields after SAMPLE_RAW are not supported together with it")
     names, formats, offsets = [], [], []
     pos = 0
