@@ -1,0 +1,1 @@
+"""damo-compatible command line: one module per subcommand."""

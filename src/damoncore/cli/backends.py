@@ -1,0 +1,105 @@
+"""Choosing an ops backend for ``start`` and resolving ``--numa_node`` for it.
+
+The simulated machine shares one virtual clock, so all its contexts run in one
+:class:`Kdamond`; real backends get one thread per kdamond.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+from ..errors import FeatureMissing, InvalidConfig
+from .damo_args import NodeResolver
+
+BACKENDS = ("sim", "paddr", "vaddr", "perf")
+PRESETS = {"seed": "seed_machine", "tiering": "tiering_machine", "demo": "demo"}
+
+
+def sim_machine(preset: str):
+    try:
+        presets = importlib.import_module("damoncore.sim.presets")
+    except ImportError as e:
+        raise FeatureMissing("damoncore.sim.presets", "the simulator is not installed") from e
+    made = getattr(presets, PRESETS[preset])()
+    return made[0] if isinstance(made, tuple) else made
+
+
+def add_root_args(p):
+    p.add_argument("--sysfs_root", default="/sys", metavar="<dir>",
+                   help="where to read NUMA nodes and memory blocks from")
+    p.add_argument("--procfs_root", default="/proc", metavar="<dir>",
+                   help="procfs root (zoneinfo fallback)")
+
+
+class SimResolver(NodeResolver):
+    def __init__(self, machine):
+        self.machine = machine
+
+    def node_ranges(self, nid):
+        if not 0 <= nid < len(self.machine.nodes):
+            raise InvalidConfig(f"--numa_node {nid}: the simulated machine has nodes "
+                                f"0-{len(self.machine.nodes) - 1}")
+        return [self.machine.node_range(nid)]
+
+    def default_paddr(self):
+        return [(0, self.machine.total_bytes)]
+
+
+class RealResolver(NodeResolver):
+    def __init__(self, sysfs_root="/sys", procfs_root="/proc"):
+        from ..numa import Topology
+        self.topo = Topology.read(sysfs_root, procfs_root)
+
+    def node_ranges(self, nid):
+        ranges = self.topo.phys_ranges.get(nid)
+        if nid not in self.topo.nodes or not ranges:
+            raise InvalidConfig(f"--numa_node {nid}: no such memory node (online: "
+                                f"{','.join(map(str, self.topo.nodes))})")
+        return list(ranges)
+
+    def default_paddr(self):
+        all_ranges = [r for n in self.topo.nodes for r in self.topo.phys_ranges.get(n, [])]
+        if not all_ranges:
+            return []
+        return [max(all_ranges, key=lambda r: r[1] - r[0])]
+
+
+def real_usable(name: str) -> bool:
+    """A real backend is usable when its module exists and we are root."""
+    try:
+        importlib.import_module(f"damoncore.ops.{name}")
+    except ImportError:
+        return False
+    return os.geteuid() == 0
+
+
+def pick_backend(requested: str | None, kdamonds_space: str) -> str:
+    if requested:
+        return requested
+    return kdamonds_space if real_usable(kdamonds_space) else "sim"
+
+
+def ops_factory(backend: str, machine=None):
+    """``ctx_dict -> Operations`` for the chosen backend."""
+    if backend == "sim":
+        try:
+            from ..ops.sim import SimOps
+        except ImportError as e:
+            raise FeatureMissing("damoncore.ops.sim", "the simulated backend is missing") \
+                from e
+
+        def make(c):
+            space = "vaddr" if c.get("ops") in ("vaddr", "fvaddr") else "paddr"
+            pids = [t.get("pid") for t in c.get("targets", []) if t.get("pid") is not None]
+            return SimOps(machine, space=space, pid=pids[0] if pids else None)
+        return make
+    try:
+        mod = importlib.import_module(f"damoncore.ops.{backend}")
+    except ImportError as e:
+        raise FeatureMissing(f"damoncore.ops.{backend}", "this backend is not available") from e
+    cls = next((getattr(mod, n) for n in dir(mod)
+                if n.lower() == f"{backend}ops" and isinstance(getattr(mod, n), type)), None)
+    if cls is None:
+        raise FeatureMissing(f"damoncore.ops.{backend}.{backend.capitalize()}Ops")
+    return lambda c: cls()

@@ -1,0 +1,113 @@
+"""``start``: monitor (and apply schemes) as the damo options say, until --duration or a
+signal; optionally record; serve status on a private Unix socket."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+
+from .. import kdamonds as kd
+from ..core.context import Kdamond
+from ..records import RecordWriter
+from . import backends
+from .damo_args import kdamonds_from_args
+from .damo_options import set_damon_params_argparser
+from .status_server import StatusServer, status_of
+
+
+def set_argparser(p, record_default=None):
+    set_damon_params_argparser(p)
+    p.add_argument("--backend", choices=backends.BACKENDS,
+                   help="ops backend (default: the real one if usable, else sim)")
+    p.add_argument("--sim_preset", choices=sorted(backends.PRESETS), default="seed",
+                   help="simulated machine and workload (sim backend)")
+    p.add_argument("--duration", metavar="<time>",
+                   help="stop after this long (e.g. 10s); default: until SIGINT/SIGTERM")
+    p.add_argument("--record", metavar="<file>", default=record_default,
+                   help="also record the monitoring results to this file")
+    p.add_argument("--output_type", choices=["json_compressed", "json"],
+                   default="json_compressed", help="record file format")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument("--progress_interval", metavar="<time>", default="3s",
+                   help="wall time between progress lines")
+    p.add_argument("--no_status_socket", action="store_true",
+                   help="do not open the status socket")
+    backends.add_root_args(p)
+    p.description = "Start DAMON-style monitoring and DAMOS in user space"
+
+
+def _progress_line(kdamonds) -> str:
+    parts = []
+    for i, ctxs in enumerate(kdamonds):
+        for j, c in enumerate(ctxs):
+            s = (f"kd{i}/ctx{j}: {c.nr_regions()} regions, sample "
+                 f"{kd.fmt_time_us(c.attrs.sample_us)}")
+            for k, sc in enumerate(c.schemes):
+                s += (f"; s{k} {sc.action} applied {kd.fmt_sz(sc.stats.sz_applied)} "
+                      f"(esz {kd.fmt_sz(sc.quota_state.esz)})")
+            parts.append(s)
+    return " | ".join(parts)
+
+
+def run(args, out=sys.stderr) -> list:
+    """Build, run and tear down; returns the kdamonds (lists of contexts)."""
+    space = (args.ops or ["vaddr" if args.target_pid else "paddr"])[0]
+    backend = backends.pick_backend(args.backend, space)
+    machine = backends.sim_machine(args.sim_preset) if backend == "sim" else None
+    resolver = backends.SimResolver(machine) if machine else backends.RealResolver(
+        args.sysfs_root, args.procfs_root)
+    d = kdamonds_from_args(args, resolver)
+    kdamonds = kd.build_contexts(d, backends.ops_factory(backend, machine))
+    duration = kd.parse_time_us(args.duration, f"--duration {args.duration!r}") \
+        if args.duration else None
+    writer = RecordWriter(args.record, args.output_type) if args.record else None
+    every = kd.parse_time_us(args.progress_interval, "--progress_interval") / 1e6
+    last = [time.monotonic()]
+
+    def progress(ctx, snap):
+        if not args.quiet and time.monotonic() - last[0] >= every:
+            last[0] = time.monotonic()
+            print(_progress_line(kdamonds), file=out, flush=True)
+
+    for i, ctxs in enumerate(kdamonds):
+        for j, c in enumerate(ctxs):
+            if writer:
+                c.add_callback(writer.callback(i, j))
+            c.add_callback(progress)
+    runners = [Kdamond([c for ctxs in kdamonds for c in ctxs])] if backend == "sim" \
+        else [Kdamond(ctxs) for ctxs in kdamonds if ctxs]
+    server = None if args.no_status_socket else StatusServer(lambda: status_of(kdamonds))
+    if server and not args.quiet:
+        print(f"status socket: {server.path}", file=out, flush=True)
+
+    def stop(signum, frame):
+        for r in runners:
+            r.stop()
+    old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        if len(runners) == 1:
+            runners[0].run(duration)
+        else:
+            threads = [threading.Thread(target=r.run, args=(duration,), daemon=True)
+                       for r in runners]
+            for t in threads:
+                t.start()
+            while any(t.is_alive() for t in threads):
+                for t in threads:
+                    t.join(0.2)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        if server:
+            server.close()
+        if writer:
+            writer.close()
+    if not args.quiet:
+        print(_progress_line(kdamonds), file=out, flush=True)
+    return kdamonds
+
+
+def main(args):
+    run(args)
