@@ -75,8 +75,8 @@ class RateMap:
         return self.b[1:]
 
     def piece(self, keys) -> np.ndarray:
-        """Index of the piece holding each key."""
-        return np.searchsorted(self.b, u64(keys), side="right") - 1
+        """Index of the piece holding each key (``KEY_END`` falls in the last piece)."""
+        return np.minimum(np.searchsorted(self.b, u64(keys), side="right") - 1, len(self.b) - 2)
 
     def scan_hits(self, keys, t0_us: int, t1_us: int, page_size: int) -> np.ndarray:
         """Keys whose page a scan pointer passed during ``[t0_us, t1_us)``."""
