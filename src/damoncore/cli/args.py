@@ -28,7 +28,7 @@ def set_argparser(p):
 
 def render(args) -> str:
     if args.backend == "sim":
-        resolver = backends.SimResolver(backends.sim_machine(args.sim_preset))
+        resolver = backends.SimResolver(backends.sim_machine(args.sim_preset)[0])
     else:
         resolver = backends.RealResolver(args.sysfs_root, args.procfs_root)
     d = kdamonds_from_args(args, resolver)

@@ -16,13 +16,32 @@ BACKENDS = ("sim", "paddr", "vaddr", "perf")
 PRESETS = {"seed": "seed_machine", "tiering": "tiering_machine", "demo": "demo"}
 
 
+GiB = 1 << 30
+
+
 def sim_machine(preset: str):
+    """(machine, default pid) of a ``--sim_preset``.
+
+    ``demo`` is the README's scenario; ``seed`` (the talk's 4-node topology) and
+    ``tiering`` (DRAM + CXL) run one 3 GiB process on node 0 whose 256 MiB hot range
+    moves every 10 s, so that there is something to monitor.
+    """
     try:
         presets = importlib.import_module("damoncore.sim.presets")
+        from ..sim.workloads import Workload
     except ImportError as e:
         raise FeatureMissing("damoncore.sim.presets", "the simulator is not installed") from e
-    made = getattr(presets, PRESETS[preset])()
-    return made[0] if isinstance(made, tuple) else made
+    if preset == "demo":
+        m, info = presets.demo()
+        return m, info["pid"]
+    if preset == "seed":
+        m = presets.seed_machine(2 * GiB, 4 * GiB)
+    else:
+        m = presets.tiering_machine(2 * GiB, 8 * GiB)
+    pid = 4242
+    moves = [(i * 10_000_000, off) for i, off in enumerate((2 * GiB, 1 * GiB, 0) * 20)]
+    m.add_workload(Workload.moving_hot(3 * GiB, GiB // 4, moves, pid=pid, node=0))
+    return m, pid
 
 
 def add_root_args(p):
@@ -80,7 +99,7 @@ def pick_backend(requested: str | None, kdamonds_space: str) -> str:
     return kdamonds_space if real_usable(kdamonds_space) else "sim"
 
 
-def ops_factory(backend: str, machine=None):
+def ops_factory(backend: str, machine=None, default_pid=None):
     """``ctx_dict -> Operations`` for the chosen backend."""
     if backend == "sim":
         try:
@@ -92,7 +111,7 @@ def ops_factory(backend: str, machine=None):
         def make(c):
             space = "vaddr" if c.get("ops") in ("vaddr", "fvaddr") else "paddr"
             pids = [t.get("pid") for t in c.get("targets", []) if t.get("pid") is not None]
-            return SimOps(machine, space=space, pid=pids[0] if pids else None)
+            return SimOps(machine, space=space, pid=pids[0] if pids else default_pid)
         return make
     try:
         mod = importlib.import_module(f"damoncore.ops.{backend}")

@@ -55,11 +55,11 @@ def run(args, out=sys.stderr) -> list:
     """Build, run and tear down; returns the kdamonds (lists of contexts)."""
     space = (args.ops or ["vaddr" if args.target_pid else "paddr"])[0]
     backend = backends.pick_backend(args.backend, space)
-    machine = backends.sim_machine(args.sim_preset) if backend == "sim" else None
+    machine, pid = backends.sim_machine(args.sim_preset) if backend == "sim" else (None, None)
     resolver = backends.SimResolver(machine) if machine else backends.RealResolver(
         args.sysfs_root, args.procfs_root)
     d = kdamonds_from_args(args, resolver)
-    kdamonds = kd.build_contexts(d, backends.ops_factory(backend, machine))
+    kdamonds = kd.build_contexts(d, backends.ops_factory(backend, machine, pid))
     duration = kd.parse_time_us(args.duration, f"--duration {args.duration!r}") \
         if args.duration else None
     writer = RecordWriter(args.record, args.output_type) if args.record else None
