@@ -127,7 +127,8 @@ def fmt_nr(n, raw=False):
     return f"{int(n):,}"
 
 
-def fmt_sz(n, raw=False):
+def fmt_sz(n, raw=False, exact=True):
+    """damo's format_sz; ``exact`` prints bytes where 3 decimals would round (for JSON)."""
     if raw:
         return int(n)
     if n == U64_MAX:
@@ -136,7 +137,7 @@ def fmt_sz(n, raw=False):
                         (10, "KiB")):
         if n > 1 << shift:
             s = f"{n / (1 << shift):.3f} {name}"
-            return s if parse_bytes(s) == n else f"{n} B"
+            return s if not exact or parse_bytes(s) == n else f"{n} B"
     return f"{n} B"
 
 
@@ -158,13 +159,13 @@ def _fmt_ns(ns: int) -> str:
     return f"{ns} ns"
 
 
-def fmt_time_us(us, raw=False):
+def fmt_time_us(us, raw=False, exact=True):
     if raw:
         return int(us)
     if us >= U64_MAX:
         return "max"
     s = _fmt_ns(us * 1000)
-    return s if parse_time_us(s) == us else f"{us} us"
+    return s if not exact or parse_time_us(s) == us else f"{us} us"
 
 
 def _fmt_exact(value, unit_ns, raw):

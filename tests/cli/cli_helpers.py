@@ -45,3 +45,22 @@ def run_cli(*argv, env=None, timeout=60):
     e.update(env or {})
     return subprocess.run([sys.executable, "-m", "damoncore.cli.main", *argv],
                           capture_output=True, text=True, env=e, timeout=timeout)
+
+
+def make_snapshots(n=30):
+    """A deterministic 3-target-region record: a hot band that moves up over time."""
+    import numpy as np
+
+    from damoncore.core.snapshot import Snapshot, TargetSnapshot
+    MiB = 1 << 20
+    snaps = []
+    for i in range(n):
+        start = np.arange(0, 64 * MiB, 8 * MiB, dtype=np.uint64)
+        end = start + np.uint64(8 * MiB)
+        hot = (i // 10) % 8
+        nr = np.array([20 if j == hot else (2 if j == hot + 1 else 0) for j in range(8)],
+                      np.uint32)
+        age = np.array([i % 10 if j in (hot, hot + 1) else i for j in range(8)], np.uint32)
+        snaps.append(Snapshot(i * 100_000, (i + 1) * 100_000, 5_000, 100_000, 20,
+                              [TargetSnapshot(0, 4242, start, end, nr, age)]))
+    return snaps

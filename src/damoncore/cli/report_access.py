@@ -4,7 +4,17 @@
 from __future__ import annotations
 
 from .. import records as rec
-from ..kdamonds import fmt_ratio, fmt_sz, fmt_time_us
+from ..kdamonds import fmt_ratio
+from ..kdamonds import fmt_sz as _fmt_sz
+from ..kdamonds import fmt_time_us as _fmt_time_us
+
+
+def fmt_sz(n, raw=False):
+    return _fmt_sz(n, raw, exact=False)
+
+
+def fmt_time_us(us, raw=False):
+    return _fmt_time_us(us, raw, exact=False)
 
 
 def region_lines(snap, raw=False, sort_by="address"):

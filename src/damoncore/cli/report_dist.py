@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from ..kdamonds import fmt_sz
+from ..kdamonds import fmt_sz as _fmt_sz
+
+
+def fmt_sz(n, raw=False):
+    return _fmt_sz(n, raw, exact=False)
 
 
 def percentile(values, pct):

@@ -11,7 +11,16 @@ import numpy as np
 
 from .. import records as rec
 from ..errors import FeatureMissing
-from ..kdamonds import fmt_sz, fmt_time_us
+from ..kdamonds import fmt_sz as _fmt_sz
+from ..kdamonds import fmt_time_us as _fmt_time_us
+
+
+def fmt_sz(n, raw=False):
+    return _fmt_sz(n, raw, exact=False)
+
+
+def fmt_time_us(us, raw=False):
+    return _fmt_time_us(us, raw, exact=False)
 
 
 def heat_grid(record, time_resol=40, addr_resol=80, addr_range=None, time_range=None):

@@ -7,8 +7,17 @@ import json
 import os
 
 from ..errors import DamonError
-from ..kdamonds import fmt_sz, fmt_time_us
+from ..kdamonds import fmt_sz as _fmt_sz
+from ..kdamonds import fmt_time_us as _fmt_time_us
 from .status_server import query, socket_dir
+
+
+def fmt_sz(n, raw=False):
+    return _fmt_sz(n, raw, exact=False)
+
+
+def fmt_time_us(us, raw=False):
+    return _fmt_time_us(us, raw, exact=False)
 
 
 def set_argparser(p):
