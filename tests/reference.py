@@ -163,3 +163,23 @@ def feed_loop_next_input(last_input, score):
     if score > goal:
         return max(last_input - last_input * (score - goal) // goal, min_input)
     return min(M64, last_input + last_input * (goal - score) // goal)
+
+
+def effective_quota(esz_bp, goals_scores, sz, ms, total_charged_sz, total_charged_ns,
+                    page_size=4096):
+    """damos_set_effective_quota() restated: returns (esz, esz_bp).
+
+    goals_scores: list of current*10000//target per goal (empty when no goals).
+    """
+    if not ms and not goals_scores:
+        return sz, esz_bp
+    esz = M64
+    if goals_scores:
+        esz_bp = feed_loop_next_input(max(esz_bp, 10000), max(goals_scores))
+        esz = esz_bp // 10000
+    if ms:
+        tp = (total_charged_sz * 1_000_000 // total_charged_ns) if total_charged_ns else page_size * 1024
+        esz = min(tp * ms, esz)
+    if sz and sz < esz:
+        esz = sz
+    return esz, esz_bp

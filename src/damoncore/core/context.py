@@ -66,8 +66,7 @@ class Context:
         for s in schemes:
             self.add_scheme(s)
         self.clock = getattr(ops, "clock", None) or RealClock()
-        self.rng = np.array([np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(1)],
-                            dtype=np.uint64)
+        self.rng = np.array([(int(seed) * 0x9E3779B97F4A7C15 + 1) % (1 << 64)], dtype=np.uint64)
         self.reports = ReportBuffer()
         self.callbacks = []
         self.passed_sample_intervals = 0
