@@ -59,9 +59,11 @@ def _machine(caps=(64, 64, 32)):
     nodes = [SimNode(i, c * PAGE, i == 0) for i, c in enumerate(caps)]
     lat = [[10 + 10 * abs(i - j) for j in range(len(caps))] for i in range(len(caps))]
     m = SimMachine(nodes, lat)
-    procs = [Process(1, (Mapping(0x10000, 0x10000 + 40 * PAGE),
+    # pid 1's first mapping spills from node 0 into node 1: physically contiguous across
+    # the node boundary, which must still be two extents
+    procs = [Process(1, (Mapping(0x10000, 0x10000 + 80 * PAGE),
                          Mapping(0x100000, 0x100000 + 30 * PAGE, node=1)), node=0),
-             Process(2, (Mapping(0x10000, 0x10000 + 50 * PAGE),), node=2)]
+             Process(2, (Mapping(0x10000, 0x10000 + 20 * PAGE),), node=2)]
     m.add_workload(Workload(procs, []))
     return m
 
@@ -72,7 +74,11 @@ def _check_invariants(m):
     x = m.extents
     assert np.all(x.kstart < x.kend) and np.all(x.kend[:-1] <= x.kstart[1:])
     mapped = sum(int(b - a) for a, b in zip(x.kstart, x.kend))
-    assert mapped == (40 + 30 + 50) * PAGE
+    assert mapped == (80 + 30 + 20) * PAGE
+    present = x.pstart != SWAPPED
+    first = m.node_of(x.pstart[present])
+    last = m.node_of(x.pstart[present] + (x.kend - x.kstart)[present] - np.uint64(1))
+    assert np.array_equal(first, last), "an extent spans two nodes"
     ps, pe, _ = x.phys_view()
     assert np.all(pe[:-1] <= ps[1:]), "a frame is mapped twice"
     for n in m.nodes:

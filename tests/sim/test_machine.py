@@ -154,3 +154,14 @@ def test_demo_scenario_shape():
     assert m.alive(info["pid"]) and info["hot"][1][0] == 10_000_000
     hot0 = m.extents.lookup(key_of(m.pidx(info["pid"]), [info["hot"][0][1]]))
     assert m.node_of(hot0)[0] == info["demote_nid"]        # starts on CXL: worth promoting
+
+
+def test_zipf_buckets_keep_the_mean_rate_and_decrease():
+    from damoncore.sim import Stream
+    size = 1 << 30
+    s = Stream(Accessor("c", 0), 1, BASE, BASE + size, 50.0, "zipf", zipf_s=1.0)
+    a, b, r = (np.asarray(x, float) for x in s.pieces(PAGE))
+    assert a[0] == BASE and b[-1] == BASE + size and np.all(a[1:] == b[:-1])
+    assert np.all(np.diff(r) < 0)
+    assert ((b - a) / PAGE * r).sum() / (size / PAGE) == pytest.approx(50.0, rel=1e-9)
+    assert r[0] / r[-1] > 1e4          # the head page is far hotter than the tail

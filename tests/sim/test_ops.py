@@ -24,10 +24,9 @@ def _overlap(s, e, lo, hi):
                    - np.maximum(s, np.uint64(lo)).astype(np.int64), 0, None)
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_accuracy_moving_hot_range(seed):
-    """4 GiB, 256 MiB hot range moving once: from the 5th aggregation of each phase the
-    hot-reported regions cover >= 90% of the hot range and <= 5% of the cold space."""
+def _accuracy_rows(seed):
+    """(aggregations since phase start, hot coverage, cold share) of every aggregation of a
+    4 GiB target whose 256 MiB hot range (HOT_RATE; cold 0.1/s/page) moves once."""
     size, hot = 4 * GiB, 256 * MiB
     moves = [(0, 512 * MiB), (PHASE_US, 3 * GiB + 128 * MiB)]
     m = tiering_machine(8 * GiB, 8 * GiB, seed=seed)
@@ -42,16 +41,35 @@ def test_accuracy_moving_hot_range(seed):
         is_hot = t.nr_accesses >= snap.max_nr_accesses // 2
         ov = _overlap(t.start, t.end, lo, lo + hot)[is_hot].sum()
         cold = (t.end - t.start).astype(np.int64)[is_hot].sum() - ov
-        n_in_phase = (snap.end_us - moves[ph][0]) // ATTRS.aggr_us
-        rows.append((n_in_phase, ov / hot, cold / (size - hot)))
+        rows.append(((snap.end_us - moves[ph][0]) // ATTRS.aggr_us, ov / hot,
+                     cold / (size - hot)))
 
     ctx.add_callback(cb)
     ctx.run(2 * PHASE_US)
-    checked = [r for r in rows if r[0] >= 5]
+    return np.array(rows)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_accuracy_moving_hot_range(seed):
+    """The issue's criterion, every aggregation from the 5th of each phase: hot-reported
+    regions cover >= 90% of the hot range and <= 5% of the cold space.  Holds for these
+    seeds; over seeds 1..20 it holds for 13 (see test_accuracy_over_seeds)."""
+    r = _accuracy_rows(seed)
+    checked = r[r[:, 0] >= 5]
     assert len(checked) >= 2 * (PHASE_US // ATTRS.aggr_us - 5)
-    worst_cov = min(r[1] for r in checked)
-    worst_cold = max(r[2] for r in checked)
-    assert worst_cov >= 0.90 and worst_cold <= 0.05, (worst_cov, worst_cold)
+    assert checked[:, 1].min() >= 0.90 and checked[:, 2].max() <= 0.05, checked[:, 1:].min(0)
+
+
+@pytest.mark.slow
+def test_accuracy_over_seeds():
+    """Over 20 seeds: the cold bound always holds; the hot bound holds in >= 99% of the
+    checked aggregations (misses are 100 MiB-scale regions straddling a hot-range edge at
+    aggregation 5-7, the adaptive regions' resolution), and always from the 8th on."""
+    r = np.concatenate([_accuracy_rows(s) for s in range(1, 21)])
+    r = r[r[:, 0] >= 5]
+    assert r[:, 2].max() <= 0.05
+    assert ((r[:, 1] >= 0.90) & (r[:, 2] <= 0.05)).mean() >= 0.99
+    assert r[r[:, 0] >= 8, 1].min() >= 0.90
 
 
 def test_process_exit_ends_context_run_cleanly():
@@ -204,3 +222,28 @@ def test_pageout_then_willneed_and_metrics():
     assert r.sz_applied == 128 * MiB and m.node_used(0) == 256 * MiB
     with pytest.raises(InvalidConfig, match="no metric"):
         ops.metric("some_mem_psi_us")
+
+
+def test_demo_with_the_schemes_engine_promotes_the_moving_hot_range():
+    from damoncore.schemes.scheme import AccessPattern
+    from damoncore.sim.presets import demo
+
+    def run(schemes):
+        m, info = demo(seed=1)
+        ctx = Context(SimOps(m, pid=info["pid"]), [Target(pid=info["pid"])], ATTRS,
+                      schemes=schemes, seed=1)
+        on_dram = []
+        for ph in (0, 1):
+            ctx.run((ph + 1) * PHASE_US - m.now_us)
+            _, lo, hi = info["hot"][ph]
+            ks = key_of(m.pidx(info["pid"]), np.arange(lo, hi, 64 * PAGE, dtype=np.uint64))
+            on_dram.append((m.node_of(m.extents.lookup(ks)) == 0).mean())
+        assert m.node_used(0) + m.node_used(1) == 4 * GiB
+        return on_dram, m.stats()["accessors"]["cpu0"]
+
+    base_dram, base = run([])
+    dram, st = run([Scheme(AccessPattern(min_nr_accesses=10), "migrate_hot", target_nid=0),
+                    Scheme(AccessPattern(max_nr_accesses=0, min_age=10), "migrate_cold",
+                           target_nid=1)])
+    assert base_dram[0] == 0.0 and min(dram) >= 0.95
+    assert st["cost"] / st["accesses"] < 0.9 * base["cost"] / base["accesses"]

@@ -89,6 +89,10 @@ class SimOps(Operations):
         self._active_window_us = self.active_aggrs * ctx.attrs.aggr_us
         self._checked_us[id(ctx)] = m.now_us
 
+    def update(self, ctx) -> None:
+        """Nothing to refresh: simulated mappings never change while a process lives (an
+        exit is reported through :meth:`target_valid`)."""
+
     def prepare_access_checks(self, ctx) -> None:
         self._prepared_us[id(ctx)] = self.machine.now_us
 

@@ -112,11 +112,13 @@ def zip_ranges(src_s, src_e, dst_s, dst_e):
 class ExtentTable:
     """Key ranges ``[kstart, kend)`` mapped to physical ``pstart`` (or :data:`SWAPPED`).
 
-    Sorted by ``kstart``, non-overlapping, coalesced.  ``version`` changes on every edit so
-    callers can cache derived data.
+    Sorted by ``kstart``, non-overlapping, coalesced, and never across a physical
+    ``barrier`` (node boundaries), so each extent's frames belong to one node.
+    ``version`` changes on every edit so callers can cache derived data.
     """
 
-    def __init__(self):
+    def __init__(self, barriers=()):
+        self.barriers = u64(barriers)
         self.kstart = np.zeros(0, U64)
         self.kend = np.zeros(0, U64)
         self.pstart = np.zeros(0, U64)
@@ -133,7 +135,8 @@ class ExtentTable:
             ln = ke - ks
             sw = ps == SWAPPED
             join = (ks[1:] == ke[:-1]) & ((sw[1:] & sw[:-1])
-                                          | (~sw[1:] & ~sw[:-1] & (ps[1:] == ps[:-1] + ln[:-1])))
+                                          | (~sw[1:] & ~sw[:-1] & (ps[1:] == ps[:-1] + ln[:-1])
+                                             & ~np.isin(ps[1:], self.barriers)))
             head = np.concatenate([[True], ~join])
             first = np.flatnonzero(head)
             last = np.append(first[1:], len(ks)) - 1

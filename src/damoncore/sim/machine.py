@@ -111,7 +111,7 @@ class SimMachine:
         caps = np.array([x.capacity_bytes for x in self.nodes], dtype=U64)
         self.bases = np.concatenate([[0], np.cumsum(caps)[:-1]]).astype(U64)
         self.free = [FreeList(int(b), int(b + c)) for b, c in zip(self.bases, caps)]
-        self.extents = ExtentTable()
+        self.extents = ExtentTable(self.bases)
         self.clock = SimClock(self)
         self.now_us = 0
         self._procs = {}
@@ -254,7 +254,7 @@ class SimMachine:
             exits = [p.exit_abs for p in self._procs.values()
                      if p.alive and p.exit_abs is not None and p.exit_abs > self.now_us]
             nxt = min([t_us] + exits + [t for t in self._epoch_t if t > self.now_us])
-            self.account(nxt - self.now_us)
+            self.acct.commit(nxt - self.now_us)
             self.now_us = nxt
             for p in self._procs.values():
                 if p.alive and p.exit_abs is not None and p.exit_abs <= self.now_us:

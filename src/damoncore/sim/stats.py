@@ -73,11 +73,17 @@ class Accounting:
     def account(self, dt_us: int, commit: bool = True) -> dict:
         na, cost = self.rates()
         dt = dt_us / 1e6
-        if commit and len(cost):
-            self.node_acc += na * dt
-            self.cost += cost * dt
+        if commit:
+            self.commit(dt_us)
         return {a.name: (float(na[i].sum() * dt), float(cost[i] * dt))
                 for i, a in enumerate(self._m.accessors)}
+
+    def commit(self, dt_us: int) -> None:
+        """Add ``dt_us`` of the current access rates to the cumulative counters."""
+        na, cost = self.rates()
+        if len(cost):
+            self.node_acc += na * (dt_us / 1e6)
+            self.cost += cost * (dt_us / 1e6)
 
     def record_move(self, res) -> None:
         for k, v in res.moved.items():
