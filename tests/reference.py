@@ -176,6 +176,8 @@ def effective_quota(esz_bp, goals_scores, sz, ms, total_charged_sz, total_charge
     esz = M64
     if goals_scores:
         esz_bp = feed_loop_next_input(max(esz_bp, 10000), max(goals_scores))
+        if sz:
+            esz_bp = min(esz_bp, sz * 10000)    # damoncore's anti-windup cap (documented)
         esz = esz_bp // 10000
     if ms:
         tp = (total_charged_sz * 1_000_000 // total_charged_ns) if total_charged_ns else page_size * 1024

@@ -106,10 +106,15 @@ class Context:
         self._attrs = attrs
         if self.started:
             self.next_aggregation_sis = self.passed_sample_intervals + attrs.aggr_samples
-            self.next_ops_update_sis = (self.passed_sample_intervals
-                                        + max(1, attrs.ops_update_us // attrs.sample_us))
+            # Keep the wall-clock due time of ops updates and scheme applications.  The
+            # kernel restarts their countdown here (damos_set_next_apply_sis()), so with
+            # intervals auto-tuning every few aggregations a 1 s apply interval can be
+            # postponed forever; rescaling the remaining samples avoids that starvation.
+            p = self.passed_sample_intervals
+            rescale = lambda due: p + max(1, (due - p) * old.sample_us // attrs.sample_us)
+            self.next_ops_update_sis = rescale(self.next_ops_update_sis)
             for s in self.schemes:
-                s.reschedule(self)
+                s.next_apply_sis = rescale(s.next_apply_sis)
 
     def add_scheme(self, scheme) -> None:
         """Install a scheme; refused if the backend cannot do its action."""

@@ -245,6 +245,8 @@ class SimOps(Operations):
         """Goal metric from the simulated machine: node used/free in basis points of the
         node's capacity; active/inactive share of present pages in basis points."""
         m = self.machine
+        if name == "node_mem_total_bytes":
+            return m.nodes[nid].capacity_bytes
         if name in ("node_mem_used_bp", "node_mem_free_bp"):
             if nid is None or not 0 <= nid < len(m.nodes):
                 raise InvalidConfig(f"metric {name} needs a node id of the simulated machine, "

@@ -60,6 +60,8 @@ class HostMetrics:
         return total
 
     def metric(self, name, nid=None, memcg_path=None):
+        if name == "node_mem_total_bytes":
+            return self.node_mem(nid)[0]
         if name in ("node_mem_used_bp", "node_mem_free_bp"):
             total, free = self.node_mem(nid)
             used = total - free

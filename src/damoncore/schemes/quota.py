@@ -27,6 +27,21 @@ def quota_score(ctx, scheme) -> int:
     return best
 
 
+DISTANCE_METRICS = ("node_mem_used_bp", "node_mem_free_bp")
+
+
+def bytes_to_goal(ctx, goal) -> int:
+    """Bytes still to move into (used goal) or out of (free goal) the node; 0 when met.
+
+    Uses the goal's ``current_value`` as just refreshed by :func:`quota_score`.
+    """
+    missing_bp = goal.target_value - goal.current_value
+    if missing_bp <= 0:
+        return 0
+    total = metric_value(ctx, "node_mem_total_bytes", goal.nid)
+    return missing_bp * total // 10000
+
+
 def set_effective_quota(ctx, scheme) -> None:
     """damos_set_effective_quota(): the size this window may charge (0 = unlimited)."""
     q, st = scheme.quota, scheme.quota_state
@@ -38,7 +53,12 @@ def set_effective_quota(ctx, scheme) -> None:
     st.paused = False
     if q.goals:
         score = quota_score(ctx, scheme)
-        if q.goal_tuner == "temporal":
+        if q.goal_tuner == "distance" and all(g.metric in DISTANCE_METRICS for g in q.goals):
+            st.esz_bp = 0
+            esz = min(bytes_to_goal(ctx, g) for g in q.goals)
+            if esz == 0:
+                st.paused = True
+        elif q.goal_tuner == "temporal":
             # goal met: do nothing this window; else run at the size quota (or unlimited)
             if score >= 10000:
                 st.paused = True
@@ -48,6 +68,9 @@ def set_effective_quota(ctx, scheme) -> None:
             esz = st.esz_bp // 10000 if st.esz_bp != ULONG_MAX else ULONG_MAX
         else:
             st.esz_bp = feed_loop_next_input(max(st.esz_bp, 10000), score)
+            if q.sz_bytes:
+                # anti-windup: beyond the hard limit the loop state only delays recovery
+                st.esz_bp = min(st.esz_bp, q.sz_bytes * 10000)
             esz = st.esz_bp // 10000
     if q.time_ms:
         if st.total_charged_ns:
@@ -95,9 +118,14 @@ def adjust_quota(ctx, scheme) -> None:
     now = ctx.clock.now_us()
     if not st.window_started:
         st.window_started = True
+        if q.esz_start == "sz" and q.sz_bytes:
+            st.esz_bp = q.sz_bytes * 10000
         st.charged_from_us = now
         set_effective_quota(ctx, scheme)
-    elif now >= st.charged_from_us + q.reset_interval_ms * 1000:
+    # the apply that lands within half a sample of the window end rolls it: apply times
+    # are counted in samples, so an exact comparison skips every other window when the
+    # apply and reset intervals are equal
+    elif now + ctx.attrs.sample_us // 2 >= st.charged_from_us + q.reset_interval_ms * 1000:
         if st.esz and st.charged_sz >= st.esz:
             s.stats.qt_exceeds += 1
         st.total_charged_sz += st.charged_sz

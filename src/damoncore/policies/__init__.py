@@ -1,0 +1,1 @@
+"""Policies built only on the public API: TPP tiering, holistic per-accessor placement."""
