@@ -7,10 +7,11 @@ import sys
 
 from ..errors import DamonError, InvalidConfig
 from . import args as args_cmd
-from . import record, report, start, status
+from . import demo, record, report, start, status
 from .damo_options import ArgumentParser
 
-SUBCMDS = {"start": (start, "start monitoring (and DAMOS)"),
+SUBCMDS = {"demo": (demo, "run the embedded demo: monitoring + TPP on simulated memory"),
+           "start": (start, "start monitoring (and DAMOS)"),
            "record": (record, "monitor and record the results"),
            "args": (args_cmd, "generate the kdamonds JSON for damo options"),
            "report": (report, "report recorded monitoring results"),
