@@ -1,0 +1,315 @@
+"""Helpers shared by the real backends (paddr, vaddr, perf): region re-fitting, scattered
+pagemap reads, present-page scans, page ops filters from /proc/kpageflags, page runs.
+
+Addresses and sizes are bytes; PFNs are page frame numbers.  Every function works on whole
+numpy arrays; the only Python loops issue one syscall per contiguous cluster of pages.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import select
+import struct
+
+import numpy as np
+
+from ..core.regions import ADDR, COLUMNS, Regions
+from ..errors import FeatureMissing, InvalidConfig, TargetGone
+from ..linux import kpageflags as kpf
+from ..linux.madvise import pidfd_open
+from ..schemes.filters import filters_pass
+
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+U64 = np.uint64
+
+
+# --- regions ---------------------------------------------------------------------------------
+def _aligned_ranges(ranges, min_region):
+    """Sorted ranges, start aligned down and end up to ``min_region``, overlaps merged."""
+    out = []
+    for a, b in sorted((int(a), int(b)) for a, b in ranges):
+        a, b = a - a % min_region, -(-b // min_region) * min_region
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return (np.array([r[0] for r in out], ADDR), np.array([r[1] for r in out], ADDR))
+
+
+def fit_regions(regions: Regions, ranges, min_region: int) -> Regions:
+    """damon_set_regions(): fit ``regions`` to new ``ranges`` (list of (start, end) bytes).
+
+    Regions intersecting no range are dropped; per range, the first intersecting region is
+    stretched or cut to start at the range's start and the last to end at its end, holes
+    between the kept regions of a range are filled with fresh regions, and a range no region
+    intersects becomes one fresh region.  A region spanning two ranges belongs to the first
+    (and is cut at its end).  Fresh regions have zero counters; kept ones keep theirs.
+    """
+    rs, re_ = _aligned_ranges(ranges, min_region)
+    s, e = regions.start, regions.end
+    # first range whose end lies after the region's start; intersecting if it starts before end
+    j = np.searchsorted(re_, s, side="right")
+    keep = j < len(rs)
+    keep[keep] = rs[j[keep]] < e[keep]
+    kidx = np.flatnonzero(keep)
+    j = j[kidx]
+    cols = {c: getattr(regions, c)[kidx].copy() for c in COLUMNS}
+    ks, ke = cols["start"], cols["end"]
+    if len(kidx):
+        first = np.r_[True, j[1:] != j[:-1]]
+        last = np.r_[j[1:] != j[:-1], True]
+        ks[first] = rs[j[first]]
+        ke[last] = re_[j[last]]
+    # holes between consecutive kept regions of one range
+    same = (j[1:] == j[:-1]) & (ke[:-1] < ks[1:]) if len(kidx) > 1 else np.zeros(0, bool)
+    hs, he = ke[:-1][same], ks[1:][same]
+    # ranges with no region
+    empty = np.ones(len(rs), bool)
+    empty[j] = False
+    ns = np.concatenate([ks, hs, rs[empty]])
+    ne = np.concatenate([ke, he, re_[empty]])
+    nfresh = len(ns) - len(ks)
+    order = np.argsort(ns, kind="stable")
+    out = Regions(ns[order], ne[order])
+    for c in COLUMNS[3:]:
+        v = getattr(regions, c)
+        setattr(out, c, np.concatenate([cols[c], np.zeros(nfresh, v.dtype)])[order])
+    return out
+
+
+# --- processes -------------------------------------------------------------------------------
+def read_maps(pid: int, procfs_root: str = "/proc") -> list:
+    """(start, end) byte ranges of the VMAs of ``pid``; [vsyscall] is not a VMA of the mm."""
+    try:
+        with open(os.path.join(procfs_root, str(pid), "maps")) as f:
+            text = f.read()
+    except (FileNotFoundError, ProcessLookupError) as err:
+        raise TargetGone(pid) from err
+    out = []
+    for line in text.splitlines():
+        if line.endswith("[vsyscall]"):
+            continue
+        a, _, b = line.split(" ", 1)[0].partition("-")
+        out.append((int(a, 16), int(b, 16)))
+    if not out:
+        raise TargetGone(pid)        # a zombie has no mm
+    return out
+
+
+class ProcessWatch:
+    """Tells whether a process is still running (not exited or zombie) through a pidfd."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.fd = pidfd_open(pid)        # TargetGone if it does not exist
+        self._poll = select.poll()
+        self._poll.register(self.fd, select.POLLIN)
+
+    def alive(self) -> bool:
+        return self.fd >= 0 and not self._poll.poll(0)
+
+    def close(self):
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+# --- pagemap ---------------------------------------------------------------------------------
+def pagemap_entries(pm, addrs, max_gap_pages: int = 16) -> np.ndarray:
+    """Raw pagemap entries (uint64) for each address in ``addrs`` (any order).
+
+    Pages at most ``max_gap_pages`` apart share one pread (the kernel walks the gap too).
+    """
+    a = np.asarray(addrs, dtype=U64)
+    pages, inverse = np.unique(a // U64(pm.page_size), return_inverse=True)
+    if pages.size == 0:
+        return np.zeros(0, U64)
+    brk = np.flatnonzero(np.diff(pages) > U64(max_gap_pages)) + 1
+    los = np.r_[0, brk]
+    his = np.r_[brk, pages.size]
+    firsts, lasts = pages[los], pages[his - 1]
+    ps = pm.page_size
+    bufs = [pm.read(f * ps, (l + 1) * ps) for f, l in zip(firsts.tolist(), lasts.tolist())]
+    flat = np.concatenate(bufs)
+    base = np.r_[0, np.cumsum((lasts - firsts + U64(1)).astype(np.int64))[:-1]]
+    run = np.repeat(np.arange(los.size), his - los)
+    idx = base[run] + (pages - firsts[run]).astype(np.int64)
+    return flat[idx][inverse.ravel()]
+
+
+PAGEMAP_SCAN = (3 << 30) | (96 << 16) | (ord("f") << 8) | 16     # _IOWR('f', 16, pm_scan_arg)
+PAGE_IS_PRESENT = 1 << 3
+USER_END = (1 << 47) - PAGE_SIZE         # x86_64 TASK_SIZE_MAX
+
+
+def present_ranges(pm, start: int = 0, end: int = USER_END, vec_len: int = 4096):
+    """(starts, ends) byte arrays of the present pages of ``pm``'s process (PAGEMAP_SCAN,
+    Linux >= 6.7), or None if the kernel lacks the ioctl.  Cost is one page-table walk."""
+    vec = np.zeros(3 * vec_len, U64)
+    out_s, out_e = [], []
+    while start < end:
+        arg = bytearray(struct.pack("<12Q", 96, 0, start, end, 0, vec.ctypes.data, vec_len,
+                                    0, 0, PAGE_IS_PRESENT, 0, PAGE_IS_PRESENT))
+        try:
+            n = fcntl.ioctl(pm._fd, PAGEMAP_SCAN, arg, True)
+        except OSError as err:
+            if err.errno in (errno.ENOTTY, errno.EINVAL):
+                return None
+            if err.errno == errno.ESRCH:
+                raise TargetGone(pm.pid) from err
+            raise
+        v = vec[: 3 * n].reshape(-1, 3)
+        out_s.append(v[:, 0].copy())
+        out_e.append(v[:, 1].copy())
+        walk_end = struct.unpack_from("<Q", arg, 32)[0]
+        if n < vec_len or walk_end >= end:
+            break
+        start = walk_end
+    return np.concatenate(out_s), np.concatenate(out_e)
+
+
+def pages_of_ranges(starts, ends, page_size: int = PAGE_SIZE):
+    """Page addresses covering each ``[starts[i], ends[i])`` and the index i of each page."""
+    ps = U64(page_size)
+    s = np.asarray(starts, U64) // ps
+    e = (np.asarray(ends, U64) + ps - U64(1)) // ps
+    n = (e - s).astype(np.int64)
+    ridx = np.repeat(np.arange(len(n)), n)
+    off = np.arange(int(n.sum()), dtype=np.int64) - np.repeat(np.cumsum(n) - n, n)
+    return (s[ridx] + off.astype(U64)) * ps, ridx
+
+
+def page_runs(addrs, page_size: int = PAGE_SIZE):
+    """Sorted page addresses -> (starts, lengths) byte arrays of maximal contiguous runs."""
+    a = np.asarray(addrs, U64)
+    if a.size == 0:
+        return a, a
+    brk = np.flatnonzero(np.diff(a) != U64(page_size)) + 1
+    los, his = np.r_[0, brk], np.r_[brk, a.size]
+    return a[los], (his - los).astype(U64) * U64(page_size)
+
+
+# --- ops filters -----------------------------------------------------------------------------
+class _KPageCgroup(kpf.KPageFlags):
+    """/proc/kpagecgroup: the memcg inode number of each PFN (same layout as kpageflags)."""
+
+    def __init__(self, procfs_root="/proc"):
+        path = os.path.join(procfs_root, "kpagecgroup")
+        try:
+            self._fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError as err:
+            raise FeatureMissing("CONFIG_MEMCG", f"{path} does not exist") from err
+
+
+def folio_bytes(flags_reader, pfns, flags, page_size: int = PAGE_SIZE) -> np.ndarray:
+    """Size in bytes of the folio holding each PFN, from the compound head/tail flags of the
+    512-frame aligned block around it (one kpageflags read per block).  Folios larger than a
+    block (x86 1 GiB hugetlb pages) are reported as 1 GiB."""
+    sz = np.full(len(pfns), page_size, U64)
+    comp = kpf.has(flags, kpf.COMPOUND_HEAD) | kpf.has(flags, kpf.COMPOUND_TAIL)
+    if not comp.any():
+        return sz
+    p = np.asarray(pfns, U64)[comp]
+    blocks = np.unique(p >> U64(9))
+    f = flags_reader.read(((blocks[:, None] << U64(9)) + np.arange(512, dtype=U64)).ravel())
+    f = f.reshape(-1, 512)
+    idx = np.arange(513)
+    head = np.where(kpf.has(f, kpf.COMPOUND_HEAD), idx[:512], -1)
+    last_head = np.maximum.accumulate(head, axis=1)
+    nontail = np.where(kpf.has(f, kpf.COMPOUND_TAIL), 512, idx[:512])
+    nontail = np.c_[nontail, np.full(len(blocks), 512)]
+    next_nontail = np.minimum.accumulate(nontail[:, ::-1], axis=1)[:, ::-1]
+    b = np.searchsorted(blocks, p >> U64(9))
+    h = last_head[b, (p & U64(511)).astype(np.int64)]
+    end = next_nontail[b, np.where(h >= 0, h + 1, 512)]
+    big = h < 0                       # the head lies in an earlier block
+    edge = np.flatnonzero((h == 0) & (end == 512))
+    if len(edge):                     # a whole block: 2 MiB, unless the folio goes on
+        nxt = flags_reader.read(((p[edge] >> U64(9)) + U64(1)) << U64(9))
+        big[edge] = kpf.has(nxt, kpf.COMPOUND_TAIL)
+    sz[comp] = np.where(big, U64(1 << 30), (end - h).astype(U64) * U64(page_size))
+    return sz
+
+
+class PageFilters:
+    """Evaluates DAMOS ops filters on page frames (``damos_folio_filter_match()``).
+
+    ``anon``/``active``: the kpageflags bits; ``unmapped``: not mapped by any page table;
+    ``hugepage_size``: the folio size is within the filter's (min, max) bytes; ``memcg``: the
+    frame's memcg (/proc/kpagecgroup) is ``cgroupfs_root/memcg_path``; ``young``: accessed
+    since the frame was last marked idle, and then marked idle (the kernel's mkold), which
+    needs the idle page bitmap (``page_idle``, a :class:`PageIdle`, or None).
+    Unlike the kernel, every filter is evaluated for every page (the first match still
+    decides), so the young filter's mkold also reaches pages an earlier filter decided.
+    """
+
+    def __init__(self, procfs_root="/proc", page_idle=None, cgroupfs_root="/sys/fs/cgroup"):
+        self.procfs_root, self.page_idle, self.cgroupfs_root = procfs_root, page_idle, cgroupfs_root
+        self._kpf = None
+        self._kpc = None
+
+    def check_supported(self, filters) -> None:
+        for f in filters:
+            if f.filter_type == "young" and self.page_idle is None:
+                raise FeatureMissing("CONFIG_IDLE_PAGE_TRACKING",
+                                     "the young filter reads and clears page idle bits")
+
+    def passed(self, filters, pfns) -> np.ndarray:
+        """Bool per PFN: the filters let the page through."""
+        pfns = np.asarray(pfns, U64)
+        if not filters:
+            return np.ones(len(pfns), bool)
+        self.check_supported(filters)
+        cache = {}
+
+        def flags():
+            if "flags" not in cache:
+                if self._kpf is None:
+                    self._kpf = kpf.KPageFlags(self.procfs_root)
+                cache["flags"] = self._kpf.read(pfns)
+            return cache["flags"]
+
+        def match(f):
+            t = f.filter_type
+            if t == "anon":
+                return kpf.has(flags(), kpf.ANON)
+            if t == "active":
+                return kpf.has(flags(), kpf.ACTIVE)
+            if t == "unmapped":
+                return ~kpf.has(flags(), kpf.MMAP)
+            if t == "hugepage_size":
+                sz = folio_bytes(self._kpf, pfns, flags())
+                lo, hi = f.hugepage_size
+                return (sz >= U64(lo)) & (sz <= U64(hi))
+            if t == "memcg":
+                if self._kpc is None:
+                    self._kpc = _KPageCgroup(self.procfs_root)
+                path = os.path.join(self.cgroupfs_root, f.memcg_path.lstrip("/"))
+                try:
+                    ino = os.stat(path).st_ino
+                except FileNotFoundError as err:
+                    raise InvalidConfig(f"memcg filter: no cgroup {path}") from err
+                return self._kpc.read(pfns) == U64(ino)
+            if t == "young":
+                young = ~self.page_idle.read_idle(pfns)
+                self.page_idle.mark_idle(pfns[young])
+                return young
+            raise InvalidConfig(f"filter type {t!r} is not an ops filter")
+
+        return filters_pass(filters, match, len(pfns))
+
+    def close(self):
+        for r in (self._kpf, self._kpc):
+            if r is not None:
+                r.close()
+        self._kpf = self._kpc = None
+
+
+def split_by_weights(n: int, dests) -> np.ndarray:
+    """Destination node of each of ``n`` pages (address order), spread by dests' weights."""
+    w = np.array([wt for _, wt in dests], float)
+    bounds = np.floor(np.cumsum(w)[:-1] / w.sum() * n).astype(np.int64)
+    group = np.searchsorted(bounds, np.arange(n), side="right")
+    return np.array([nid for nid, _ in dests], np.int32)[group]
