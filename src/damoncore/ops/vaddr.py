@@ -1,0 +1,282 @@
+"""The virtual address space ops backend: targets are processes (``Target.pid``).
+
+Regions: three ranges separated by the two largest gaps between the VMAs of
+/proc/PID/maps (``__damon_va_three_regions()``), re-fitted at every ops update
+(``damon_va_update()`` -> :func:`fit_regions`).  Targets given explicit ranges keep them (the
+kernel would replace them by the three ranges at its first update).
+
+Access checks (``page_table`` primitive), best available first:
+
+- ``idle``: the sampling pages' PFNs from /proc/PID/pagemap are marked idle in
+  /sys/kernel/mm/page_idle/bitmap at prepare and read back at check (a page still absent at
+  prepare counts as accessed if present at check: it was faulted in).  Needs root for PFNs.
+- ``soft_dirty``: write-only; prepare clears the soft-dirty bits of the whole process
+  (``echo 4 > /proc/PID/clear_refs``, a full page-table walk and TLB flush per target per
+  sample), check reads pagemap bit 55.
+- neither: FeatureMissing naming both, unless the context uses only ``page_fault`` reports.
+
+Actions: ``migrate_hot``/``migrate_cold`` through move_pages(2) (one batch per apply call,
+``sz_applied`` = bytes of present pages that are on their destination node afterwards,
+already-there pages included, as the kernel counts same-node migration); ``pageout``,
+``cold``, ``willneed`` through process_madvise(2) (``sz_applied`` = bytes advised, like
+the kernel's vaddr).  Ops filters act per present page (pagemap -> kpageflags).
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+
+import numpy as np
+
+from ..core.regions import three_ranges
+from ..errors import FeatureMissing, InvalidConfig, TargetGone
+from ..linux import madvise as md
+from ..linux import pagemap as pmap
+from ..linux.errors import NodeUnavailable
+from ..linux.migrate import MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, memory_nodes, move_pages, \
+    query_pages
+from ..linux.page_idle import BITMAP_PATH, PageIdle
+from .base import ApplyResult, Operations
+from .common import PAGE_SIZE, PageFilters, ProcessWatch, fit_regions, page_runs, \
+    pagemap_entries, pages_of_ranges, read_maps, split_by_weights
+
+ADVICE = {"pageout": md.MADV_PAGEOUT, "cold": md.MADV_COLD, "willneed": md.MADV_WILLNEED}
+MIGRATE = ("migrate_hot", "migrate_cold")
+
+
+def soft_dirty_supported(procfs_root: str = "/proc") -> bool:
+    """CONFIG_MEM_SOFT_DIRTY: a page this process just wrote reads soft-dirty in pagemap."""
+    m = mmap.mmap(-1, PAGE_SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    try:
+        m[0] = 1
+        addr = np.frombuffer(m, np.uint8).ctypes.data
+        with pmap.Pagemap(os.getpid(), procfs_root) as pm:
+            return bool(pm.read(addr, addr + 1)[0] & pmap.SOFT_DIRTY)
+    finally:
+        m.close()
+
+
+def open_page_idle(path, page_idle):
+    """The given PageIdle, or one on ``path``; None if the bitmap is absent."""
+    if page_idle is not None:
+        return page_idle
+    try:
+        return PageIdle(path)
+    except FeatureMissing:
+        return None
+
+
+def check_destinations(schemes, sysfs_root) -> None:
+    """NodeUnavailable for a migrate scheme aimed at a node without memory (at init)."""
+    usable = set(memory_nodes(sysfs_root))
+    for s in schemes:
+        if s.action in MIGRATE:
+            for nid, _ in s.destinations():
+                if nid not in usable:
+                    raise NodeUnavailable(nid, f"{s.action} scheme; usable nodes: "
+                                               f"{sorted(usable)}")
+
+
+class VaddrOps(Operations):
+    """Ops over process address spaces.
+
+    ``procfs_root``/``sysfs_root``: filesystem roots.  ``access_check``: ``"auto"``,
+    ``"idle"`` or ``"soft_dirty"``.  ``page_idle``: a :class:`PageIdle` to use instead of
+    the one at ``page_idle_path`` (tests pass a fixture).  ``move_all``: migrate shared pages
+    too (MPOL_MF_MOVE_ALL; default when root).  ``max_gap_pages``: sampling pages this close
+    share one pagemap pread.
+    """
+
+    name = "vaddr"
+    supported_actions = frozenset({"stat", *MIGRATE, *ADVICE})
+
+    def __init__(self, procfs_root="/proc", sysfs_root="/sys", access_check="auto",
+                 page_idle_path=BITMAP_PATH, page_idle=None, move_all=None,
+                 max_gap_pages=16):
+        if access_check not in ("auto", "idle", "soft_dirty"):
+            raise InvalidConfig(f"access_check must be auto, idle or soft_dirty, "
+                                f"got {access_check!r}")
+        self.procfs_root, self.sysfs_root = procfs_root, sysfs_root
+        self.access_check = access_check
+        self.page_idle_path, self._page_idle_arg = page_idle_path, page_idle
+        self.move_flags = MPOL_MF_MOVE_ALL if (os.geteuid() == 0 if move_all is None
+                                               else move_all) else MPOL_MF_MOVE
+        self.max_gap_pages = max_gap_pages
+        self.check = None             # the access check in use: "idle", "soft_dirty" or None
+        self.page_idle = None
+        self.filters = None
+        self._auto = set()            # ids of targets whose ranges follow /proc/PID/maps
+        self._watch = {}
+        self._pagemaps = {}
+        self._sampled = {}            # id(target) -> (pfns at prepare, present at prepare)
+
+    # --- setup ---------------------------------------------------------------------------
+    def _choose_check(self, ctx):
+        if "page_table" not in ctx.primitives:
+            return None
+        if self.access_check in ("auto", "idle") and self.page_idle is not None:
+            return "idle"
+        if self.access_check in ("auto", "soft_dirty") and soft_dirty_supported(self.procfs_root):
+            return "soft_dirty"
+        want = {"auto": "CONFIG_IDLE_PAGE_TRACKING and CONFIG_MEM_SOFT_DIRTY",
+                "idle": "CONFIG_IDLE_PAGE_TRACKING", "soft_dirty": "CONFIG_MEM_SOFT_DIRTY"}
+        raise FeatureMissing(want[self.access_check],
+                             "vaddr access checks need the idle page bitmap or soft-dirty "
+                             "bits; use primitives=('page_fault',) with a reporter instead")
+
+    def init(self, ctx) -> None:
+        self.page_idle = open_page_idle(self.page_idle_path, self._page_idle_arg)
+        self.filters = PageFilters(self.procfs_root, self.page_idle)
+        self.check = self._choose_check(ctx)
+        for s in ctx.schemes:
+            self.filters.check_supported(s.ops_filters)
+        check_destinations(ctx.schemes, self.sysfs_root)
+        for t in ctx.targets:
+            if t.pid is None:
+                raise InvalidConfig("vaddr targets need a pid")
+            self._watch[id(t)] = ProcessWatch(t.pid)
+            if t.regions.nr == 0 and not t.ranges:
+                t.ranges = three_ranges(read_maps(t.pid, self.procfs_root))
+                self._auto.add(id(t))
+
+    def update(self, ctx) -> None:
+        for t in ctx.targets:
+            if t.obsolete or id(t) not in self._auto:
+                continue
+            try:
+                ranges = three_ranges(read_maps(t.pid, self.procfs_root))
+            except TargetGone:
+                t.obsolete = True
+                continue
+            t.regions = fit_regions(t.regions, ranges, ctx.min_region)
+            t.ranges = ranges
+
+    def target_valid(self, target) -> bool:
+        w = self._watch.get(id(target))
+        return w is not None and w.alive()
+
+    def cleanup(self, ctx) -> None:
+        for x in list(self._watch.values()) + list(self._pagemaps.values()):
+            x.close()
+        self._watch.clear()
+        self._pagemaps.clear()
+        self._sampled.clear()
+        if self.filters is not None:
+            self.filters.close()
+
+    def _pagemap(self, t):
+        pm = self._pagemaps.get(id(t))
+        if pm is None:
+            pm = self._pagemaps[id(t)] = pmap.Pagemap(t.pid, self.procfs_root)
+        return pm
+
+    # --- access checks -------------------------------------------------------------------
+    def prepare_access_checks(self, ctx) -> None:
+        if self.check is None:
+            return
+        marks = []
+        for t in ctx.targets:
+            if t.obsolete:
+                continue
+            try:
+                if self.check == "soft_dirty":
+                    with open(os.path.join(self.procfs_root, str(t.pid), "clear_refs"), "w") as f:
+                        f.write("4")
+                    continue
+                ent = pagemap_entries(self._pagemap(t), t.regions.sampling_addr,
+                                      self.max_gap_pages)
+            except (TargetGone, FileNotFoundError, ProcessLookupError):
+                t.obsolete = True
+                continue
+            present = pmap.present(ent)
+            pfns = ent & pmap.PFN_MASK
+            self._sampled[id(t)] = (pfns, present)
+            marks.append(pfns[present])
+        if marks:
+            self.page_idle.mark_idle(np.concatenate(marks))
+
+    def check_accesses(self, ctx) -> list:
+        out = [np.zeros(t.regions.nr, np.uint8) for t in ctx.targets]
+        if self.check is None:
+            return out
+        if self.check == "soft_dirty":
+            for i, t in enumerate(ctx.targets):
+                if not t.obsolete:
+                    ent = self._entries(t, t.regions.sampling_addr)
+                    if ent is not None:
+                        out[i] = (pmap.present(ent) & ((ent & pmap.SOFT_DIRTY) != 0)).astype(np.uint8)
+            return out
+        sampled = [(i, t, self._sampled.pop(id(t), None)) for i, t in enumerate(ctx.targets)]
+        sampled = [(i, t, s) for i, t, s in sampled
+                   if s is not None and not t.obsolete and len(s[0]) == t.regions.nr]
+        if not sampled:
+            return out
+        pfns = np.concatenate([s[0][s[1]] for _, _, s in sampled])
+        idle = self.page_idle.read_idle(pfns)
+        pos = 0
+        for i, t, (tp, present) in sampled:
+            acc = np.zeros(len(tp), bool)
+            n = int(present.sum())
+            acc[present] = ~idle[pos:pos + n]
+            pos += n
+            absent = np.flatnonzero(~present)
+            if len(absent):
+                # faulted in since prepare: the kernel would find a young pte
+                ent = self._entries(t, t.regions.sampling_addr[absent])
+                if ent is not None:
+                    acc[absent] = pmap.present(ent)
+            out[i] = acc.astype(np.uint8)
+        return out
+
+    def _entries(self, t, addrs):
+        try:
+            return pagemap_entries(self._pagemap(t), addrs, self.max_gap_pages)
+        except TargetGone:
+            t.obsolete = True
+            return None
+
+    # --- schemes -------------------------------------------------------------------------
+    def apply_scheme(self, ctx, target, scheme, starts, ends) -> ApplyResult:
+        a = scheme.action
+        if a == "stat":
+            return ApplyResult()
+        try:
+            if a in ADVICE and not scheme.ops_filters:
+                r = md.process_madvise(target.pid, starts, ends - starts, ADVICE[a])
+                res = ApplyResult(sz_applied=r.bytes_advised, nr_failed=dict(r.errors))
+                if not r.errors:
+                    res.region_sz_applied = (ends - starts).astype(np.uint64)
+                return res
+            addrs, ridx = pages_of_ranges(starts, ends)
+            ent = pagemap_entries(self._pagemap(target), addrs, self.max_gap_pages)
+            present = pmap.present(ent)
+            addrs, ridx, pfns = addrs[present], ridx[present], (ent & pmap.PFN_MASK)[present]
+            ok = self.filters.passed(scheme.ops_filters, pfns)
+            addrs, ridx = addrs[ok], ridx[ok]
+            res = ApplyResult(sz_ops_filter_passed=len(addrs) * PAGE_SIZE)
+            if a in ADVICE:
+                s, ln = page_runs(addrs)
+                r = md.process_madvise(target.pid, s, ln, ADVICE[a])
+                res.sz_applied, res.nr_failed = r.bytes_advised, dict(r.errors)
+                return res
+            return self._migrate(target.pid, scheme, addrs, ridx, len(starts), res)
+        except TargetGone:
+            target.obsolete = True
+            return ApplyResult()
+
+    def _migrate(self, pid, scheme, addrs, ridx, nr_ranges, res):
+        if len(addrs) == 0:
+            res.region_sz_applied = np.zeros(nr_ranges, np.uint64)
+            return res
+        dst = split_by_weights(len(addrs), scheme.destinations())
+        src = query_pages(pid, addrs)
+        mr = move_pages(pid, addrs, dst, flags=self.move_flags, src_nodes=src,
+                        page_size=PAGE_SIZE, sysfs_root=self.sysfs_root)
+        done = mr.status == dst
+        res.sz_applied = int(done.sum()) * PAGE_SIZE
+        res.migrated = {k: v for k, v in mr.bytes_moved.items()}
+        res.nr_failed = dict(mr.errors)
+        res.region_sz_applied = (np.bincount(ridx[done], minlength=nr_ranges)
+                                 .astype(np.uint64) * np.uint64(PAGE_SIZE))
+        return res
