@@ -1,0 +1,203 @@
+"""Page-fault access reports from perf: an ops backend wrapping another one.
+
+:class:`PerfOps` delegates every ops callback to ``base_ops`` (vaddr by default) and feeds
+the context's ``page_fault`` primitive: samples of a :class:`PageFaultSampler` become
+``ctx.report_access(addr, size=1, cpu, tid, pid, is_write, time_us)`` reports.  Rings are
+drained at every ``check_accesses`` (once per sample interval, before the core consumes the
+reports) and, between checks, by a thread that sleeps in poll() until a ring reaches its
+watermark (a quarter ring), so long sample intervals do not overflow the rings.  Times are
+CLOCK_MONOTONIC, the core's real clock (``monotonic_ns() // 1000``).
+
+Fault addresses are virtual: with a vaddr base the reports go to the faulting process'
+target (the core matches ``pid``); with a paddr base they are translated to physical
+addresses through /proc/PID/pagemap at drain time (faults of pages no longer present are
+dropped, counted in ``nr_untranslated``).  Page faults only happen on first touch, after
+reclaim, migration or NUMA hinting: a page touched steadily reports nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from ..errors import InvalidConfig, TargetGone
+from ..linux import pagemap as pmap
+from ..linux.perf import PageFaultSampler
+from .base import Operations
+from .common import PAGE_SIZE, pagemap_entries
+from .vaddr import VaddrOps
+
+
+class PerfOps(Operations):
+    """Ops backend ``base_ops`` plus perf page-fault reports.
+
+    ``pid``: process to sample (default: the pid of each target, one sampler each; neither
+    pid nor target pids: ``cgroup`` or the whole system).  ``cpus``: CPUs to open events on
+    (default all).  ``sample_period``: faults per sample.  ``event``: ``"page-faults"`` (the
+    software event) or ``"tracepoint"`` (exceptions:page_fault_user, which tells writes).
+    ``ring_pages``: data pages per CPU ring.  ``drain_thread``: drain on watermark wakeups
+    between checks.  ``taps``: callables receiving each raw sample dict (for recording).
+    """
+
+    name = "perf"
+
+    def __init__(self, base_ops=None, pid=None, cgroup=None, cpus=None, sample_period=1,
+                 event="page-faults", ring_pages=256, drain_thread=True, procfs_root="/proc",
+                 sysfs_root="/sys"):
+        if event not in ("page-faults", "tracepoint"):
+            raise InvalidConfig(f"perf event must be page-faults or tracepoint, got {event!r}")
+        self.base = base_ops if base_ops is not None else VaddrOps(procfs_root, sysfs_root)
+        self.pid, self.cgroup, self.cpus = pid, cgroup, cpus
+        self.sample_period, self.event, self.ring_pages = sample_period, event, ring_pages
+        self.drain_thread, self.procfs_root, self.sysfs_root = drain_thread, procfs_root, sysfs_root
+        self.samplers = []
+        self.taps = []
+        self.nr_samples = 0
+        self.nr_untranslated = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = None
+        self._ctx = None
+        self._clock_offset_us = 0
+        self._pagemaps = {}
+        self._lost_closed = 0
+
+    @property
+    def supported_actions(self):
+        return self.base.supported_actions
+
+    def __getattr__(self, name):
+        # optional ops attributes (metric, clock, ...) are the base's
+        if name == "base":
+            raise AttributeError(name)
+        return getattr(self.base, name)
+
+    @property
+    def lost(self) -> int:
+        """Samples the kernel dropped (full rings), over all samplers."""
+        return self._lost_closed + sum(s.lost for s in self.samplers)
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def _sampler(self, **scope):
+        kw = dict(cpus=self.cpus, sample_period=self.sample_period, ring_pages=self.ring_pages,
+                  procfs_root=self.procfs_root, sysfs_root=self.sysfs_root)
+        if self.event == "tracepoint":
+            return PageFaultSampler.tracepoint(**scope, **kw)
+        return PageFaultSampler(**scope, **kw)
+
+    def init(self, ctx) -> None:
+        if "page_fault" not in ctx.primitives:
+            raise InvalidConfig("PerfOps feeds the page_fault primitive; create the context "
+                                "with primitives=('page_fault',) (or both)")
+        self.base.init(ctx)
+        self._ctx = ctx
+        self._clock_offset_us = ctx.clock.now_us() - time.monotonic_ns() // 1000
+        if self.pid is not None:
+            scopes = [{"pid": self.pid}]
+        elif self.cgroup is None and any(t.pid is not None for t in ctx.targets):
+            scopes = [{"pid": p} for p in sorted({t.pid for t in ctx.targets
+                                                   if t.pid is not None})]
+        else:
+            scopes = [{"cgroup": self.cgroup}] if self.cgroup is not None else [{}]
+        try:
+            for sc in scopes:
+                self.samplers.append(self._sampler(**sc).open())
+        except BaseException:
+            self._close_samplers()
+            raise
+        if self.drain_thread:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._drain_loop, name="perf-drain",
+                                            daemon=True)
+            self._thread.start()
+
+    def cleanup(self, ctx) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self.drain()
+        self._close_samplers()
+        for pm in self._pagemaps.values():
+            pm.close()
+        self._pagemaps.clear()
+        self.base.cleanup(ctx)
+
+    def _close_samplers(self):
+        for s in self.samplers:
+            self._lost_closed += s.lost
+            s.close()
+        self.samplers = []
+
+    # --- draining ------------------------------------------------------------------------
+    def _drain_loop(self):
+        while not self._stop.is_set():
+            woke = any(s.wait(0.05) for s in self.samplers[:1]) or \
+                any(s.wait(0) for s in self.samplers[1:])
+            if woke:
+                self.drain()
+
+    def drain(self) -> int:
+        """Move every pending sample into the context's reports; returns the count."""
+        ctx = self._ctx
+        if ctx is None:
+            return 0
+        n = 0
+        with self._lock:
+            for s in self.samplers:
+                got = s.read()
+                if not len(got["addr"]):
+                    continue
+                for tap in self.taps:
+                    tap(got)
+                n += len(got["addr"])
+                addr, keep = self._translate(got)
+                t_us = (got["time_ns"] // 1000).astype(np.int64) + self._clock_offset_us
+                ctx.report_access(addr, 1, cpu=got["cpu"][keep], tid=got["tid"][keep],
+                                  pid=got["pid"][keep], is_write=got["is_write"][keep],
+                                  time_us=t_us[keep])
+            self.nr_samples += n
+        return n
+
+    def _translate(self, got):
+        """Virtual fault addresses, or physical ones for a paddr base (kept mask)."""
+        addr = got["addr"]
+        if self.base.name != "paddr":
+            return addr, np.ones(len(addr), bool)
+        out = np.zeros(len(addr), np.uint64)
+        keep = np.zeros(len(addr), bool)
+        for pid in np.unique(got["pid"]).tolist():
+            sel = np.flatnonzero(got["pid"] == pid)
+            try:
+                pm = self._pagemaps.get(pid) or self._pagemaps.setdefault(
+                    pid, pmap.Pagemap(pid, self.procfs_root))
+                ent = pagemap_entries(pm, addr[sel])
+            except TargetGone:
+                pm = self._pagemaps.pop(pid, None)
+                if pm is not None:
+                    pm.close()
+                continue
+            ok = pmap.present(ent) & ((ent & pmap.PFN_MASK) != 0)
+            out[sel] = (ent & pmap.PFN_MASK) * np.uint64(PAGE_SIZE) + addr[sel] % np.uint64(PAGE_SIZE)
+            keep[sel] = ok
+        self.nr_untranslated += int((~keep).sum())
+        return out[keep], keep
+
+    # --- delegated callbacks -------------------------------------------------------------
+    def update(self, ctx) -> None:
+        self.base.update(ctx)
+
+    def prepare_access_checks(self, ctx) -> None:
+        self.base.prepare_access_checks(ctx)
+
+    def check_accesses(self, ctx) -> list:
+        self.drain()
+        return self.base.check_accesses(ctx)
+
+    def apply_scheme(self, ctx, target, scheme, starts, ends):
+        return self.base.apply_scheme(ctx, target, scheme, starts, ends)
+
+    def target_valid(self, target) -> bool:
+        return self.base.target_valid(target)

@@ -1,0 +1,117 @@
+"""PerfOps on a real child: two threads pinned to CPUs 0 and 1 fault on their own buffers."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from ops_helpers import PAGE
+
+from damoncore.core import Attrs, Context, SampleFilter, Target
+from damoncore.errors import InvalidConfig
+from damoncore.ops.perf import PerfOps
+from damoncore.ops.vaddr import VaddrOps
+
+N = 1000  # pages per thread buffer
+
+# Each thread maps its own buffer (a read-only spacer after it, so the two never touch) and
+# faults on every page, dropping them with MADV_DONTNEED, until stdin says stop.
+CHILD = r"""
+import ctypes, mmap, os, sys, threading
+n = int(sys.argv[1])
+stop, ready, info = threading.Event(), threading.Barrier(3), {}
+def worker(cpu):
+    os.sched_setaffinity(0, {cpu})
+    m = mmap.mmap(-1, n * mmap.PAGESIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    m.madvise(mmap.MADV_NOHUGEPAGE)
+    spacer = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ)
+    info[cpu] = (threading.get_native_id(), ctypes.addressof(ctypes.c_char.from_buffer(m)))
+    ready.wait()
+    while not stop.is_set():
+        for i in range(0, n * mmap.PAGESIZE, mmap.PAGESIZE):
+            m[i] = 1
+        m.madvise(mmap.MADV_DONTNEED)
+ts = [threading.Thread(target=worker, args=(c,)) for c in (0, 1)]
+for t in ts: t.start()
+ready.wait()
+for c in (0, 1):
+    print(c, *info[c], flush=True)
+sys.stdin.readline()
+stop.set()
+for t in ts: t.join()
+"""
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root for perf_event_open on a child"),
+    pytest.mark.skipif(os.cpu_count() < 2, reason="needs two CPUs"),
+]
+
+
+@pytest.fixture
+def faulting_child():
+    p = subprocess.Popen([sys.executable, "-c", CHILD, str(N)], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    threads = {}
+    for _ in range(2):
+        cpu, tid, addr = (int(x) for x in p.stdout.readline().split())
+        threads[cpu] = (tid, addr)
+    yield p, threads
+    if p.poll() is None:
+        p.stdin.write("stop\n")
+        p.stdin.flush()
+        p.wait(timeout=10)
+
+
+def run(p, threads, sample_filters=()):
+    """Monitor both buffers for 0.6 s; per CPU's buffer, the largest nr_accesses seen."""
+    ranges = [(a, a + N * PAGE) for _, a in threads.values()]
+    t = Target(pid=p.pid, ranges=ranges)
+    ops = PerfOps(VaddrOps())
+    raw = []
+    ops.taps.append(raw.append)
+    seen = {cpu: 0 for cpu in threads}
+
+    def snap(ctx, s):
+        for cpu, (_, a) in threads.items():
+            ts = s.targets[0]
+            inside = (ts.start >= a) & (ts.end <= a + N * PAGE)
+            seen[cpu] = max(seen[cpu], int(ts.nr_accesses[inside].max(initial=0)))
+
+    ctx = Context(ops, targets=[t], primitives=("page_fault",), sample_filters=sample_filters,
+                  attrs=Attrs(sample_us=5_000, aggr_us=50_000, min_nr_regions=10))
+    ctx.add_callback(snap)
+    ctx.run(duration_us=600_000)
+    got = {k: np.concatenate([r[k] for r in raw]) for k in raw[0]}
+    return ops, ctx, seen, got
+
+
+def check_raw(ops, ctx, threads, got):
+    assert ops.lost == 0 and ctx.reports.nr_dropped == 0
+    for cpu, (tid, a) in threads.items():
+        inside = (got["addr"] >= a) & (got["addr"] < a + N * PAGE)
+        assert inside.sum() > N, f"cpu {cpu}: only {inside.sum()} samples in its buffer"
+        right = inside & (got["tid"] == tid) & (got["cpu"] == cpu)
+        assert right.sum() >= 0.99 * inside.sum()
+
+
+def test_both_buffers_accessed_without_filter(faulting_child):
+    p, threads = faulting_child
+    ops, ctx, seen, got = run(p, threads)
+    check_raw(ops, ctx, threads, got)
+    assert seen[0] > 0 and seen[1] > 0, seen
+    assert ops.nr_samples == len(got["addr"])
+
+
+def test_cpumask_filter_keeps_only_cpu0_buffer(faulting_child):
+    p, threads = faulting_child
+    ops, ctx, seen, got = run(p, threads, [SampleFilter("cpumask", cpus={0})])
+    check_raw(ops, ctx, threads, got)
+    assert seen[0] > 0 and seen[1] == 0, seen
+
+
+def test_perf_ops_needs_the_page_fault_primitive():
+    ctx = Context(PerfOps(VaddrOps()), targets=[Target(pid=os.getpid())],
+                  primitives=("page_table",))
+    with pytest.raises(InvalidConfig, match="page_fault"):
+        ctx.start()
