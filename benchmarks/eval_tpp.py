@@ -57,8 +57,7 @@ def run(seconds=120, tuner="distance", seed=1, **kw):
     demote, promote = ctxs[0].schemes[0], ctxs[1].schemes[0]
     last_p = last_d = 0
     for sec in range(1, seconds + 1):
-        k.run(1_000_000)
-        k._stop.clear()
+        k.run(1_000_000, cleanup=False)
         p, d = promote.stats.sz_promoted, demote.stats.sz_demoted
         yield (sec, m.node_used(0) * 100 / m.nodes[0].capacity_bytes,
                share_on(m, pid, hot, 0), p - last_p, d - last_d)

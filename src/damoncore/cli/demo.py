@@ -63,8 +63,7 @@ def main(args) -> None:
     t = 0
     while t < duration:
         step = min(every, duration - t)
-        k.run(step)
-        k._stop.clear()
+        k.run(step, cleanup=False)
         t += step
         phase = [h for h in info["hot"] if h[0] <= t][-1]
         lo, hi = phase[1], phase[2]

@@ -362,7 +362,12 @@ class Kdamond:
         for c in self.contexts:
             c.stop()
 
-    def run(self, duration_us: int | None = None) -> None:
+    def run(self, duration_us: int | None = None, cleanup: bool = True) -> None:
+        """Run until ``duration_us`` passes (clock time) or every context stopped.
+
+        ``cleanup=False`` leaves the ops backends set up, so a caller can run a long
+        simulation in slices and look at it in between.
+        """
         clock = self.clock
         t0 = clock.now_us()
         end = None if duration_us is None else t0 + int(duration_us)
@@ -393,5 +398,6 @@ class Kdamond:
                 c.sample_begin()
                 deadlines[id(c)] = clock.now_us() + c.attrs.sample_us
         finally:
-            for c in self.contexts:
-                c.ops.cleanup(c)
+            if cleanup or self._stop.is_set():
+                for c in self.contexts:
+                    c.ops.cleanup(c)
