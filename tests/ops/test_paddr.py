@@ -1,0 +1,127 @@
+"""PaddrOps: reverse map, idle-bitmap checks against a fixture, migration of physical ranges."""
+
+import os
+
+import numpy as np
+import pytest
+from ops_helpers import PAGE, KernelLikeBitmap
+
+from damoncore.core import Attrs, Context, Target
+from damoncore.errors import FeatureMissing
+from damoncore.linux.migrate import query_pages
+from damoncore.linux.page_idle import PageIdle, word_runs
+from damoncore.linux.pagemap import Pagemap, pfns
+from damoncore.ops.paddr import PaddrOps, ReverseMap
+from damoncore.schemes.scheme import AccessPattern, Filter, Scheme
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (PFNs, kpageflags)")
+BITMAP = "/sys/kernel/mm/page_idle/bitmap"
+
+
+def frames_of(c):
+    with Pagemap(c.pid) as pm:
+        return pfns(pm.read(c.addr, c.end))
+
+
+def test_reverse_map_agrees_with_pagemap(make_child):
+    c = make_child(300)
+    c.touch(0, 200)
+    frames = frames_of(c)[:200]
+    rm = ReverseMap()
+    rm.build([c.pid])
+    assert rm.nr_pids == 1
+    i = np.searchsorted(rm.pfn, frames)
+    assert (rm.pfn[i] == frames).all()
+    assert (rm.pid[i] == c.pid).all()
+    assert rm.vaddr[i].tolist() == [c.addr + k * PAGE for k in range(200)]
+    # a physical range lookup returns exactly the frames inside it
+    lo, hi = int(frames.min()), int(frames.max()) + 1
+    idx, ridx = rm.lookup(np.array([lo * PAGE], np.uint64), np.array([hi * PAGE], np.uint64))
+    assert set(frames.tolist()) <= set(rm.pfn[idx].tolist())
+    assert ((rm.pfn[idx] >= lo) & (rm.pfn[idx] < hi)).all() and (ridx == 0).all()
+
+
+@pytest.mark.skipif(os.path.exists(BITMAP), reason="this kernel has idle page tracking")
+def test_page_table_needs_idle_tracking_page_fault_does_not():
+    ctx = Context(PaddrOps(), targets=[Target()], primitives=("page_table",))
+    with pytest.raises(FeatureMissing, match="CONFIG_IDLE_PAGE_TRACKING"):
+        ctx.start()
+    young = Scheme(action="migrate_hot", target_nid=0, filters=[Filter("young", allow=True)])
+    ctx = Context(PaddrOps(), targets=[Target()], primitives=("page_fault",), schemes=[young])
+    with pytest.raises(FeatureMissing, match="CONFIG_IDLE_PAGE_TRACKING"):
+        ctx.start()
+    ctx = Context(PaddrOps(), targets=[Target()], primitives=("page_fault",),
+                  attrs=Attrs(sample_us=1000, aggr_us=10_000))
+    ctx.run(duration_us=50_000)                      # reports only: no bitmap needed
+    (t,) = ctx.targets
+    assert t.regions.nr >= 10 and t.regions.total_size() > 0
+
+
+def test_idle_checks_against_fixture_bitmap(tmp_path):
+    nr = 1 << 20
+    bm = KernelLikeBitmap(str(tmp_path / "bitmap"), nr)
+    ops = PaddrOps(page_idle=PageIdle(io=bm))
+    targets = [Target(ranges=[(0, 1 << 30)]), Target(ranges=[(2 << 30, 3 << 30)])]
+    ctx = Context(ops, targets=targets, primitives=("page_table",),
+                  attrs=Attrs(min_nr_regions=100))
+    ctx.start()
+    ctx.sample_begin()
+    frames = np.concatenate([t.regions.sampling_addr for t in targets]) // np.uint64(PAGE)
+    assert bm.idle(frames).all()
+    rng = np.random.default_rng(0)
+    touched = rng.random(len(frames)) < 0.4
+    bm.access(frames[touched])
+    calls = ops.page_idle.nr_syscalls
+    got = np.concatenate(ops.check_accesses(ctx)).astype(bool)
+    assert got.tolist() == touched.tolist()
+    # one pread per span of nearby words for all targets together, not one per region
+    assert ops.page_idle.nr_syscalls - calls == len(word_runs(frames)[1]) <= len(frames)
+
+
+def test_same_frame_sampled_twice_is_checked_once(tmp_path):
+    bm = KernelLikeBitmap(str(tmp_path / "bitmap"), 1 << 12)
+    ops = PaddrOps(page_idle=PageIdle(io=bm))
+    t = Target(ranges=[(0, 16 * PAGE)])
+    ctx = Context(ops, targets=[t], primitives=("page_table",), attrs=Attrs(min_nr_regions=3))
+    ctx.start()
+    t.regions.sampling_addr[:] = 5 * PAGE            # every region samples frame 5
+    ops.prepare_access_checks(ctx)
+    bm.access([5])
+    assert ops.check_accesses(ctx)[0].tolist() == [1] * t.regions.nr
+    assert ops.page_idle.nr_syscalls == 2
+
+
+def test_migrate_physical_range_to_node0(make_child):
+    c = make_child(256)
+    c.touch()
+    frames = frames_of(c)
+    ops = PaddrOps(pids=[c.pid])
+    s = Scheme(AccessPattern(), action="migrate_hot", target_nid=0)
+    t = Target(ranges=[(0, 1 << 40)])
+    ctx = Context(ops, targets=[t], primitives=("page_fault",), schemes=[s])
+    ctx.start()
+    assert len(ops.rmap) >= 256
+    # one range per frame of the child's buffer
+    starts = np.sort(frames) * np.uint64(PAGE)
+    res = ops.apply_scheme(ctx, t, s, starts, starts + np.uint64(PAGE))
+    assert res.sz_applied == 256 * PAGE and res.sz_ops_filter_passed == 256 * PAGE
+    assert (res.region_sz_applied == PAGE).all()
+    assert (query_pages(c.pid, np.arange(c.addr, c.end, PAGE)) == 0).all()
+    # frames freed and re-faulted elsewhere: stale map entries move nothing
+    c.cmd("drop")
+    c.touch()
+    moved = set(frames_of(c).tolist()) & set(frames.tolist())
+    res = ops.apply_scheme(ctx, t, s, starts, starts + np.uint64(PAGE))
+    assert res.nr_failed.get("stale", 0) >= 256 - len(moved)
+    assert res.sz_applied <= len(moved) * PAGE
+    # unmapped-reject filter passes the mapped anon pages, anon-reject none
+    ops.update(ctx)
+    starts = np.sort(frames_of(c)) * np.uint64(PAGE)
+    keep = Scheme(action="migrate_hot", target_nid=0,
+                  filters=[Filter("unmapped", allow=False), Filter("anon", allow=True)])
+    res = ops.apply_scheme(ctx, t, keep, starts, starts + np.uint64(PAGE))
+    assert res.sz_ops_filter_passed == 256 * PAGE and res.sz_applied == 256 * PAGE
+    drop = Scheme(action="migrate_hot", target_nid=0, filters=[Filter("anon", allow=False)])
+    res = ops.apply_scheme(ctx, t, drop, starts, starts + np.uint64(PAGE))
+    assert res.sz_ops_filter_passed == 0 and res.sz_applied == 0
+    ops.cleanup(ctx)
