@@ -84,19 +84,33 @@ class RealResolver(NodeResolver):
         return [max(all_ranges, key=lambda r: r[1] - r[0])]
 
 
-def real_usable(name: str) -> bool:
-    """A real backend is usable when its module exists and we are root."""
+IDLE_BITMAP = "kernel/mm/page_idle/bitmap"
+
+
+def real_unusable_reason(name: str, sysfs_root: str = "/sys") -> str | None:
+    """Why the real ``name`` backend cannot run here (None when it can).
+
+    It needs its module, root (pagemap PFNs, other processes' memory) and, for accessed-bit
+    sampling, the idle page bitmap (CONFIG_IDLE_PAGE_TRACKING).
+    """
     try:
         importlib.import_module(f"damoncore.ops.{name}")
     except ImportError:
-        return False
-    return os.geteuid() == 0
+        return f"the {name} backend is not installed"
+    if os.geteuid() != 0:
+        return "the real backends need root"
+    if not os.path.exists(os.path.join(sysfs_root, IDLE_BITMAP)):
+        return "the kernel has no idle page tracking (CONFIG_IDLE_PAGE_TRACKING)"
+    return None
 
 
-def pick_backend(requested: str | None, kdamonds_space: str) -> str:
+def pick_backend(requested: str | None, kdamonds_space: str, sysfs_root: str = "/sys"):
+    """(backend, reason): the requested one, else the real one if usable, else sim with
+    the reason the real one was passed over."""
     if requested:
-        return requested
-    return kdamonds_space if real_usable(kdamonds_space) else "sim"
+        return requested, None
+    why = real_unusable_reason(kdamonds_space, sysfs_root)
+    return (kdamonds_space, None) if why is None else ("sim", why)
 
 
 def ops_factory(backend: str, machine=None, default_pid=None):

@@ -102,7 +102,9 @@ def _damos(p):
                    help=f"damos quota goal (<metric> <target value> [optional value]); "
                         f"<metric> should be {{{','.join(GOAL_METRICS)}}}")
     p.add_argument("--damos_quota_goal_tuner", action="append", default=[],
-                   help="quota's goal-based tuner (consist, temporal)")
+                   help="quota's goal-based tuner: consist, temporal (the kernel's), "
+                        "or distance (damoncore: act on at most the bytes missing to a "
+                        "node used/free goal)")
     p.add_argument("--damos_nr_quota_goals", type=int, nargs="+", default=[],
                    metavar="<integer>", help="number of quota goals for each scheme (in order)")
     p.add_argument("--damos_filter", nargs="+", action="append", default=[],

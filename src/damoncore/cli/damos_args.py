@@ -225,7 +225,7 @@ def schemes_from_args(a) -> list:
         age = _pair(a.damos_age[i], kd.parse_time_us, "--damos_age") \
             if i < len(a.damos_age) else (0, U64_MAX)
         tuner = a.damos_quota_goal_tuner[i] if i < len(a.damos_quota_goal_tuner) else None
-        if tuner not in (None, "consist", "temporal"):
+        if tuner not in (None, "consist", "temporal", "distance"):
             raise ArgsError(f"--damos_quota_goal_tuner: unknown tuner {tuner!r}")
         q = _quota(quotas[i] if i < len(quotas) else [], goals[i], tuner)
         if goals[i] and i >= len(quotas):

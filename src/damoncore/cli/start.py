@@ -10,6 +10,7 @@ import time
 
 from .. import kdamonds as kd
 from ..core.context import Kdamond
+from ..errors import InvalidConfig
 from ..records import RecordWriter
 from . import backends
 from .damo_args import kdamonds_from_args
@@ -43,10 +44,11 @@ def _progress_line(kdamonds) -> str:
     for i, ctxs in enumerate(kdamonds):
         for j, c in enumerate(ctxs):
             s = (f"kd{i}/ctx{j}: {c.nr_regions()} regions, sample "
-                 f"{kd.fmt_time_us(c.attrs.sample_us)}")
+                 f"{kd.fmt_time_us(c.attrs.sample_us, exact=False)}")
             for k, sc in enumerate(c.schemes):
-                s += (f"; s{k} {sc.action} applied {kd.fmt_sz(sc.stats.sz_applied)} "
-                      f"(esz {kd.fmt_sz(sc.quota_state.esz)})")
+                s += (f"; s{k} {sc.action} applied "
+                      f"{kd.fmt_sz(sc.stats.sz_applied, exact=False)} "
+                      f"(esz {kd.fmt_sz(sc.quota_state.esz, exact=False)})")
             parts.append(s)
     return " | ".join(parts)
 
@@ -54,11 +56,23 @@ def _progress_line(kdamonds) -> str:
 def run(args, out=sys.stderr) -> list:
     """Build, run and tear down; returns the kdamonds (lists of contexts)."""
     space = (args.ops or ["vaddr" if args.target_pid else "paddr"])[0]
-    backend = backends.pick_backend(args.backend, space)
+    backend, why = backends.pick_backend(args.backend, space, args.sysfs_root)
+    d = None
+    if backend != "sim":
+        try:
+            d = kdamonds_from_args(args, backends.RealResolver(args.sysfs_root,
+                                                                args.procfs_root))
+        except InvalidConfig as e:
+            if args.backend or "--numa_node" not in str(e):
+                raise
+            backend, why = "sim", f"this machine lacks a node ({e})"
     machine, pid = backends.sim_machine(args.sim_preset) if backend == "sim" else (None, None)
-    resolver = backends.SimResolver(machine) if machine else backends.RealResolver(
-        args.sysfs_root, args.procfs_root)
-    d = kdamonds_from_args(args, resolver)
+    if d is None:
+        d = kdamonds_from_args(args, backends.SimResolver(machine) if machine else
+                               backends.RealResolver(args.sysfs_root, args.procfs_root))
+    if why and not args.quiet:
+        print(f"using simulated memory (--sim_preset {args.sim_preset}): {why}",
+              file=out, flush=True)
     kdamonds = kd.build_contexts(d, backends.ops_factory(backend, machine, pid))
     duration = kd.parse_time_us(args.duration, f"--duration {args.duration!r}") \
         if args.duration else None
