@@ -1,0 +1,154 @@
+"""Weighted-interleave weights (fixture tree and, as root, this kernel's sysfs) and the
+set_mempolicy/mbind/get_mempolicy wrappers on the real kernel."""
+
+import ctypes
+import mmap
+import os
+
+import pytest
+
+from damoncore.errors import FeatureMissing, InvalidConfig, SyscallError
+from damoncore.linux import mempolicy as mp
+from damoncore.linux.errors import NodeUnavailable
+
+PAGE = mmap.PAGESIZE
+HAVE_WI = mp.has_weighted_interleave("/sys")
+needs_wi = pytest.mark.skipif(not HAVE_WI, reason="kernel without weighted interleave (< 6.9)")
+
+
+@pytest.fixture
+def fake_sysfs(tmp_path):
+    d = tmp_path / mp.WEIGHTS_DIR
+    d.mkdir(parents=True)
+    for n, w in ((0, 1), (1, 1), (3, 4)):
+        (d / f"node{n}").write_text(f"{w}\n")
+    (d / "auto").write_text("true\n")
+    return tmp_path
+
+
+def test_read_and_write_weights_in_a_fixture_tree(fake_sysfs):
+    root = str(fake_sysfs)
+    assert mp.read_weights(root) == {0: 1, 1: 1, 3: 4}
+    assert mp.read_auto(root) is True
+    mp.write_weights({0: 10, 1: 3}, root)
+    assert mp.read_weights(root) == {0: 10, 1: 3, 3: 4}
+    mp.write_auto(False, root)
+    assert mp.read_auto(root) is False
+
+
+def test_the_c23_auto_spelling_is_found(fake_sysfs):
+    d = fake_sysfs / mp.WEIGHTS_DIR
+    (d / "auto").unlink()
+    assert mp.read_auto(str(fake_sysfs)) is None          # a 6.9 .. 6.15 kernel
+    (d / "__auto_type").write_text("false\n")
+    assert mp.read_auto(str(fake_sysfs)) is False
+
+
+def test_preserved_weights_restores_weights_and_auto(fake_sysfs):
+    root = str(fake_sysfs)
+    with mp.preserved_weights(root) as saved:
+        assert saved == {0: 1, 1: 1, 3: 4}
+        mp.write_weights({0: 7, 3: 2}, root)
+        mp.write_auto(False, root)
+    assert mp.read_weights(root) == {0: 1, 1: 1, 3: 4}
+    assert mp.read_auto(root) is True
+
+
+@pytest.mark.parametrize("weights, exc, word", [
+    ({0: 0}, InvalidConfig, "1..255"),
+    ({0: 256}, InvalidConfig, "1..255"),
+    ({2: 5}, NodeUnavailable, "node 2"),
+])
+def test_bad_weights_are_refused_before_any_write(fake_sysfs, weights, exc, word):
+    root = str(fake_sysfs)
+    with pytest.raises(exc, match=word):
+        mp.write_weights({1: 9, **weights}, root)
+    assert mp.read_weights(root)[1] == 1
+
+
+def test_missing_sysfs_dir_names_the_feature(tmp_path):
+    for call in (lambda: mp.read_weights(str(tmp_path)),
+                 lambda: mp.write_weights({0: 1}, str(tmp_path))):
+        with pytest.raises(FeatureMissing, match=r"MPOL_WEIGHTED_INTERLEAVE \(Linux >= 6.9\)"):
+            call()
+    with pytest.raises(FeatureMissing, match=str(tmp_path)):
+        mp.read_weights(str(tmp_path))
+
+
+def test_write_refused_by_the_kernel_is_a_syscall_error(fake_sysfs):
+    d = fake_sysfs / mp.WEIGHTS_DIR / "node0"
+    d.unlink()
+    d.mkdir()               # open(..., "w") on a directory fails like a refused write
+    with pytest.raises(SyscallError, match="node0"):
+        mp.write_weights({0: 3}, str(fake_sysfs))
+
+
+@needs_wi
+@pytest.mark.skipif(os.geteuid() != 0, reason="writing the weights needs root")
+def test_real_sysfs_weights_round_trip_and_are_restored():
+    before, auto = mp.read_weights(), mp.read_auto()
+    nid = next(iter(before))
+    new = before[nid] % 250 + 3
+    with mp.preserved_weights():
+        mp.write_weights({nid: new})
+        assert mp.read_weights()[nid] == new
+        if auto is not None:
+            assert mp.read_auto() is False       # a manual write leaves auto mode
+    assert mp.read_weights() == before
+    # without HMAT bandwidth the kernel cannot go back to auto mode (ENODEV)
+    assert mp.read_auto() in ((auto, False) if auto else (auto,))
+
+
+@pytest.fixture
+def anon_range():
+    m = mmap.mmap(-1, 64 * PAGE)
+    buf = ctypes.c_char.from_buffer(m)
+    yield m, ctypes.addressof(buf)
+    del buf
+    m.close()
+
+
+@needs_wi
+def test_mbind_weighted_interleave_is_read_back(anon_range):
+    m, addr = anon_range
+    assert mp.get_mempolicy(addr) == (mp.MPOL_DEFAULT, [])
+    mp.mbind_weighted_interleave(addr, 64 * PAGE, [0], move=True)
+    assert mp.get_mempolicy(addr) == (mp.MPOL_WEIGHTED_INTERLEAVE, [0])
+    m[:] = b"x" * len(m)
+    got = mp.sample_node_bytes(os.getpid(), [addr], [addr + 64 * PAGE], nr_nodes=1)
+    assert got.tolist() == [[64 * PAGE]]
+
+
+@needs_wi
+def test_set_mempolicy_weighted_interleave_for_this_thread():
+    try:
+        mp.set_weighted_interleave([0])
+        assert mp.get_mempolicy() == (mp.MPOL_WEIGHTED_INTERLEAVE, [0])
+    finally:
+        mp.set_mempolicy(mp.MPOL_DEFAULT)
+    assert mp.get_mempolicy() == (mp.MPOL_DEFAULT, [])
+
+
+def test_bad_node_is_a_syscall_error_or_a_missing_feature(anon_range, tmp_path):
+    _, addr = anon_range
+    # node 900 has no memory: EINVAL; with weighted interleave present that is the caller's
+    # mistake, without the sysfs dir it means the kernel lacks the mode
+    if HAVE_WI:
+        with pytest.raises(SyscallError, match="mbind.*nodes=\\[900\\]") as ei:
+            mp.mbind_weighted_interleave(addr, 64 * PAGE, [900])
+        assert ei.value.errno == 22
+    with pytest.raises(FeatureMissing, match="Linux >= 6.9"):
+        mp.mbind_weighted_interleave(addr, 64 * PAGE, [900], sysfs_root=str(tmp_path))
+    with pytest.raises(InvalidConfig, match="out of range"):
+        mp.set_weighted_interleave([5000])
+    with pytest.raises(InvalidConfig, match="mode"):
+        mp.set_mempolicy(7)
+
+
+def test_sample_node_bytes_counts_only_present_pages(anon_range):
+    m, addr = anon_range
+    m[: 32 * PAGE] = b"y" * (32 * PAGE)            # first half present, second never touched
+    got = mp.sample_node_bytes(os.getpid(), [addr, addr + 32 * PAGE],
+                               [addr + 32 * PAGE, addr + 64 * PAGE], nr_nodes=2,
+                               samples_per_range=8)
+    assert got.tolist() == [[32 * PAGE, 0.0], [0.0, 0.0]]
