@@ -22,7 +22,8 @@ weights get this right only for one load situation; this policy keeps it right:
 4. Re-placement: when a migration episode starts, the hot bytes (in address order) are
    cut into one contiguous part per node, sized by the weights; one ``migrate_hot`` scheme
    per node (``target_nid`` = the node, an ``addr`` allow filter = its part) moves the hot
-   pages of its part there, hottest first, under a ``Quota`` whose sizes add up to
+   pages of its part there, in address order from where the last window stopped, under a
+   ``Quota`` whose sizes add up to
    ``max_bytes_per_s * reset_ms / 1000`` per ``reset_ms`` window (bytes charged; bytes
    moved are at most that).  Assignment by address makes re-application idempotent: a page
    in place stays there whatever the region boundaries.  (A single scheme with
@@ -183,9 +184,11 @@ class DynamicInterleave:
         pattern = AccessPattern(min_nr_accesses=max(cfg.hot_pct, 1), nr_accesses_unit="percent")
         self.schemes = [
             Scheme(pattern, "migrate_hot", target_nid=n, apply_interval_us=cfg.reset_ms * 1000,
+                   # equal scores: the quota's score threshold is computed over every
+                   # hot region, before the addr filter, so with access weights a part
+                   # would only ever see the few hottest regions that land in it
                    quota=Quota(sz_bytes=1, reset_interval_ms=cfg.reset_ms,
-                               weight_nr_accesses=100, goals=[self.goal],
-                               goal_tuner="temporal"),
+                               goals=[self.goal], goal_tuner="temporal"),
                    filters=[Filter("addr", allow=True, address_range=(0, 1))],
                    name=f"interleave part -> node{n}")
             for n in cfg.nodes]
