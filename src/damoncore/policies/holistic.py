@@ -203,7 +203,7 @@ def select_ranges(b, mask, priority, budget: int, limit: int):
     k = int(np.searchsorted(cum, budget, side="left"))
     s, e = s[:k + 1], e[:k + 1].copy()
     if cum[min(k, len(cum) - 1)] > budget:
-        e[-1] -= (int(cum[k]) - budget) // 4096 * 4096
+        e[-1] -= -(-(int(cum[k]) - budget) // 4096) * 4096      # whole pages, within budget
     ok = e > s
     s, e = s[ok], e[ok]
     o = np.argsort(s)

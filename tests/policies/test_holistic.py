@@ -1,0 +1,187 @@
+"""Holistic NUMA migration on the simulated seed topology (virtual time, fixed seeds)."""
+
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from damoncore.core import Attrs, Context, Target
+from damoncore.ops.sim import SimOps
+from damoncore.policies.holistic import HolisticConfig, arbitrate, select_ranges
+from damoncore.schemes.scheme import AccessPattern, Filter, Quota, Scheme
+from damoncore.sim import Mapping, Process, Stream, Workload
+from damoncore.sim.extents import key_of
+from damoncore.sim.presets import tiering_machine
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks"))
+import eval_holistic as ev  # noqa: E402
+
+MiB = 1 << 20
+SCALE = 0.125                     # 16 MiB private ranges, 64 MiB DRAM nodes
+
+
+def setup(phase_us=60_000_000, cfg=None, scale=SCALE, seed=0):
+    m = ev.machine(False, scale, seed)
+    m.add_workload(ev.workload(False, phase_us, scale))
+    return m, ev.holistic(m, cfg or ev.default_config(), seed)
+
+
+def phys(m, start, end):
+    """[(pstart, pend, node)] behind virtual [start, end) of the workload's process."""
+    k = m.pidx(ev.PID)
+    lo, hi, ps, node = m.segments(key_of(k, [start]), key_of(k, [end]))
+    return ps, ps + (hi - lo), node
+
+
+def share_on(m, name, nid, scale=SCALE):
+    s, e = ev.ranges(False, scale)[name]
+    ps, pe, node = phys(m, s, e)
+    return float((pe - ps)[node == nid].sum()) / (e - s)
+
+
+def test_contexts_see_only_their_accessors_reports():
+    cfg = ev.default_config()
+    cfg.min_age_aggrs = 10_000          # monitor only: nothing is ever approved to move
+    m, pol = setup(cfg=cfg)
+    assert [c.primitives for c in pol.contexts] == [("page_fault",)] * 2
+    assert [set(c.sample_filters[0].cpus) for c in pol.contexts] == [{0}, {2}]
+    snaps = {}
+    for c in pol.contexts:
+        c.add_callback(lambda ctx, snap: snaps.__setitem__(ctx.name, snap))
+    pol.run(1_000_000)
+    assert m.stats()["migrated"] == {}
+    r = ev.ranges(False, SCALE)
+
+    def mean_rate(snap, name):
+        # points in the middle 80% of the range's physical pages (all on node 0, target 0):
+        # regions still straddle the edges to the neighbouring ranges
+        ps, pe, node = phys(m, *r[name])
+        assert (node == 0).all()
+        pts = np.concatenate([np.linspace(a + (b - a) // 10, b - (b - a) // 10, 16)
+                              for a, b in zip(ps.astype(np.int64), pe.astype(np.int64))])
+        t = snap.targets[0]
+        k = np.searchsorted(t.start, pts.astype(np.uint64), side="right") - 1
+        return float(t.nr_accesses[k].mean()) / snap.max_nr_accesses
+
+    # priv1 is touched by the CPU1 thread only, priv2 by the CPU2 thread only
+    assert mean_rate(snaps["cpu1"], "priv1") > 0.8
+    assert mean_rate(snaps["cpu1"], "priv2") < 0.1
+    assert mean_rate(snaps["cpu2"], "priv2") > 0.8
+    assert mean_rate(snaps["cpu2"], "priv1") < 0.1
+
+
+def test_arbitrate_table():
+    cost = np.array([[10, 20, 50, 60], [50, 60, 10, 20]], float)
+    top, w = np.array([0, 2]), np.ones(2)
+    hot = np.array([[0.9, 0.0],      # private to accessor 0: free for all
+                    [0.8, 0.8],      # equal: no gain anywhere, stays
+                    [1.0, 0.3],      # on node 2, mostly accessor 0's: accessor 0 takes it
+                    [0.5, 0.4],      # on node 2: gain (26 vs 30) below 20%: stays
+                    [0.3, 1.0]])     # on node 2 already best: nobody moves it
+    cur = np.array([0, 0, 2, 2, 2])
+    got = arbitrate(hot, w, cost, top, cur, 0.25, 2000)
+    assert got.tolist() == [[True, True], [False, False], [True, False], [False, False],
+                            [False, False]]
+    # without the gain margin the small gain is taken
+    assert arbitrate(hot, w, cost, top, cur, 0.25, 0)[3].tolist() == [True, False]
+    # an accessor weight tips an equal split
+    assert arbitrate(hot[1:2], np.array([1.0, 2.0]), cost, top, cur[1:2], 0.25,
+                     2000).tolist() == [[False, True]]
+
+
+def test_select_ranges_budget_priority_and_coalescing():
+    b = np.array([0, 4096, 8192, 16384, 20480], np.uint64)
+    mask = np.array([True, True, False, True])
+    assert select_ranges(b, mask, [1, 1, 0, 1], 1 << 20, 8) == [(0, 8192), (16384, 20480)]
+    # budget of 1.5 pages: the hottest piece whole, the next cut to whole pages (none)
+    assert select_ranges(b, mask, [1, 2, 0, 3], 6144, 8) == [(16384, 20480)]
+    assert select_ranges(b, mask, [1, 2, 0, 3], 8192, 8) == [(4096, 8192), (16384, 20480)]
+    assert select_ranges(b, mask, [1, 1, 0, 1], 1 << 20, 1) == [(0, 8192)]
+
+
+def test_private_hot_data_goes_to_its_sockets_dram():
+    m, pol = setup()
+    assert share_on(m, "priv2", 0) == 1.0            # first touch put it on socket 1
+    pol.run(3_000_000)
+    assert share_on(m, "priv1", 0) > 0.97
+    assert share_on(m, "priv2", 2) > 0.97
+    # the shared range is hot for both at equal rates: no cost gain, it stays put
+    assert share_on(m, "shared", 0) > 0.9
+    st = pol.stats()
+    assert st["cpu2"]["migrated"].get((0, 2), 0) >= 0.97 * 16 * MiB
+    assert st["cpu1"]["sz_promoted"] <= 0.01 * 16 * MiB
+
+
+def alternating(period_us, n):
+    m = ev.machine(False, SCALE)
+    s, e = ev.DEFAULT_BASE, ev.DEFAULT_BASE + 8 * MiB
+    proc = Process(ev.PID, (Mapping(s, e, node=1),), node=0)
+    phases = [(i * period_us, [Stream(ev.CPU1 if i % 2 == 0 else ev.CPU2, ev.PID, s, e, 300.0)])
+              for i in range(n)]
+    m.add_workload(Workload([proc], phases))
+    return m
+
+
+@pytest.mark.parametrize("hysteresis", [True, False])
+def test_no_ping_pong_when_two_accessors_alternate(hysteresis):
+    """Two threads on different sockets take turns on one range every 200 ms."""
+    m = alternating(200_000, 40)
+    cfg = ev.default_config()
+    if not hysteresis:
+        cfg.min_age_aggrs, cfg.min_gain_bp = 1, 0
+    ev.holistic(m, cfg).run(8_000_000)
+    moved = sum(v for (a, b), v in m.stats()["migrated"].items()) / (8 * MiB)
+    if hysteresis:
+        # it may leave the CXL node once; then it must stay
+        assert moved <= 1.05
+    else:
+        # the same run without the dwell and gain rules chases the accessors
+        assert moved >= 3
+
+
+def test_small_evaluation_inequality():
+    """The benchmark's claim on 2 x 5 s instead of 2 x 20 s: the two transitions (about
+    0.5 s each at 2-4x the steady cost) weigh 4x more, so the oracle margin is 20% here
+    (10% in benchmarks/eval_holistic.py)."""
+    r = ev.evaluate(False, phase_us=5_000_000, scale=0.25,
+                    policies=("single-path TPP", "holistic", "oracle"))
+    assert r["holistic"]["cost"] <= 1.20 * r["oracle"]["cost"]
+    assert r["holistic"]["cost"] <= 0.85 * r["single-path TPP"]["cost"]
+    assert r["holistic"]["local"] > r["single-path TPP"]["local"] + 0.2
+
+
+# --- problems found in code this policy builds on (owned elsewhere) -------------------
+
+@pytest.mark.xfail(strict=True, reason="schemes/quota.py adjust_quota(): the min_score "
+                   "histogram counts regions of targets the scheme's core filters reject "
+                   "(the kernel's damon/next skips them), so in-place hot memory of another "
+                   "target crowds the quota out")
+def test_quota_histogram_ignores_core_filtered_regions():
+    from fakes import HotRangeOps, VirtualClock
+    ops = HotRangeOps(hot=[(0, 64 * MiB)], p_hot=1.0, p_cold=0.0, clock=VirtualClock())
+    # target 0: 64 MiB hot for long (high score), rejected by the scheme's target filter;
+    # target 1 becomes hot later (younger, lower score) and is what the scheme may act on
+    t0, t1 = Target(ranges=[(0, 64 * MiB)]), Target(ranges=[(64 * MiB, 72 * MiB)])
+    s = Scheme(AccessPattern(min_nr_accesses=1), "migrate_hot", target_nid=0,
+               quota=Quota(sz_bytes=8 * MiB, reset_interval_ms=100, weight_nr_accesses=1,
+                           weight_age=1),
+               filters=[Filter("target", matching=False, allow=False, target_idx=1)])
+    ctx = Context(ops, [t0, t1], Attrs(min_nr_regions=3, max_nr_regions=10), schemes=[s])
+    ctx.run(3_000_000)
+    ops.hot.append((64 * MiB, 72 * MiB))
+    ctx.run(1_000_000)
+    assert any(ti == 1 for ti, *_ in ops.applied)
+
+
+@pytest.mark.xfail(strict=True, raises=ValueError, reason="ops/sim.py: a page_fault-only "
+                   "context run in two slices asks SimMachine.sample_accesses() for an empty "
+                   "interval (cleanup dropped its check time; prepare_access_checks is not "
+                   "called without page_table), which concatenates nothing")
+def test_sim_page_fault_context_runs_in_slices():
+    m = tiering_machine(64 * MiB, 64 * MiB)
+    m.add_workload(Workload.hot_cold(32 * MiB, 0, 4 * MiB))
+    ctx = Context(SimOps(m, space="paddr"), [Target(ranges=[(0, 128 * MiB)])], Attrs(),
+                  primitives=("page_fault",))
+    ctx.run(200_000)
+    ctx.run(200_000)
