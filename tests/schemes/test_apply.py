@@ -211,3 +211,22 @@ def test_goal_validation():
         QuotaGoal("node_mem_used_bp", 9970)
     with pytest.raises(InvalidConfig, match="bogus"):
         QuotaGoal("bogus", 1)
+
+
+def test_exhausted_window_keeps_the_resume_point():
+    """Several applies per quota window: the ones after the quota ran out must not consume
+    the resume point, so the next window continues after the last served region."""
+    ops = RecordingOps(hot=[], p_cold=1.0)
+    s = Scheme(AccessPattern(), "pageout", apply_interval_us=100_000,
+               quota=Quota(sz_bytes=4 * MiB, reset_interval_ms=1000))
+    t = Target(ranges=[(0, 64 * MiB)])
+    ctx = Context(ops, [t], Attrs(sample_us=5000, aggr_us=100_000, min_nr_regions=16,
+                                  max_nr_regions=16), schemes=[s], seed=1)
+    ctx.run(8_000_000)
+    firsts = {}
+    for start, esz, sz, starts, ends, ti in ops.applied:
+        firsts.setdefault(start, int(starts[0]))
+    # each window starts where the previous one stopped: the start addresses advance
+    seq = [firsts[k] for k in sorted(firsts)]
+    assert len(seq) >= 6
+    assert len(set(seq[:6])) == 6, seq

@@ -74,6 +74,10 @@ def apply_to_target(ctx, s, ti, t) -> None:
     st, r = s.quota_state, t.regions
     minr = ctx.min_region
     limited = s.quota.limited and st.esz != 0
+    # an exhausted window acts on nothing, and keeps its resume point for the next one
+    # (damon_do_apply_schemes() checks the quota before damos_skip_charged_region())
+    if limited and st.charged_sz >= st.esz:
+        return
     # resume point of the previous window (damos_skip_charged_region())
     skip_below = 0
     if st.charge_target_from is not None:
@@ -86,8 +90,6 @@ def apply_to_target(ctx, s, ti, t) -> None:
                 return
             _split_at_addrs(r, [skip_below - skip_below % minr], minr)
             st.charge_target_from, st.charge_addr_from = None, 0
-    if limited and st.charged_sz >= st.esz:
-        return
     # exact per-region addr filter decisions need region boundaries at the filter edges
     addr_edges = [v for f in s.core_filters if f.filter_type == "addr" for v in f.address_range]
     if addr_edges:
