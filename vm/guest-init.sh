@@ -9,7 +9,8 @@
 #   job.env    optional, sourced before the job (KEY=VALUE lines, sh syntax)
 #   stdout, stderr, rc, dmesg, meminfo   written here
 # The job sees DC_RESULTS=<results mount> and runs with cwd=$DC_CWD (default /tmp).
-# Sysctls: kernel.numa_balancing=0 unless DC_NUMA_BALANCING is set in job.env.
+# Sysctls: kernel.numa_balancing=0 unless DC_NUMA_BALANCING is set in job.env;
+# DC_THP=never|madvise|always sets THP; DC_TICKER_CPUS starts 1 ms tickers (below).
 # Ends with a power-off; if anything here fails the kernel panics and qemu,
 # started with -no-reboot, exits as well.
 
@@ -47,6 +48,17 @@ echo 1 > /proc/sys/kernel/sysrq
 [ -n "${DC_THP:-}" ] && echo "$DC_THP" > /sys/kernel/mm/transparent_hugepage/enabled
 
 export HOME=/tmp DC_RESULTS="$R" PYTHONDONTWRITEBYTECODE=1 TMPDIR=/tmp LANG=C.UTF-8
+
+# DC_TICKER_CPUS="0 1": one tiny process per listed CPU, pinned there, sleeping
+# 1 ms in a loop.  Under TCG each wakeup flushes that vCPU's software TLB, so
+# accessed bits cleared by page_idle/DAMON get set again on the next access.
+# Use it for migration/tiering runs; not for slowdown measurements.
+for cpu in ${DC_TICKER_CPUS:-}; do
+    "${DC_PYTHON:-python3}" -c "import os, time
+os.sched_setaffinity(0, {$cpu})
+while True:
+    time.sleep(0.001)" &
+done
 cd "${DC_CWD:-/tmp}" || cd /tmp
 read up _ < /proc/uptime
 echo "guest-init: running job (uptime $up s)" > /dev/console

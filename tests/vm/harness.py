@@ -394,7 +394,9 @@ def run_in_guest(script: str | os.PathLike, args: Sequence[str] = (), timeout: f
     the writable results dir (the host's GuestResult.results_dir; extra files the job writes
     there are readable on the host while it exists: pass keep=True).  PYTHONPATH holds the
     repo's src/ and tests/vm/; $DC_PYTHON is the host interpreter running this harness.
-    `env` entries go to job.env (e.g. DC_NUMA_BALANCING=1, DC_THP=madvise).
+    `env` entries go to job.env: DC_NUMA_BALANCING=1 (default 0), DC_THP=never|madvise,
+    DC_TICKER_CPUS="0 1" (1 ms tickers pinned to those CPUs: keeps accessed bits honest
+    under TCG for migration/tiering runs; see vm/README.md), or anything the job reads.
     """
     g = ensure_guest()
     if isinstance(script, os.PathLike) or (isinstance(script, str) and "\n" not in script

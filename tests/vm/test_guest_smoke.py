@@ -149,3 +149,14 @@ def test_api_page_idle_hot_vs_cold(guest):
         assert r["zero_pfns"] == 0, r
         assert r["hot_idle"] == 0, r
         assert r["cold_idle"] == npages, r
+
+
+def test_ticker_keeps_accessed_bits_exact_without_tlb_flush(guest):
+    # TCG pitfall (VM-NOTES): without a TLB flush after marking, hot pages read idle.
+    # guest-init's DC_TICKER_CPUS ticker (1 ms sleeps pinned to cpu0) fixes it.
+    npages = 512
+    res = harness.run_python("guest_checks:check_page_idle_no_flush", npages, 3,
+                             env={"DC_TICKER_CPUS": "0"}, timeout=180)
+    for r in res["rounds"]:
+        assert r["hot_idle"] == 0, r
+        assert r["cold_idle"] == npages, r
