@@ -1,0 +1,185 @@
+"""``numa-migrate``: holistic NUMA migration, one accessor-aware TPP per CPU node or device.
+
+Reads the NUMA topology (this machine's sysfs, or a simulated preset), derives each
+accessor's memory hierarchy, prints it, builds one monitoring context per accessor (fed by
+that accessor's access reports only) with its promote/demote schemes, and runs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from .. import kdamonds as kd
+from ..errors import InvalidConfig
+from ..policies.hierarchy import AccessorSpec, build_hierarchies, cpu_accessors
+from ..policies.holistic import HolisticConfig, HolisticPolicy
+from ..schemes.scheme import Filter
+from . import backends
+
+MiB = 1 << 20
+
+
+def set_argparser(p):
+    p.description = ("Holistic NUMA migration: per-accessor hot/cold monitoring and "
+                     "promotion/demotion along each accessor's own node order")
+    p.add_argument("--backend", choices=["real", "sim"], default="real",
+                   help="real: this machine's topology, perf page-fault reports and "
+                        "move_pages (root); sim: a simulated machine in virtual time")
+    p.add_argument("--sim_preset", choices=sorted(backends.PRESETS), default="seed",
+                   help="simulated machine and workload for --backend sim (seed: the talk's "
+                        "2 sockets x (DRAM + CXL))")
+    p.add_argument("--device", action="append", default=[], metavar="<name>:<node>:<tids>",
+                   help="a non-CPU accessor (GPU, accelerator): its name, initiator node and "
+                        "the thread/queue ids its access reports carry, e.g. gpu0:4:901,902")
+    p.add_argument("--quota", default="256MiB", metavar="<bytes>",
+                   help="per second, the most one accessor moves out of one node by "
+                        "promotion, and its owner by demotion (e.g. 200MB; default 256MiB)")
+    p.add_argument("--used_goal", default="99.7%", metavar="<ratio>",
+                   help="promote into a node until its used memory reaches this share "
+                        "(percent, or basis points without %%; default 99.7%%)")
+    p.add_argument("--free_goal", default="0.5%", metavar="<ratio>",
+                   help="demote out of a node while its free memory is below this share "
+                        "(percent, or basis points; default 0.5%%)")
+    p.add_argument("--hot", default="25%", metavar="<percent>",
+                   help="minimum access rate (share of samples per aggregation) that makes "
+                        "memory hot for an accessor (default 25%%)")
+    p.add_argument("--min_age", default="3", metavar="<aggregations>",
+                   help="hysteresis: aggregation intervals memory must stay hot (cold) at "
+                        "its place before it is promoted (demoted); default 3")
+    p.add_argument("--min_gain", default="20%", metavar="<ratio>",
+                   help="hysteresis: memory hot for several accessors moves only if its "
+                        "weighted access cost drops at least this much (default 20%%)")
+    p.add_argument("--pids", metavar="<pid,...>",
+                   help="only accesses of these processes' threads count (real: their "
+                        "/proc/PID/task ids; sim: the pids)")
+    p.add_argument("--cgroup", metavar="<path>",
+                   help="only migrate memory of this memory cgroup (a DAMOS memcg filter)")
+    p.add_argument("--duration", metavar="<time>",
+                   help="stop after this long (e.g. 30s; virtual time with --backend sim); "
+                        "default: until SIGINT (sim: 10s)")
+    p.add_argument("--dry_run", action="store_true",
+                   help="print the hierarchies and schemes, do not monitor")
+    backends.add_root_args(p)
+
+
+def _config(args) -> HolisticConfig:
+    quota = kd.parse_bytes(args.quota, "--quota")
+    used = kd.parse_ratio(args.used_goal, 10000, "--used_goal")
+    free = kd.parse_ratio(args.free_goal, 10000, "--free_goal")
+    hot = kd.parse_percent(args.hot, "--hot")
+    min_age = kd.parse_nr(args.min_age, "--min_age")
+    gain = kd.parse_ratio(args.min_gain, 10000, "--min_gain")
+    if quota <= 0 or quota > 1 << 50:
+        raise InvalidConfig(f"--quota {args.quota!r}: must be 1 byte/s .. 1 PiB/s")
+    if not 0 < used < 10000:
+        raise InvalidConfig(f"--used_goal {args.used_goal!r}: must be above 0% and below 100%")
+    if not 0 < free < 10000:
+        raise InvalidConfig(f"--free_goal {args.free_goal!r}: must be above 0% and below 100%")
+    if not 0 < hot <= 100:
+        raise InvalidConfig(f"--hot {args.hot!r}: must be 1%..100%")
+    if min_age > 100_000:
+        raise InvalidConfig(f"--min_age {args.min_age!r}: at most 100000 aggregations")
+    if gain >= 10000:
+        raise InvalidConfig(f"--min_gain {args.min_gain!r}: must be below 100%")
+    return HolisticConfig(quota_bytes_per_s=quota, used_goal_bp=used, free_goal_bp=free,
+                          hot_percent=hot, min_age_aggrs=min_age, min_gain_bp=gain)
+
+
+def _devices(specs) -> list:
+    out = []
+    for spec in specs:
+        parts = spec.split(":")
+        if len(parts) != 3 or not parts[0] or not parts[1].isdigit():
+            raise InvalidConfig(f"--device {spec!r}: expected <name>:<node>:<tid,...>")
+        out.append(AccessorSpec(parts[0], int(parts[1]),
+                                tids=kd.parse_idlist(parts[2], f"--device {spec!r} ids")))
+    return out
+
+
+def _thread_ids(pids, procfs_root) -> frozenset:
+    tids = set()
+    for pid in pids:
+        task = os.path.join(procfs_root, str(pid), "task")
+        if not os.path.isdir(task):
+            raise InvalidConfig(f"--pids: no process {pid} ({task} missing)")
+        tids.update(int(t) for t in os.listdir(task) if t.isdigit())
+    return frozenset(tids)
+
+
+def build(args):
+    """(policy, machine or None) for the parsed arguments; prints nothing."""
+    from ..core import SampleFilter
+    cfg = _config(args)
+    pids = sorted(kd.parse_idlist(args.pids, "--pids")) if args.pids else None
+    ops_filters = [Filter("memcg", allow=True, memcg_path=args.cgroup)] if args.cgroup else []
+    if args.backend == "sim":
+        from ..ops.sim import SimOps
+        m, _ = backends.sim_machine(args.sim_preset)
+        source, accessors = m.latency, cpu_accessors(m)
+        node_ranges = {x.nid: [m.node_range(x.nid)] for x in m.nodes}
+        ops = SimOps(m, space="paddr", max_reports_per_accessor=2048)
+        tids = frozenset(pids) if pids else None
+        if args.cgroup:
+            raise InvalidConfig("--cgroup: the simulated presets put every process in /")
+    else:
+        from ..numa import Topology
+        m = None
+        topo = Topology.read(args.sysfs_root, args.procfs_root)
+        source, accessors = topo, cpu_accessors(topo)
+        node_ranges = {n: r for n, r in topo.phys_ranges.items() if r}
+        tids = _thread_ids(pids, args.procfs_root) if pids else None
+
+        def ops(accessor):
+            from ..ops.paddr import PaddrOps
+            from ..ops.perf import PerfOps
+            base = PaddrOps(args.sysfs_root, args.procfs_root, pids=pids, cgroup=args.cgroup)
+            return PerfOps(base, cgroup=args.cgroup, cpus=sorted(accessor.cpus) or None,
+                           procfs_root=args.procfs_root, sysfs_root=args.sysfs_root)
+    accessors = accessors + _devices(args.device)
+    if not accessors:
+        raise InvalidConfig("no accessors: no CPU node found and no --device given")
+    hs = build_hierarchies(source, accessors, memory_nodes=sorted(node_ranges))
+    extra = [SampleFilter("threads", allow=True, tids=tids)] if tids else []
+    return HolisticPolicy(ops, hs, node_ranges, cfg, ops_filters=ops_filters,
+                          extra_sample_filters=extra), m
+
+
+def _summary(policy, machine, out) -> None:
+    for name, st in policy.stats().items():
+        sz = lambda v: kd.fmt_sz(v, exact=False)
+        moves = ", ".join(f"{a}->{b} {sz(v)}" for (a, b), v in sorted(st["migrated"].items()))
+        print(f"{name}: promoted {sz(st['sz_promoted'])}, demoted {sz(st['sz_demoted'])}"
+              + (f" ({moves})" if moves else ""), file=out)
+    if machine is not None:
+        s = machine.stats()
+        acc = sum(v["accesses"] for v in s["accessors"].values()) or 1
+        cost = sum(v["cost"] for v in s["accessors"].values()) / acc
+        local = sum(v["accesses"] * v["local_dram_share"] for v in s["accessors"].values()) / acc
+        print(f"sim: mean access cost {cost:.2f}, local-node share {local:.1%}, "
+              f"{s['time_us'] / 1e6:g} s virtual", file=out)
+
+
+def main(args, out=None):
+    out = out or sys.stdout
+    policy, machine = build(args)
+    print("accessor hierarchies (node (cost), best first):", file=out)
+    for line in policy.describe():
+        print(f"  {line}", file=out)
+    if args.dry_run:
+        for ctx in policy.contexts:
+            for s in ctx.schemes:
+                print(f"  scheme {s.name}", file=out)
+        return
+    if args.duration:
+        duration = kd.parse_time_us(args.duration, "--duration")
+    else:
+        duration = 10_000_000 if machine is not None else None
+    kdamond = policy.kdamond()
+    import signal
+    old = signal.signal(signal.SIGINT, lambda *_: kdamond.stop())
+    try:
+        kdamond.run(duration)
+    finally:
+        signal.signal(signal.SIGINT, old)
+    _summary(policy, machine, out)
