@@ -64,13 +64,14 @@ class HolisticConfig:
 
     ``quota_bytes_per_s``: most bytes per second moved out of one node by one accessor's
     promotions, and by its owner's demotions.  ``reset_interval_ms``: quota goal window.
-    ``used_goal_bp``: promote into a node until its used share reaches this (basis points).  ``free_goal_bp``: demote out of a node while its free share
-    is below this (bp).  ``hot_percent``: minimum access rate (percent of samples per
-    aggregation) for "hot".  ``min_age_aggrs``: hysteresis, consecutive aggregation intervals
-    a piece must be hot before it is promoted (cold before it is demoted).  ``min_gain_bp``:
-    hysteresis for shared pages, weighted cost gain needed to move (bp of the current cost).  ``max_ranges``: cap of address
-    filters per scheme (largest kept).  ``attrs``: monitoring attributes of every
-    context (intervals in us).
+    ``used_goal_bp``: promote into a node until its used share reaches this (basis points).
+    ``free_goal_bp``: demote out of a node while its free share is below this (bp).
+    ``hot_percent``: minimum access rate (percent of samples per aggregation) for "hot".
+    ``min_age_aggrs``: hysteresis, consecutive aggregation intervals a piece must be hot
+    before it is promoted (cold before it is demoted).  ``min_gain_bp``: hysteresis for
+    shared pages, weighted cost gain needed to move (bp of the current cost).
+    ``max_ranges``: cap of address filters per scheme (largest kept).  ``attrs``: monitoring
+    attributes of every context (intervals in us).
     """
 
     quota_bytes_per_s: int = 256 * MiB
