@@ -247,3 +247,14 @@ def test_demo_with_the_schemes_engine_promotes_the_moving_hot_range():
                            target_nid=1)])
     assert base_dram[0] == 0.0 and min(dram) >= 0.95
     assert st["cost"] / st["accesses"] < 0.9 * base["cost"] / base["accesses"]
+
+
+def test_weighted_dests_follow_addresses_and_do_not_shuffle_on_reapply():
+    m = seed_machine(1024 * MiB, 1024 * MiB)
+    m.add_workload(Workload.hot_cold(256 * MiB, 0, 16 * MiB))
+    s = Scheme(action="migrate_hot", dests=[(2, 1), (1, 3)])
+    r = _apply(m, SimOps(m), s, BASE, BASE + 256 * MiB)
+    assert r.migrated == {(0, 2): 64 * MiB, (0, 1): 192 * MiB}
+    # a second apply over the same, and over a shifted, range moves nothing
+    assert _apply(m, SimOps(m), s, BASE, BASE + 256 * MiB).migrated == {}
+    assert _apply(m, SimOps(m), s, BASE + 8 * MiB, BASE + 136 * MiB).migrated == {}

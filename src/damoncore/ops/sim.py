@@ -28,11 +28,38 @@ from ..core.regions import three_ranges
 from ..errors import InvalidConfig
 from ..schemes.filters import filters_pass
 from ..sim.extents import KEY_END, KEY_SHIFT, SWAPPED, U64, VADDR_MASK, key_of, overlap_pairs, \
-    split_by_offsets, u64
+    u64
 from .base import ApplyResult, Operations
 
 REPORT_SIZE = 8            # bytes per access report (one word)
 NR_CLASSES = 3             # young (and active), active only, inactive
+
+
+DEST_CHUNK = 2 << 20         # interleave granularity of weighted destinations (bytes)
+
+
+def interleave_by_address(lo, hi, weights):
+    """Split key ranges ``[lo, hi)`` into DEST_CHUNK-aligned pieces and give each the
+    destination index its address picks under weighted interleaving.
+
+    Like the kernel's migrate_dests (6.17), a piece's destination follows from its address
+    (chunk index modulo the weight total), not from its place in the batch, so applying the
+    scheme again does not shuffle pages already placed.  Returns ``(s, e, dest_idx)``.
+    """
+    if len(lo) == 0:
+        return lo, hi, np.zeros(0, np.int64)
+    c = U64(DEST_CHUNK)
+    first, last = lo // c, (hi - U64(1)) // c
+    n = (last - first + U64(1)).astype(np.int64)
+    rep = np.repeat(np.arange(len(lo)), n)
+    k = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
+    chunk = first[rep] + k.astype(U64)
+    s = np.maximum(lo[rep], chunk * c)
+    e = np.minimum(hi[rep], (chunk + U64(1)) * c)
+    cum = np.cumsum(np.asarray(weights, np.int64))
+    idx = np.searchsorted(cum, ((chunk & (VADDR_MASK // c)) % U64(cum[-1])).astype(np.int64),
+                          side="right")
+    return s, e, idx
 
 
 class SimOps(Operations):
@@ -222,10 +249,7 @@ class SimOps(Operations):
             present = node < nr_nodes
             lo, hi = lo[present], hi[present]
             dests = scheme.destinations()
-            w = np.array([d[1] for d in dests], float)
-            total = int((hi - lo).sum()) // m.page_size
-            bounds = (np.floor(np.cumsum(w)[:-1] / w.sum() * total) * m.page_size).astype(U64)
-            gs, ge, g = split_by_offsets(lo, hi, bounds) if len(lo) else (lo, hi, lo)
+            gs, ge, g = interleave_by_address(lo, hi, [w for _, w in dests])
             for i, (nid, _) in enumerate(dests):
                 mv = m.move_keys(gs[g == i], ge[g == i], nid)
                 res.add(ApplyResult(mv.sz_moved, 0, mv.moved,
