@@ -10,6 +10,9 @@ Access checks (``page_table`` primitive), best available first:
 - ``idle``: the sampling pages' PFNs from /proc/PID/pagemap are marked idle in
   /sys/kernel/mm/page_idle/bitmap at prepare and read back at check (a page still absent at
   prepare counts as accessed if present at check: it was faulted in).  Needs root for PFNs.
+  Caveat: a frame still in a per-CPU LRU add batch (just faulted; at most ~15 per CPU)
+  cannot be marked idle and so reads as accessed (the kernel's vaddr reads the pte itself);
+  any move_pages call drains those batches.
 - ``soft_dirty``: write-only; prepare clears the soft-dirty bits of the whole process
   (``echo 4 > /proc/PID/clear_refs``, a full page-table walk and TLB flush per target per
   sample), check reads pagemap bit 55.
