@@ -151,12 +151,8 @@ def test_small_evaluation_inequality():
     assert r["holistic"]["local"] > r["single-path TPP"]["local"] + 0.2
 
 
-# --- problems found in code this policy builds on (owned elsewhere) -------------------
+# --- regressions for problems this policy's author found in the code it builds on -------
 
-@pytest.mark.xfail(strict=True, reason="schemes/quota.py adjust_quota(): the min_score "
-                   "histogram counts regions of targets the scheme's core filters reject "
-                   "(the kernel's damon/next skips them), so in-place hot memory of another "
-                   "target crowds the quota out")
 def test_quota_histogram_ignores_core_filtered_regions():
     from fakes import HotRangeOps, VirtualClock
     ops = HotRangeOps(hot=[(0, 64 * MiB)], p_hot=1.0, p_cold=0.0, clock=VirtualClock())
@@ -174,10 +170,6 @@ def test_quota_histogram_ignores_core_filtered_regions():
     assert any(ti == 1 for ti, *_ in ops.applied)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason="ops/sim.py: a page_fault-only "
-                   "context run in two slices asks SimMachine.sample_accesses() for an empty "
-                   "interval (cleanup dropped its check time; prepare_access_checks is not "
-                   "called without page_table), which concatenates nothing")
 def test_sim_page_fault_context_runs_in_slices():
     m = tiering_machine(64 * MiB, 64 * MiB)
     m.add_workload(Workload.hot_cold(32 * MiB, 0, 4 * MiB))

@@ -135,13 +135,18 @@ class SimOps(Operations):
             keys = self._keys(t, t.regions.sampling_addr)
             out.append(m.touched(keys, t0, now).astype(np.uint8))
         if "page_fault" in ctx.primitives:
-            self._report(ctx, self._checked_us.get(id(ctx), t0), now)
+            # without page_table sampling nothing is prepared: report the last interval
+            since = self._checked_us.get(id(ctx), self._prepared_us.get(
+                id(ctx), now - ctx.attrs.sample_us))
+            self._report(ctx, since, now)
         self._checked_us[id(ctx)] = now
         return out
 
     def _report(self, ctx, t0: int, t1: int) -> None:
         """Push a sample of the accesses of ``[t0, t1)`` into ``ctx.report_access``."""
         m = self.machine
+        if t1 <= t0:
+            return
         keys, acc, times = m.sample_accesses(t0, t1, self.max_reports_per_accessor)
         if len(keys) == 0:
             return

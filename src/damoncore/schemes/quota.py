@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import _regions
 from ..core.feedback import ULONG_MAX, feed_loop_next_input
+from .filters import core_filters_pass
 from .metrics import metric_value
 from .scheme import COLD_SCORE_ACTIONS, HOT_SCORE_ACTIONS
 
@@ -133,8 +134,15 @@ def adjust_quota(ctx, scheme) -> None:
         st.charged_sz = 0
         set_effective_quota(ctx, scheme)
     hist = np.zeros(MAX_SCORE + 1, dtype=np.uint64)
-    for t in ctx.active_targets:
+    core = scheme.core_filters
+    for ti, t in enumerate(ctx.targets):
+        if t.obsolete:
+            continue
         r = t.regions
-        mask = pattern_mask(ctx, scheme, r).view(np.uint8)
+        mask = pattern_mask(ctx, scheme, r)
+        if core:
+            # damon/next: memory the core filters reject does not compete for the quota
+            mask &= core_filters_pass(core, ti, r.start, r.end, bool(scheme.ops_filters))
+        mask = mask.view(np.uint8)
         _regions.score_histogram(r.start, r.end, scores_for(ctx, scheme, r), mask, hist)
     st.min_score = _regions.min_score_for(hist, min(st.esz, ULONG_MAX))
