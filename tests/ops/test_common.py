@@ -9,7 +9,7 @@ from damoncore.core.regions import Regions
 from damoncore.linux import kpageflags as kpf
 from damoncore.linux.pagemap import Pagemap
 from damoncore.ops.common import fit_regions, folio_bytes, page_runs, pagemap_entries, \
-    pages_of_ranges, present_ranges, read_maps, split_by_weights
+    pages_of_ranges, present_ranges, read_maps, dests_by_address
 
 
 def regions(pairs, nr=None):
@@ -84,9 +84,12 @@ def test_pages_of_ranges_and_runs():
     assert s.tolist() == [0, 20480, 40960] and ln.tolist() == [12288, 4096, 8192]
 
 
-def test_split_by_weights_in_address_order():
-    assert split_by_weights(6, [(1, 1), (3, 2)]).tolist() == [1, 1, 3, 3, 3, 3]
-    assert split_by_weights(3, [(2, 1)]).tolist() == [2, 2, 2]
+def test_dests_by_address_in_address_order():
+    pages = np.arange(6, dtype=np.uint64) * 4096
+    assert dests_by_address(pages, [(1, 1), (3, 2)]).tolist() == [1, 3, 3, 1, 3, 3]
+    assert dests_by_address(pages[:3], [(2, 1)]).tolist() == [2, 2, 2]
+    # a page's node depends on its address only, not on the batch it comes in
+    assert dests_by_address(pages[3:], [(1, 1), (3, 2)]).tolist() == [1, 3, 3]
 
 
 def test_pagemap_entries_match_contiguous_reads(make_child):

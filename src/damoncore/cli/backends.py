@@ -87,6 +87,10 @@ class RealResolver(NodeResolver):
 IDLE_BITMAP = "kernel/mm/page_idle/bitmap"
 
 
+def yes(v) -> bool:
+    return str(v).lower() in ("y", "yes", "true", "1")
+
+
 def real_unusable_reason(name: str, sysfs_root: str = "/sys") -> str | None:
     """Why the real ``name`` backend cannot run here (None when it can).
 
@@ -100,20 +104,32 @@ def real_unusable_reason(name: str, sysfs_root: str = "/sys") -> str | None:
     if os.geteuid() != 0:
         return "the real backends need root"
     if not os.path.exists(os.path.join(sysfs_root, IDLE_BITMAP)):
+        from ..ops.vaddr import soft_dirty_supported
+        if name == "vaddr" and soft_dirty_supported():
+            return None
         return "the kernel has no idle page tracking (CONFIG_IDLE_PAGE_TRACKING)"
     return None
 
 
-def pick_backend(requested: str | None, kdamonds_space: str, sysfs_root: str = "/sys"):
+def pick_backend(requested: str | None, kdamonds_space: str, sysfs_root: str = "/sys",
+                 page_fault: bool = False):
     """(backend, reason): the requested one, else the real one if usable, else sim with
-    the reason the real one was passed over."""
+    the reason the real one was passed over.  Page-fault sampling selects perf, which
+    needs no idle page tracking."""
     if requested:
         return requested, None
+    if page_fault:
+        try:
+            importlib.import_module("damoncore.ops.perf")
+        except ImportError:
+            return "sim", "the perf backend is not installed"
+        return ("perf", None) if os.geteuid() == 0 else ("sim", "perf sampling needs root")
     why = real_unusable_reason(kdamonds_space, sysfs_root)
     return (kdamonds_space, None) if why is None else ("sim", why)
 
 
-def ops_factory(backend: str, machine=None, default_pid=None):
+def ops_factory(backend: str, machine=None, default_pid=None, sysfs_root="/sys",
+                procfs_root="/proc"):
     """``ctx_dict -> Operations`` for the chosen backend."""
     if backend == "sim":
         try:
@@ -127,12 +143,24 @@ def ops_factory(backend: str, machine=None, default_pid=None):
             pids = [t.get("pid") for t in c.get("targets", []) if t.get("pid") is not None]
             return SimOps(machine, space=space, pid=pids[0] if pids else default_pid)
         return make
-    try:
-        mod = importlib.import_module(f"damoncore.ops.{backend}")
-    except ImportError as e:
-        raise FeatureMissing(f"damoncore.ops.{backend}", "this backend is not available") from e
-    cls = next((getattr(mod, n) for n in dir(mod)
-                if n.lower() == f"{backend}ops" and isinstance(getattr(mod, n), type)), None)
-    if cls is None:
-        raise FeatureMissing(f"damoncore.ops.{backend}.{backend.capitalize()}Ops")
-    return lambda c: cls()
+    from ..ops.paddr import PaddrOps
+    from ..ops.vaddr import VaddrOps
+
+    def base(c):
+        if c.get("ops") in ("vaddr", "fvaddr"):
+            return VaddrOps(procfs_root=procfs_root, sysfs_root=sysfs_root)
+        return PaddrOps(sysfs_root=sysfs_root, procfs_root=procfs_root)
+
+    if backend in ("paddr", "vaddr"):
+        return base
+    if backend == "perf":
+        from ..ops.perf import PerfOps
+
+        def make_perf(c):
+            pe = (c.get("sample_control") or {}).get("primitives_enabled") or {}
+            if not pe.get("page_fault") or pe.get("page_table"):
+                raise InvalidConfig("--backend perf: give --sample_primitives page_fault "
+                                    "(perf samples page faults, not accessed bits)")
+            return PerfOps(base(c), procfs_root=procfs_root, sysfs_root=sysfs_root)
+        return make_perf
+    raise InvalidConfig(f"--backend {backend}: unknown (known: {', '.join(BACKENDS)})")

@@ -10,7 +10,7 @@ import time
 
 from .. import kdamonds as kd
 from ..core.context import Kdamond
-from ..errors import InvalidConfig
+from ..errors import FeatureMissing, InvalidConfig
 from ..records import RecordWriter
 from . import backends
 from .damo_args import kdamonds_from_args
@@ -56,7 +56,13 @@ def _progress_line(kdamonds) -> str:
 def run(args, out=sys.stderr) -> list:
     """Build, run and tear down; returns the kdamonds (lists of contexts)."""
     space = (args.ops or ["vaddr" if args.target_pid else "paddr"])[0]
-    backend, why = backends.pick_backend(args.backend, space, args.sysfs_root)
+    page_fault = any("page_fault" in ps for ps in (args.sample_primitives or [])) or \
+        any(backends.yes(v) for v in (args.exp_ops_use_reports or []))
+    backend, why = backends.pick_backend(args.backend, space, args.sysfs_root, page_fault)
+    if backend == "sim" and why and args.target_pid:
+        # a real process cannot be monitored on simulated memory: say what is missing
+        raise FeatureMissing(why, f"needed to monitor pid {args.target_pid[0]}; "
+                             f"--sample_primitives page_fault samples it with perf instead")
     d = None
     if backend != "sim":
         try:
@@ -73,7 +79,8 @@ def run(args, out=sys.stderr) -> list:
     if why and not args.quiet:
         print(f"using simulated memory (--sim_preset {args.sim_preset}): {why}",
               file=out, flush=True)
-    kdamonds = kd.build_contexts(d, backends.ops_factory(backend, machine, pid))
+    kdamonds = kd.build_contexts(d, backends.ops_factory(backend, machine, pid, args.sysfs_root,
+                                                             args.procfs_root))
     duration = kd.parse_time_us(args.duration, f"--duration {args.duration!r}") \
         if args.duration else None
     writer = RecordWriter(args.record, args.output_type) if args.record else None

@@ -307,9 +307,14 @@ class PageFilters:
         self._kpf = self._kpc = None
 
 
-def split_by_weights(n: int, dests) -> np.ndarray:
-    """Destination node of each of ``n`` pages (address order), spread by dests' weights."""
-    w = np.array([wt for _, wt in dests], float)
-    bounds = np.floor(np.cumsum(w)[:-1] / w.sum() * n).astype(np.int64)
-    group = np.searchsorted(bounds, np.arange(n), side="right")
+def dests_by_address(addrs, dests, page_size: int = PAGE_SIZE) -> np.ndarray:
+    """Destination node of each page at ``addrs``, spread by dests' weights.
+
+    As the kernel's weighted interleaving (and DAMOS migrate_dests) does, a page's node
+    follows from its interleave index (page number modulo the weight total), not from its
+    position in the batch, so re-applying a scheme does not move pages already placed.
+    """
+    cum = np.cumsum([wt for _, wt in dests])
+    ilx = (np.asarray(addrs, np.uint64) // np.uint64(page_size)) % np.uint64(cum[-1])
+    group = np.searchsorted(cum, ilx.astype(np.int64), side="right")
     return np.array([nid for nid, _ in dests], np.int32)[group]

@@ -28,7 +28,7 @@ from ..linux import pagemap as pmap
 from ..linux.page_idle import BITMAP_PATH, PageIdle
 from ..numa.topology import Topology
 from .base import ApplyResult, Operations
-from .common import PAGE_SIZE, PageFilters, pagemap_entries, present_ranges, split_by_weights
+from .common import PAGE_SIZE, PageFilters, pagemap_entries, present_ranges, dests_by_address
 from .vaddr import MIGRATE, VaddrOps, check_destinations
 
 U64 = np.uint64

@@ -42,7 +42,7 @@ from ..linux.migrate import MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, memory_nodes, move_p
 from ..linux.page_idle import BITMAP_PATH, PageIdle
 from .base import ApplyResult, Operations
 from .common import PAGE_SIZE, PageFilters, ProcessWatch, fit_regions, page_runs, \
-    pagemap_entries, pages_of_ranges, read_maps, split_by_weights
+    pagemap_entries, pages_of_ranges, read_maps, dests_by_address
 
 ADVICE = {"pageout": md.MADV_PAGEOUT, "cold": md.MADV_COLD, "willneed": md.MADV_WILLNEED}
 MIGRATE = ("migrate_hot", "migrate_cold")
@@ -272,7 +272,7 @@ class VaddrOps(Operations):
         if len(addrs) == 0:
             res.region_sz_applied = np.zeros(nr_ranges, np.uint64)
             return res
-        dst = split_by_weights(len(addrs), scheme.destinations())
+        dst = dests_by_address(addrs, scheme.destinations())
         src = query_pages(pid, addrs)
         mr = move_pages(pid, addrs, dst, flags=self.move_flags, src_nodes=src,
                         page_size=PAGE_SIZE, sysfs_root=self.sysfs_root)
