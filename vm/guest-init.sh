@@ -29,7 +29,6 @@ fi
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null  # usually already there (DEVTMPFS_MOUNT)
-mount -t tmpfs -o mode=1777 tmpfs /tmp
 mount -t tmpfs -o mode=755 tmpfs /run
 mkdir -p /dev/shm /dev/pts "$R"
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm
@@ -41,8 +40,22 @@ if ! mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 results "$R"; the
     echo "guest-init: cannot mount the results share" >&2
     echo o > /proc/sysrq-trigger
 fi
-
 [ -f "$R/job.env" ] && . "$R/job.env"
+
+# A writable tmpfs /tmp hides the host's /tmp, where a checkout (CI clones) or a
+# venv may live: DC_KEEP_PATHS (set by the harness: repo, python prefix) lists
+# host paths that stay visible, bind-mounted back on top of the new /tmp.
+mkdir -p /run/keep
+i=0
+for p in ${DC_KEEP_PATHS:-}; do
+    case "$p" in /tmp/*) i=$((i + 1)); mkdir -p /run/keep/$i; mount -o bind "$p" /run/keep/$i ;; esac
+done
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+i=0
+for p in ${DC_KEEP_PATHS:-}; do
+    case "$p" in /tmp/*) i=$((i + 1)); mkdir -p "$p"; mount -o bind /run/keep/$i "$p" ;; esac
+done
+
 echo "${DC_NUMA_BALANCING:-0}" > /proc/sys/kernel/numa_balancing
 echo 1 > /proc/sys/kernel/sysrq
 [ -n "${DC_THP:-}" ] && echo "$DC_THP" > /sys/kernel/mm/transparent_hugepage/enabled

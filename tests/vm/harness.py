@@ -403,9 +403,14 @@ def run_in_guest(script: str | os.PathLike, args: Sequence[str] = (), timeout: f
                                            and Path(script).is_file()):
         p = Path(script).resolve()
         script = f"#!/bin/sh\nexec {shlex.quote(str(p))} \"$@\"\n"
+    py = _host_python()
+    keep_paths = {str(REPO), os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix),
+            str(Path(py).parent)}
     base_env = {
         "PYTHONPATH": f"{SRC_DIR}:{HERE}",
-        "DC_PYTHON": _host_python(),
+        "DC_PYTHON": py,
+        # host paths under /tmp that must stay visible over the guest's tmpfs /tmp
+        "DC_KEEP_PATHS": " ".join(sorted(k for k in keep_paths if k.startswith("/tmp/") and " " not in k)),
     }
     return _run(g, script, args, timeout, env={**base_env, **(env or {})}, files=files, keep=keep)
 
