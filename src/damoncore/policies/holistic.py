@@ -18,10 +18,8 @@ Goals use the ``temporal`` tuner: a scheme runs while its goals are unmet and pa
 they are met (the ``consist`` feedback loop needs ~log2(quota) windows to ramp up from 1
 byte).  The size quota, in bytes per second, is enforced by the coordinator below, per
 accessor and source node: it approves at most ``quota_bytes_per_s * aggr_us`` bytes per
-aggregation, hottest first (promotions) or largest first (demotions).  A DAMOS size quota
-would not do here: damoncore's ``min_score`` histogram counts the regions of every target,
-including the ones the scheme's target filter rejects, so pages already in place would
-crowd out the ones to move.
+aggregation, hottest first (promotions) or largest first (demotions), as address allow
+filters; the schemes themselves have no size quota, only goals.
 
 A coordinator sees every context's snapshot each aggregation and decides, per piece of
 physical memory (the union of all contexts' region boundaries), which promotions may act:
