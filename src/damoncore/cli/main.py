@@ -7,7 +7,7 @@ import sys
 
 from ..errors import DamonError, InvalidConfig
 from . import args as args_cmd
-from . import demo, record, report, start, status
+from . import demo, numa_migrate, record, report, start, status
 from .damo_options import ArgumentParser
 
 SUBCMDS = {"demo": (demo, "run the embedded demo: monitoring + TPP on simulated memory"),
@@ -15,7 +15,8 @@ SUBCMDS = {"demo": (demo, "run the embedded demo: monitoring + TPP on simulated 
            "record": (record, "monitor and record the results"),
            "args": (args_cmd, "generate the kdamonds JSON for damo options"),
            "report": (report, "report recorded monitoring results"),
-           "status": (status, "show the status of a running start")}
+           "status": (status, "show the status of a running start"),
+           "numa-migrate": (numa_migrate, "holistic NUMA migration (per-accessor TPP)")}
 
 
 def build_parser() -> ArgumentParser:
