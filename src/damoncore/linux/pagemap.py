@@ -38,13 +38,19 @@ class Pagemap:
         path = os.path.join(procfs_root, str(pid), "pagemap")
         try:
             self._fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError as err:
+        except (FileNotFoundError, ProcessLookupError) as err:
+            # ENOENT: no such pid; ESRCH: a zombie, whose mm is already gone
             raise TargetGone(pid) from err
         except OSError as err:
             raise SyscallError(err.errno, "open", pid, path) from err
 
     def read(self, start: int, end: int) -> np.ndarray:
-        """Raw entries (uint64) for the pages covering virtual bytes ``[start, end)``."""
+        """Raw entries (uint64) for the pages covering virtual bytes ``[start, end)``.
+
+        Pages at or above the top of the user address space (TASK_SIZE, 0x7ffffffff000 on
+        x86_64 with 4-level paging) read as 0, like unmapped pages below it.  Raises
+        :class:`TargetGone` once the process has exited.
+        """
         first = start // self.page_size
         last = -(-end // self.page_size)
         nbytes = (last - first) * ENTRY_BYTES
@@ -55,9 +61,20 @@ class Pagemap:
                 raise TargetGone(self.pid) from err
             raise SyscallError(err.errno, "pread", self.pid, "pagemap") from err
         if len(buf) != nbytes:
-            # The process exited between open and read: its mm is gone.
-            raise TargetGone(self.pid)
+            # The kernel stops at TASK_SIZE, and returns nothing at all once the process has
+            # released its mm.  Only the latter is an exit: tell them apart by address 0.
+            if not buf and not self._mm_alive():
+                raise TargetGone(self.pid)
+            out = np.zeros(nbytes // ENTRY_BYTES, dtype=np.uint64)
+            out[: len(buf) // ENTRY_BYTES] = np.frombuffer(buf, dtype=np.uint64)
+            return out
         return np.frombuffer(buf, dtype=np.uint64)
+
+    def _mm_alive(self) -> bool:
+        try:
+            return len(os.pread(self._fd, ENTRY_BYTES, 0)) == ENTRY_BYTES
+        except ProcessLookupError:
+            return False
 
     def close(self):
         if self._fd >= 0:
