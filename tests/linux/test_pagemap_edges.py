@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import time
+
 import pytest
 from conftest import PAGE
 
