@@ -5,9 +5,10 @@ loop is all page faults), timing itself; the monitored runs drain the rings in a
 monitor would.  Run:
 
     PYTHONPATH=src python -m pytest benchmarks/bench_perf.py --benchmark-enable -q
-    PYTHONPATH=src python benchmarks/bench_perf.py      # prints faults/s and the slowdown
+    PYTHONPATH=src python benchmarks/bench_perf.py [ROUNDS]   # slowdown per sampler config
 """
 
+import functools
 import statistics
 import subprocess
 import sys
@@ -15,7 +16,8 @@ import threading
 
 import pytest
 
-from damoncore.linux.perf import PageFaultSampler
+from damoncore.linux import perf_ring as pr
+from damoncore.linux.perf import DEFAULT_SAMPLE_PERIOD, PageFaultSampler
 
 NR_PAGES = 1 << 15  # 128 MiB per round
 CHILD = r"""
@@ -27,12 +29,12 @@ for _ in sys.stdin:
     m = mmap.mmap(-1, n * mmap.PAGESIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     m.madvise(mmap.MADV_NOHUGEPAGE)
     a = np.frombuffer(m, dtype=np.uint8)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.thread_time()
     a[:: mmap.PAGESIZE] = 1
-    dt = time.perf_counter() - t0
+    dt, dc = time.perf_counter() - t0, time.thread_time() - c0
     del a
     m.close()
-    print(dt, flush=True)
+    print(dt, dc, flush=True)
 """
 
 
@@ -46,9 +48,11 @@ class Faulter:
         self.pid = self.proc.pid
 
     def round(self) -> float:
+        """Wall seconds; ``last_cpu_s`` gets the CPU seconds (user + system) of the round."""
         self.proc.stdin.write("go\n")
         self.proc.stdin.flush()
-        return float(self.proc.stdout.readline())
+        wall, self.last_cpu_s = (float(x) for x in self.proc.stdout.readline().split())
+        return wall
 
     def close(self):
         self.proc.stdin.close()
@@ -88,7 +92,7 @@ def test_unmonitored(benchmark, faulter):
     benchmark.extra_info["faults_per_s"] = NR_PAGES / min(times)
 
 
-@pytest.mark.parametrize("period", [1, 4])
+@pytest.mark.parametrize("period", [1, DEFAULT_SAMPLE_PERIOD])
 def test_monitored(benchmark, faulter, period):
     times = []
     with PageFaultSampler(pid=faulter.pid, sample_period=period) as s:
@@ -100,32 +104,77 @@ def test_monitored(benchmark, faulter, period):
         benchmark.extra_info["lost"] = s.lost
 
 
-def main(rounds=9, periods=(1, 4)):
-    """Interleave unmonitored and monitored rounds (the machine is shared) and compare medians."""
+def configs(tracefs=None):
+    """Named sampler factories compared by ``main``: kernel-side cost knobs, one at a time."""
+    full = pr.SAMPLE_IP | pr.SAMPLE_TID | pr.SAMPLE_TIME | pr.SAMPLE_ADDR | pr.SAMPLE_CPU
+    sw = functools.partial(PageFaultSampler, ring_pages=256)
+    out = {
+        "p1 IP|TID|TIME|ADDR|CPU (old)": lambda pid: sw(pid=pid, sample_period=1, sample_type=full),
+        "p1 TID|TIME|ADDR (default type)": lambda pid: sw(pid=pid, sample_period=1),
+        "p1 TID|ADDR": lambda pid: sw(pid=pid, sample_period=1,
+                                      sample_type=pr.SAMPLE_TID | pr.SAMPLE_ADDR),
+        "p1 ADDR only (floor)": lambda pid: sw(pid=pid, sample_period=1,
+                                               sample_type=pr.SAMPLE_ADDR),
+        "p1 default, 8 MiB ring, wake 1/2": lambda pid: sw(pid=pid, sample_period=1,
+                                                           ring_pages=2048,
+                                                           wakeup_bytes=1024 * 4096),
+        "event on, no samples": lambda pid: sw(pid=pid, sample_period=1 << 40),
+        "p2 default type": lambda pid: sw(pid=pid, sample_period=2),
+        f"p{DEFAULT_SAMPLE_PERIOD} default (DEFAULT)": lambda pid: sw(pid=pid),
+        "p4 default type": lambda pid: sw(pid=pid, sample_period=4),
+    }
+    if tracefs is not None:
+        tp = functools.partial(PageFaultSampler.tracepoint, tracefs_root=tracefs)
+        out["tracepoint p1"] = lambda pid: tp(pid=pid, sample_period=1)
+        out[f"tracepoint p{DEFAULT_SAMPLE_PERIOD}"] = lambda pid: tp(pid=pid)
+    return out
+
+
+def tracefs_mount():
+    with open("/proc/mounts") as f:
+        mounts = [line.split()[1] for line in f if line.split()[2] == "tracefs"]
+    return mounts[0] if mounts else None
+
+
+def main(rounds=15, names=None):
+    """Each monitored round follows an unmonitored one (the machine is shared); medians.
+
+    The slowdown is in the child's CPU time per fault (user + system, so the kernel's sampling
+    work counts and other load on the machine does not); wall time is printed alongside.
+    """
+    cfg = configs(tracefs_mount())
+    names = names or list(cfg)
     f = Faulter()
-    times = {p: [] for p in (None,) + tuple(periods)}
-    lost = {p: 0 for p in periods}
-    samples = {p: 0 for p in periods}
+    cpu = {n: [] for n in [None] + names}
+    wall = {n: [] for n in [None] + names}
+    lost = dict.fromkeys(names, 0)
+    samples = dict.fromkeys(names, 0)
     try:
         f.round()
         for _ in range(rounds):
-            times[None].append(f.round())
-            for p in periods:
-                with PageFaultSampler(pid=f.pid, sample_period=p) as s:
+            for n in names:
+                wall[None].append(f.round())
+                cpu[None].append(f.last_cpu_s)
+                with cfg[n](f.pid) as s:
                     d = Drainer(s)
-                    times[p].append(f.round())
+                    wall[n].append(f.round())
+                    cpu[n].append(f.last_cpu_s)
                     d.stop()
-                    lost[p] += s.lost
-                    samples[p] += d.nr_samples
+                    lost[n] += s.lost
+                    samples[n] += d.nr_samples
     finally:
         f.close()
-    plain = NR_PAGES / statistics.median(times[None])
-    print(f"unmonitored            {plain:12,.0f} faults/s (median of {rounds})")
-    for p in periods:
-        rate = NR_PAGES / statistics.median(times[p])
-        print(f"monitored, period {p:<4} {rate:12,.0f} faults/s  slowdown {plain / rate - 1:6.1%}"
-              f"  samples {samples[p]:,} lost {lost[p]:,}")
+    med = statistics.median
+    pc, pw = med(cpu[None]), med(wall[None])
+    print(f"unmonitored: {pc / NR_PAGES * 1e9:.0f} ns CPU/fault ({NR_PAGES / pw:,.0f} faults/s "
+          f"wall), medians of {rounds} interleaved rounds of {NR_PAGES} faults")
+    print(f"{'config':34s} {'CPU slowdown':>12s} {'ns/fault':>9s} {'wall':>7s} "
+          f"{'samples/round':>13s} {'lost':>5s}")
+    for n in names:
+        c, w = med(cpu[n]), med(wall[n])
+        print(f"{n:34s} {c / pc - 1:12.1%} {(c - pc) / NR_PAGES * 1e9:+9.0f} {w / pw - 1:7.1%} "
+              f"{samples[n] / rounds:13,.0f} {lost[n]:5d}")
 
 
 if __name__ == "__main__":
-    main()
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 15)

@@ -4,6 +4,7 @@ import os
 import struct
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from conftest import requires_root
 
 from damoncore.errors import FeatureMissing
 from damoncore.linux import perf_ring as pr
-from damoncore.linux.perf import PageFaultSampler
+from damoncore.linux.perf import DEFAULT_SAMPLE_PERIOD, PageFaultSampler
 
 N = 2000  # pages per thread
 
@@ -52,6 +53,19 @@ sys.stdin.readline()
 needs_two_cpus = pytest.mark.skipif(os.cpu_count() < 2, reason="needs two CPUs")
 
 
+def tracefs_root():
+    """Where tracefs is mounted (None if nowhere)."""
+    with open("/proc/mounts") as f:
+        for line in f:
+            dev, mnt, fstype = line.split()[:3]
+            if fstype == "tracefs":
+                return mnt
+    return None
+
+
+TRACEFS = tracefs_root()
+
+
 def run_child(spawn):
     p = subprocess.Popen([sys.executable, "-c", CHILD, str(N), spawn],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
@@ -83,7 +97,7 @@ def go_and_collect(p, sampler):
 @pytest.mark.parametrize("spawn", ["early", "late"])
 def test_samples_attributed_to_thread_cpu_and_buffer(spawn):
     p = run_child(spawn)
-    with PageFaultSampler(pid=p.pid) as s:
+    with PageFaultSampler(pid=p.pid, sample_period=1) as s:
         threads, got = go_and_collect(p, s)
         assert s.lost == 0
     page = os.sysconf("SC_PAGE_SIZE")
@@ -122,29 +136,50 @@ def test_tracepoint_missing_is_feature_missing(tmp_path):
 
 @requires_root
 @pytest.mark.skipif(
-    not os.path.exists("/sys/kernel/tracing/events/exceptions/page_fault_user/id"),
+    TRACEFS is None
+    or not os.path.exists(f"{TRACEFS}/events/exceptions/page_fault_user/id"),
     reason="tracefs with exceptions:page_fault_user not available",
 )
-def test_tracepoint_tells_writes():
+def test_tracepoint_tells_writes_and_addresses():
     p = run_child("early")
-    with PageFaultSampler.tracepoint(pid=p.pid) as s:
+    with PageFaultSampler.tracepoint(pid=p.pid, tracefs_root=TRACEFS, sample_period=1) as s:
         threads, got = go_and_collect(p, s)
     page = os.sysconf("SC_PAGE_SIZE")
     for tid, base in threads.values():
         inside = (got["addr"] >= base) & (got["addr"] < base + N * page)
+        assert inside.sum() >= 0.99 * N, "the address comes from the payload, not SAMPLE_ADDR"
+        assert (got["tid"][inside] == tid).mean() >= 0.99
         assert got["is_write"][inside].mean() >= 0.99
+
+
+@requires_root
+def test_default_period_and_time_without_sample_time():
+    # TID|ADDR only: time_ns is the drain time, cpu the ring's; every 3rd fault by default.
+    p = run_child("early")
+    t0 = time.monotonic_ns()
+    with PageFaultSampler(pid=p.pid, sample_type=pr.SAMPLE_TID | pr.SAMPLE_ADDR) as s:
+        threads, got = go_and_collect(p, s)
+        assert s.lost == 0
+    t1 = time.monotonic_ns()
+    assert ((got["time_ns"] >= t0) & (got["time_ns"] <= t1)).all()
+    assert set(got["cpu"].tolist()) <= set(range(os.cpu_count()))
+    page = os.sysconf("SC_PAGE_SIZE")
+    for tid, base in threads.values():
+        inside = (got["addr"] >= base) & (got["addr"] < base + N * page)
+        assert abs(int(inside.sum()) - N / DEFAULT_SAMPLE_PERIOD) <= 0.02 * N
+        assert (got["tid"][inside] == tid).all()
 
 
 @requires_root
 @needs_two_cpus
 def test_full_ring_counts_lost_samples():
     p = run_child("early")
-    with PageFaultSampler(pid=p.pid, ring_pages=2) as s:
+    with PageFaultSampler(pid=p.pid, ring_pages=2, sample_period=1) as s:
         threads, got = go_and_collect(p, s)  # nothing is read while the child faults
         page = os.sysconf("SC_PAGE_SIZE")
         addr = got["addr"]
         seen = sum(int(((addr >= b) & (addr < b + N * page)).sum()) for _, b in threads.values())
-        assert seen < 2 * N // 4  # two 8 KiB rings hold ~340 samples
+        assert seen < 2 * N // 4  # two 8 KiB rings hold ~500 samples
         assert s.lost > 0
         # Lost + seen covers the buffer faults (plus the interpreter's own faults).
         assert s.lost + got["addr"].size >= 2 * N

@@ -1,9 +1,12 @@
 """Page-fault sampling with perf_event_open(2): one ring per CPU, drained in bulk.
 
-Default event: the software event PERF_COUNT_SW_PAGE_FAULTS with sample_period 1 (every fault),
-sampling IP|TID|TIME|ADDR|CPU.  ``PageFaultSampler.tracepoint()`` uses the
+Default event: the software event PERF_COUNT_SW_PAGE_FAULTS, every ``DEFAULT_SAMPLE_PERIOD``-th
+fault, sampling TID|TIME|ADDR (the CPU is the ring's).  The kernel-side cost of a sample is paid
+by the faulting thread: at period 1 a thread that does nothing but fault slows by ~25-30% however
+little is sampled (the record alone costs more than 15% of a 1.6 µs fault), see
+``benchmarks/bench_perf.py``.  ``PageFaultSampler.tracepoint()`` uses the
 ``exceptions:page_fault_user`` tracepoint instead, whose raw ``error_code`` tells writes (bit 1)
-from reads; any other sampling event with a data address (e.g. a hardware memory-sampling event)
+from reads and raw ``address`` is the faulting address; any other sampling event with a data address (e.g. a hardware memory-sampling event)
 works through ``type``/``config``/``precise_ip``.
 
 Scopes: a process (one event per (thread, CPU), followers redirected with SET_OUTPUT into one
@@ -20,6 +23,7 @@ import functools
 import os
 import select
 import struct
+import time
 
 import numpy as np
 
@@ -39,26 +43,39 @@ PERF_EVENT_IOC_SET_OUTPUT = 0x2405
 PERF_FORMAT_LOST = 1 << 4  # read() also returns the event's lost-sample count (Linux >= 6.0)
 CLOCK_MONOTONIC = 1
 ATTR_SIZE = 128  # PERF_ATTR_SIZE_VER7
-DEFAULT_SAMPLE_TYPE = (
-    pr.SAMPLE_IP | pr.SAMPLE_TID | pr.SAMPLE_TIME | pr.SAMPLE_ADDR | pr.SAMPLE_CPU
-)
+# Every sample costs the faulting thread kernel time (bench_perf.py, 1.6 µs faults): the event
+# alone ~50 ns per fault, a record ~215 ns, TID +115, TIME +70, IP and CPU +40 together.  The
+# CPU is known from the per-CPU ring a record is in, so only TID, TIME and ADDR are sampled.
+DEFAULT_SAMPLE_TYPE = pr.SAMPLE_TID | pr.SAMPLE_TIME | pr.SAMPLE_ADDR
+# Every 3rd fault: the lowest period at which a thread faulting at full speed slows by <= 15%
+# with no lost records (12.7%; period 2: 17%, period 1: 28%, and 16% even sampling ADDR only).
+DEFAULT_SAMPLE_PERIOD = 3
 # attr flag bits (the bitfield after read_format)
-_DISABLED, _INHERIT, _EXCLUDE_HV, _WATERMARK, _PRECISE_SHIFT, _USE_CLOCKID = 0, 1, 6, 14, 15, 25
+_DISABLED, _INHERIT, _EXCLUDE_KERNEL, _EXCLUDE_HV, _WATERMARK = 0, 1, 5, 6, 14
+_PRECISE_SHIFT, _USE_CLOCKID = 15, 25
 
 
 def pack_attr(type_, config, sample_type, sample_period=1, inherit=False, wakeup_bytes=0,
-              precise_ip=0, read_format=PERF_FORMAT_LOST) -> bytes:  # fmt: skip
-    """``struct perf_event_attr`` (VER7, 128 bytes), created disabled, watermark wakeups."""
-    flags = 1 << _DISABLED | 1 << _EXCLUDE_HV | 1 << _USE_CLOCKID
+              precise_ip=0, read_format=PERF_FORMAT_LOST, exclude_kernel=False,
+              clockid=CLOCK_MONOTONIC) -> bytes:  # fmt: skip
+    """``struct perf_event_attr`` (VER7, 128 bytes), created disabled, watermark wakeups.
+
+    ``clockid`` None: the kernel's default perf clock (local_clock) for SAMPLE_TIME.
+    """
+    flags = 1 << _DISABLED | 1 << _EXCLUDE_HV
     flags |= (precise_ip & 3) << _PRECISE_SHIFT
+    if clockid is not None:
+        flags |= 1 << _USE_CLOCKID
     if inherit:
         flags |= 1 << _INHERIT
+    if exclude_kernel:
+        flags |= 1 << _EXCLUDE_KERNEL
     if wakeup_bytes:
         flags |= 1 << _WATERMARK
     return struct.pack(
         "<IIQQQQQIIQQQQIiQIHHIIQ",
         type_, ATTR_SIZE, config, sample_period, sample_type, read_format, flags,
-        wakeup_bytes, 0, 0, 0, 0, 0, 0, CLOCK_MONOTONIC, 0, 0, 0, 0, 0, 0, 0,
+        wakeup_bytes, 0, 0, 0, 0, 0, 0, clockid or 0, 0, 0, 0, 0, 0, 0, 0,
     )  # fmt: skip
 
 
@@ -112,11 +129,14 @@ class PageFaultSampler:
         cgroup: path of a cgroup v2 directory to follow instead of ``pid``.
         cpus: CPUs to open events on (default: all online CPUs).
         type, config: the perf event (default: software page faults).
-        sample_period: events per sample (1 = every fault).
+        sample_period: events per sample (1 = every fault; the default keeps a thread that
+            faults at full speed within 15% of its unmonitored speed).
         ring_pages: data pages per CPU ring (power of two); the ring is ``1 + ring_pages`` pages.
         wakeup_bytes: watermark in bytes at which poll() wakes us (default: a quarter ring).
         precise_ip: 0-3, for hardware memory-sampling events.
         raw_write_field: ``(offset, size)`` inside the raw payload whose bit 1 means "write".
+        raw_addr_field: ``(offset, size)`` inside the raw payload of the faulting address, for
+            events whose SAMPLE_ADDR is 0 (tracepoints).
     Attributes:
         lost: samples the kernel dropped because a ring was full, cumulative.  PERF_RECORD_LOST
             records arrive only once the ring has room again, so this also reads each event's
@@ -126,9 +146,10 @@ class PageFaultSampler:
     """
 
     def __init__(self, pid=None, cgroup=None, cpus=None, type=PERF_TYPE_SOFTWARE,
-                 config=PERF_COUNT_SW_PAGE_FAULTS, sample_period=1, ring_pages=256,
-                 wakeup_bytes=None, precise_ip=0, sample_type=DEFAULT_SAMPLE_TYPE,
-                 raw_write_field=None, procfs_root="/proc", sysfs_root="/sys"):  # fmt: skip
+                 config=PERF_COUNT_SW_PAGE_FAULTS, sample_period=DEFAULT_SAMPLE_PERIOD,
+                 ring_pages=256, wakeup_bytes=None, precise_ip=0,
+                 sample_type=DEFAULT_SAMPLE_TYPE, raw_write_field=None, procfs_root="/proc",
+                 sysfs_root="/sys", raw_addr_field=None):  # fmt: skip
         if pid is not None and cgroup is not None:
             raise ValueError("give pid or cgroup, not both")
         self.pid, self.cgroup = pid, cgroup
@@ -143,10 +164,11 @@ class PageFaultSampler:
             inherit=pid is not None, wakeup_bytes=wake, precise_ip=precise_ip,
         )  # fmt: skip
         self._raw_write_field = raw_write_field
+        self._raw_addr_field = raw_addr_field
         self.write_known = raw_write_field is not None
         self._lost_records = 0
         self.throttled = 0
-        self._fds, self._rings, self._poll = [], [], None
+        self._fds, self._rings, self._ring_cpus, self._poll = [], [], [], None
         self._dtypes = {}
 
     @classmethod
@@ -156,9 +178,11 @@ class PageFaultSampler:
         tp_id, fields = tracepoint_format(event, tracefs_root)
         if "error_code" not in fields:
             raise FeatureMissing(f"tracepoint {event}", "no error_code field")
-        st = kwargs.pop("sample_type", DEFAULT_SAMPLE_TYPE) | pr.SAMPLE_RAW
+        # A tracepoint sample's SAMPLE_ADDR is 0: the address is the payload's ``address``.
+        st = kwargs.pop("sample_type", DEFAULT_SAMPLE_TYPE) & ~pr.SAMPLE_ADDR | pr.SAMPLE_RAW
         return cls(pid=pid, type=PERF_TYPE_TRACEPOINT, config=tp_id, sample_type=st,
-                   raw_write_field=fields["error_code"], **kwargs)  # fmt: skip
+                   raw_write_field=fields["error_code"], raw_addr_field=fields.get("address"),
+                   **kwargs)  # fmt: skip
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -191,6 +215,7 @@ class PageFaultSampler:
                     if leader is None:
                         leader = fd
                         self._rings.append(pr.RingBuffer(fd, self.ring_pages))
+                        self._ring_cpus.append(cpu)
                         self._poll.register(fd, select.POLLIN)
                     else:
                         fcntl.ioctl(fd, PERF_EVENT_IOC_SET_OUTPUT, leader)
@@ -211,7 +236,7 @@ class PageFaultSampler:
             ring.close()
         for fd in self._fds:
             os.close(fd)
-        self._fds, self._rings, self._poll = [], [], None
+        self._fds, self._rings, self._ring_cpus, self._poll = [], [], [], None
 
     def __enter__(self):
         return self.open()
@@ -229,13 +254,16 @@ class PageFaultSampler:
         """Drain every ring (after waiting up to ``timeout_s`` seconds for a watermark wakeup).
 
         Returns arrays of equal length: ``addr`` (uint64, faulting virtual address in bytes),
-        ``cpu`` (int32), ``tid`` (int32), ``pid`` (int32), ``ip`` (uint64), ``time_ns`` (uint64,
-        CLOCK_MONOTONIC), ``is_write`` (bool; all False unless ``write_known``).
+        ``cpu`` (int32; the ring's CPU unless SAMPLE_CPU is sampled), ``tid`` (int32), ``pid``
+        (int32), ``ip`` (uint64; 0 unless SAMPLE_IP), ``time_ns`` (uint64, CLOCK_MONOTONIC; the
+        time of this read, an upper bound, unless SAMPLE_TIME), ``is_write`` (bool; all False
+        unless ``write_known``).
         """
         if timeout_s > 0:
             self.wait(timeout_s)
-        chunks = []
-        for ring in self._rings:
+        chunks, cpus = [], []
+        now_ns = time.monotonic_ns()
+        for ring, cpu in zip(self._rings, self._ring_cpus):
             data = ring.drain()
             if not data:
                 continue
@@ -243,7 +271,8 @@ class PageFaultSampler:
             self._lost_records += counts["lost"]
             self.throttled += counts["throttle"]
             chunks.extend(parts)
-        return self._columns(chunks)
+            cpus.extend([cpu] * len(parts))
+        return self._columns(chunks, cpus, now_ns)
 
     @property
     def lost(self) -> int:
@@ -258,28 +287,32 @@ class PageFaultSampler:
     def _dtype_for(self, size: int) -> np.dtype:
         dt = self._dtypes.get(size)
         if dt is None:
-            raw = ()
-            if self._raw_write_field is not None:
-                off, sz = self._raw_write_field
-                raw = (("write_field", f"<u{sz}", off),)
+            raw = []
+            for name, field in (("write_field", self._raw_write_field),
+                                ("raw_addr", self._raw_addr_field)):
+                if field is not None:
+                    raw.append((name, f"<u{field[1]}", field[0]))
             dt = pr.sample_dtype(self.sample_type, raw, size)
             self._dtypes[size] = dt
         return dt
 
-    def _columns(self, chunks) -> dict[str, np.ndarray]:
-        def col(name, dtype):
-            if not chunks or name not in chunks[0].dtype.names:
-                n = sum(len(c) for c in chunks)
-                return np.zeros(n, dtype=dtype)
+    def _columns(self, chunks, cpus=(), now_ns=0) -> dict[str, np.ndarray]:
+        n = sum(len(c) for c in chunks)
+        sampled = chunks[0].dtype.names if chunks else ()
+
+        def col(name, dtype, default=0):
+            if name not in sampled:
+                return np.full(n, default, dtype=dtype)
             return np.concatenate([c[name] for c in chunks]).astype(dtype, copy=False)
 
         out = {
-            "addr": col("addr", np.uint64),
-            "cpu": col("cpu", np.int32),
+            "addr": col("raw_addr" if self._raw_addr_field else "addr", np.uint64),
+            "cpu": col("cpu", np.int32) if "cpu" in sampled or not chunks else
+            np.repeat(np.array(cpus, np.int32), [len(c) for c in chunks]),
             "tid": col("tid", np.int32),
             "pid": col("pid", np.int32),
             "ip": col("ip", np.uint64),
-            "time_ns": col("time", np.uint64),
+            "time_ns": col("time", np.uint64, now_ns),
         }
         if self._raw_write_field is not None and chunks:
             out["is_write"] = (col("write_field", np.uint64) & np.uint64(2)) != 0
