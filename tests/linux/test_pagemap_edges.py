@@ -89,3 +89,21 @@ def test_zombie_is_target_gone():
             Pagemap(p.pid)
     finally:
         p.wait()
+
+
+
+def test_read_runs_matches_read_per_run(top_child):
+    p, addr = top_child
+    pm = Pagemap(p.pid, page_size=PAGE)
+    first = addr // PAGE
+    runs = [(first - 100, 3), (first, N + 2), (first + N + 5, 1), (first - 1, 1)]
+    got = pm.read_runs([f for f, _ in runs], [n for _, n in runs])
+    want = [pm.read(f * PAGE, (f + n) * PAGE) for f, n in runs]
+    assert got.tolist() == [int(x) for w in want for x in w]
+    assert present(got[3:3 + N]).all() and (got[3 + N:3 + N + 3] == 0).all()
+    assert pm.read_runs([], []).shape == (0,)
+    p.stdin.close()
+    p.wait(timeout=10)
+    with pytest.raises(TargetGone):
+        pm.read_runs([first], [1])
+    pm.close()

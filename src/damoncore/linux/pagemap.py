@@ -70,6 +70,30 @@ class Pagemap:
             return out
         return np.frombuffer(buf, dtype=np.uint64)
 
+    def read_runs(self, first_pages, nr_pages) -> np.ndarray:
+        """Entries of the page runs ``[first_pages[i], first_pages[i] + nr_pages[i])`` (page
+        numbers), back to back in one uint64 array: one preadv straight into it per run, so
+        thousands of runs cost little more than their syscalls.  Same edges as :meth:`read`.
+        """
+        firsts = np.asarray(first_pages, dtype=np.int64).tolist()
+        sizes = (np.asarray(nr_pages, dtype=np.int64) * ENTRY_BYTES).tolist()
+        out = np.empty(sum(sizes) // ENTRY_BYTES, dtype=np.uint64)
+        mv = memoryview(out).cast("B")
+        fd, pos = self._fd, 0
+        try:
+            for first, nbytes in zip(firsts, sizes):
+                got = os.preadv(fd, [mv[pos:pos + nbytes]], first * ENTRY_BYTES)
+                if got != nbytes:
+                    if not got and not self._mm_alive():
+                        raise TargetGone(self.pid)
+                    out[(pos + got) // ENTRY_BYTES:(pos + nbytes) // ENTRY_BYTES] = 0
+                pos += nbytes
+        except OSError as err:
+            if err.errno == errno.ESRCH:
+                raise TargetGone(self.pid) from err
+            raise SyscallError(err.errno, "preadv", self.pid, "pagemap") from err
+        return out
+
     def _mm_alive(self) -> bool:
         try:
             return len(os.pread(self._fd, ENTRY_BYTES, 0)) == ENTRY_BYTES
