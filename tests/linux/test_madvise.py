@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import PAGE, requires_root, smaps_entry
+from linux_helpers import PAGE, requires_root, smaps_entry
 
 from damoncore.errors import TargetGone
 from damoncore.linux import kpageflags as kpf

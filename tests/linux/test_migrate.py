@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import PAGE
+from linux_helpers import PAGE
 
 from damoncore.errors import TargetGone
 from damoncore.linux.migrate import move_pages, move_range, page_addrs, query_pages

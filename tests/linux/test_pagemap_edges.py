@@ -6,7 +6,7 @@ import sys
 import time
 
 import pytest
-from conftest import PAGE
+from linux_helpers import PAGE
 
 from damoncore.errors import TargetGone
 from damoncore.linux.pagemap import Pagemap, present

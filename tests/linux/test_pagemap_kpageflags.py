@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import PAGE, requires_root, smaps_entry
+from linux_helpers import PAGE, requires_root, smaps_entry
 
 from damoncore.errors import TargetGone
 from damoncore.linux import kpageflags as kpf

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import requires_root
+from linux_helpers import requires_root
 
 from damoncore.errors import FeatureMissing
 from damoncore.linux import perf_ring as pr

@@ -127,13 +127,12 @@ def pagemap_entries(pm, addrs, max_gap_pages: int = 16) -> np.ndarray:
     if pages.size == 0:
         return np.zeros(0, U64)
     brk = np.flatnonzero(np.diff(pages) > U64(max_gap_pages)) + 1
-    los = np.r_[0, brk]
-    his = np.r_[brk, pages.size]
+    los = np.concatenate(([0], brk))
+    his = np.concatenate((brk, [pages.size]))
     firsts, lasts = pages[los], pages[his - 1]
-    ps = pm.page_size
-    bufs = [pm.read(f * ps, (l + 1) * ps) for f, l in zip(firsts.tolist(), lasts.tolist())]
-    flat = np.concatenate(bufs)
-    base = np.r_[0, np.cumsum((lasts - firsts + U64(1)).astype(np.int64))[:-1]]
+    nr = (lasts - firsts + U64(1)).astype(np.int64)
+    flat = pm.read_runs(firsts, nr)                  # one preadv per run into one array
+    base = np.cumsum(nr) - nr
     run = np.repeat(np.arange(los.size), his - los)
     idx = base[run] + (pages - firsts[run]).astype(np.int64)
     return flat[idx][inverse.ravel()]
