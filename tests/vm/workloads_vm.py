@@ -1,0 +1,267 @@
+"""Guest-side workloads and probes for the VM tiering/holistic/monitoring runs.
+
+Runs INSIDE the 4-node guest (tests/vm is on the guest's PYTHONPATH).  The workload
+processes are plain Python + ctypes (no numpy: importing it over 9p under TCG costs
+seconds), started as ``python -m workloads_vm <kind> <json args>``; they print one JSON line
+with their buffers' addresses when set up, then touch their hot data until stdin closes
+(or, for ``moving``, follow a schedule).  The orchestrating functions (``query_nodes``,
+``node_mem``, ``Ticker``...) are imported by the test modules' guest functions.
+
+Never run the workloads on the host: they mbind memory to nodes 0-3.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import json
+import mmap
+import os
+import subprocess
+import sys
+import threading
+import time
+
+PAGE = 4096
+MiB = 1 << 20
+SYS_mbind = 237
+SYS_move_pages = 279
+MPOL_DEFAULT, MPOL_BIND = 0, 2
+MADV_NOHUGEPAGE = 15
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+
+
+# ----------------------------------------------------------------------------- memory
+
+def mbind(addr: int, length: int, mode: int, nodes=()) -> None:
+    mask = 0
+    for n in nodes:
+        mask |= 1 << n
+    m = ctypes.c_ulong(mask)
+    rc = _libc.syscall(ctypes.c_long(SYS_mbind), ctypes.c_void_p(addr), ctypes.c_ulong(length),
+                       ctypes.c_int(mode), ctypes.byref(m) if nodes else None,
+                       ctypes.c_ulong(64 if nodes else 0), ctypes.c_uint(0))
+    if rc < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"mbind: {os.strerror(e)}")
+
+
+class Buf:
+    """Anonymous 4 KiB-page mapping, first-touched on ``node`` (mbind, then policy reset)."""
+
+    def __init__(self, size: int, node: int):
+        self.size = size - size % PAGE
+        self.map = mmap.mmap(-1, self.size)
+        self.map.madvise(MADV_NOHUGEPAGE)
+        self.addr = ctypes.addressof(ctypes.c_char.from_buffer(self.map))
+        self.mv = memoryview(self.map)
+        mbind(self.addr, self.size, MPOL_BIND, [node])
+        step = MiB                  # fill in chunks (a big bytes object would take node memory)
+        chunk = b"\x5a" * step
+        for off in range(0, self.size, step):
+            n = min(step, self.size - off)
+            self.map[off:off + n] = chunk[:n]
+        mbind(self.addr, self.size, MPOL_DEFAULT)     # later moves are not re-bound
+
+    def touch(self, lo: int = 0, hi: int | None = None) -> int:
+        """Read one byte of every page in [lo, hi) (C speed: a strided memoryview copy)."""
+        return len(bytes(self.mv[lo:self.size if hi is None else hi:PAGE]))
+
+
+def move_pages_raw(pid: int, addrs, node=None) -> list:
+    """move_pages(2) of ``addrs`` of ``pid`` to ``node``; node None queries. Status list."""
+    n = len(addrs)
+    out = []
+    for i in range(0, n, 16384):
+        part = addrs[i:i + 16384]
+        k = len(part)
+        pages = (ctypes.c_void_p * k)(*part)
+        status = (ctypes.c_int * k)()
+        nodes = (ctypes.c_int * k)(*([node] * k)) if node is not None else None
+        rc = _libc.syscall(ctypes.c_long(SYS_move_pages), ctypes.c_long(pid), ctypes.c_ulong(k),
+                           pages, nodes, status, ctypes.c_int(2 if node is not None else 0))
+        if rc < 0:
+            e = ctypes.get_errno()
+            raise OSError(e, f"move_pages: {os.strerror(e)}")
+        out.extend(status)
+    return out
+
+
+def query_nodes(pid: int, addr: int, size: int) -> dict:
+    """{node: pages} of [addr, addr+size) of ``pid`` (negative keys: -errno, e.g. -14 absent)."""
+    st = move_pages_raw(pid, list(range(addr, addr + size, PAGE)))
+    c: dict = {}
+    for s in st:
+        c[s] = c.get(s, 0) + 1
+    return c
+
+
+def node_mem(nid: int) -> dict:
+    """MemTotal/MemFree of a node in bytes, and used_bp as DAMON's node_mem_used_bp."""
+    m = {}
+    with open(f"/sys/devices/system/node/node{nid}/meminfo") as f:
+        for line in f:
+            parts = line.split()
+            if parts[2] in ("MemTotal:", "MemFree:"):
+                m[parts[2][:-1]] = int(parts[3]) * 1024
+    used = m["MemTotal"] - m["MemFree"]
+    return {"total": m["MemTotal"], "free": m["MemFree"],
+            "used_bp": used * 10000 // m["MemTotal"]}
+
+
+def cpu_time_s(pid: int, tid: int | None = None) -> float:
+    """utime+stime of a process (or one of its threads) in seconds."""
+    p = f"/proc/{pid}/task/{tid}/stat" if tid else f"/proc/{pid}/stat"
+    with open(p) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def write(path: str, value) -> None:
+    with open(path, "w") as f:
+        f.write(str(value))
+
+
+def read(path: str, default=None):
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return default
+
+
+class Ticker:
+    """A 1 ms sleeper pinned to ``cpu`` (VM-NOTES: forces TCG TLB flushes so accessed bits
+    stay honest), as a child process; the tests start it themselves when they must first do
+    something a running ticker makes risky (enabling a tracepoint)."""
+
+    def __init__(self, cpu: int):
+        self.p = subprocess.Popen([sys.executable, "-c",
+                                   f"import os, time\nos.sched_setaffinity(0, {{{cpu}}})\n"
+                                   "while True: time.sleep(0.001)\n"])
+
+    def stop(self):
+        self.p.kill()
+        self.p.wait()
+
+
+# ----------------------------------------------------------------------------- workloads
+
+class Workload:
+    """A workload child process: ``kind`` and its JSON args; ``info`` is its setup line."""
+
+    def __init__(self, kind: str, cpu: int | None = None, **kw):
+        pre = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
+        self.p = subprocess.Popen([sys.executable, "-m", "workloads_vm", kind, json.dumps(kw)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                  preexec_fn=pre)
+        line = self.p.stdout.readline()
+        if not line:
+            self.p.wait()
+            raise RuntimeError(f"workload {kind} died during setup (exit {self.p.returncode})")
+        self.info = json.loads(line)
+        self.pid = self.p.pid
+
+    def stop(self) -> dict:
+        """Close stdin; the child prints its final JSON (counters) and exits."""
+        try:
+            self.p.stdin.close()
+        except OSError:
+            pass
+        out = self.p.stdout.read()
+        self.p.wait(timeout=60)
+        return json.loads(out) if out.strip() else {}
+
+
+def _tiered(args) -> None:
+    """Cold data first-touched on ``cold_node`` (so much that the node has about
+    ``leave_free_mib`` free afterwards, or ``cold_mib``), hot data on ``hot_node``; touch the
+    hot data continuously until stdin closes."""
+    cold_node, hot_node = args.get("cold_node", 0), args.get("hot_node", 1)
+    if args.get("leave_free_mib") is not None:
+        free = node_mem(cold_node)["free"]
+        cold = max(0, free - args["leave_free_mib"] * MiB)
+    else:
+        cold = args["cold_mib"] * MiB
+    hot = Buf(args["hot_mib"] * MiB, hot_node)
+    coldb = Buf(cold, cold_node) if cold else None
+    stop = threading.Event()
+    passes = [0]
+
+    def loop():
+        while not stop.is_set():
+            hot.touch()
+            passes[0] += 1
+    th = threading.Thread(target=loop, daemon=True)
+    th.start()
+    print(json.dumps({"hot": [hot.addr, hot.size],
+                      "cold": [coldb.addr, coldb.size] if coldb else [0, 0]}), flush=True)
+    sys.stdin.read()
+    stop.set()
+    th.join()
+    print(json.dumps({"passes": passes[0]}), flush=True)
+
+
+def _two_threads(args) -> None:
+    """Thread A pinned to cpu0 with hot data on ``a_node``, thread B pinned to cpu1 with hot
+    data on ``b_node``; each touches its own buffer (memchr over it: a ctypes call that
+    releases the GIL) until stdin closes.  Reports the threads' tids."""
+    size = args["hot_mib"] * MiB
+    bufs = {"a": Buf(size, args["a_node"]), "b": Buf(size, args["b_node"])}
+    cpus = {"a": 0, "b": 1}
+    tids, passes = {}, {"a": 0, "b": 0}
+    stop = threading.Event()
+    ready = threading.Barrier(3)
+    memchr = _libc.memchr
+    memchr.restype = ctypes.c_void_p
+    memchr.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
+
+    def worker(k):
+        os.sched_setaffinity(0, {cpus[k]})
+        tids[k] = threading.get_native_id()
+        b = bufs[k]
+        ready.wait()
+        while not stop.is_set():
+            memchr(b.addr, 1, b.size)        # reads every byte; never finds 0x01
+            passes[k] += 1
+    ths = [threading.Thread(target=worker, args=(k,), daemon=True) for k in "ab"]
+    for t in ths:
+        t.start()
+    ready.wait()
+    print(json.dumps({"tids": tids, **{k: [b.addr, b.size] for k, b in bufs.items()}}),
+          flush=True)
+    sys.stdin.read()
+    stop.set()
+    for t in ths:
+        t.join()
+    print(json.dumps({"passes": passes}), flush=True)
+
+
+def _moving(args) -> None:
+    """A ``total_mib`` buffer (first touch on ``node``) whose ``hot_mib`` hot range moves
+    to the next offset of ``offsets_mib`` every ``period_s``; prints one JSON line per
+    phase change (offset, monotonic time) and the counters at the end."""
+    total = args["total_mib"] * MiB
+    hot = args["hot_mib"] * MiB
+    b = Buf(total, args.get("node", 0))
+    offs = [o * MiB for o in args["offsets_mib"]]
+    print(json.dumps({"buf": [b.addr, b.size]}), flush=True)
+    t0 = time.monotonic()
+    passes = 0
+    phase = -1
+    end = t0 + args["period_s"] * len(offs)
+    while time.monotonic() < end:
+        k = int((time.monotonic() - t0) // args["period_s"])
+        if k != phase:
+            phase = k
+            print(json.dumps({"phase": k, "offset": offs[k], "t": time.monotonic()}), flush=True)
+        b.touch(offs[k], offs[k] + hot)
+        passes += 1
+    print(json.dumps({"done": True, "passes": passes, "t": time.monotonic()}), flush=True)
+
+
+KINDS = {"tiered": _tiered, "two_threads": _two_threads, "moving": _moving}
+
+if __name__ == "__main__":
+    KINDS[sys.argv[1]](json.loads(sys.argv[2]))
