@@ -205,12 +205,12 @@ def _tiered(args) -> None:
 
 def _two_threads(args) -> None:
     """Thread A pinned to cpu0 with hot data on ``a_node``, thread B pinned to cpu1 with hot
-    data on ``b_node``; each touches its own buffer (memchr over it: a ctypes call that
+    data on ``b_node``; each first-touches (after pinning, so even the first-touch faults
+    carry its own CPU) and then touches its own buffer (memchr over it: a ctypes call that
     releases the GIL) until stdin closes.  Reports the threads' tids."""
     size = args["hot_mib"] * MiB
-    bufs = {"a": Buf(size, args["a_node"]), "b": Buf(size, args["b_node"])}
-    cpus = {"a": 0, "b": 1}
-    tids, passes = {}, {"a": 0, "b": 0}
+    bufs, tids, passes = {}, {}, {"a": 0, "b": 0}
+    cpus, nodes = {"a": 0, "b": 1}, {"a": args["a_node"], "b": args["b_node"]}
     stop = threading.Event()
     ready = threading.Barrier(3)
     memchr = _libc.memchr
@@ -220,7 +220,7 @@ def _two_threads(args) -> None:
     def worker(k):
         os.sched_setaffinity(0, {cpus[k]})
         tids[k] = threading.get_native_id()
-        b = bufs[k]
+        b = bufs[k] = Buf(size, nodes[k])
         ready.wait()
         while not stop.is_set():
             memchr(b.addr, 1, b.size)        # reads every byte; never finds 0x01
