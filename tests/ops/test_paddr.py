@@ -57,10 +57,20 @@ def test_page_table_needs_idle_tracking_page_fault_does_not():
     assert t.regions.nr >= 10 and t.regions.total_size() > 0
 
 
+def kpageflags_fixture(tmp_path, nr, not_lru=()):
+    """A procfs root whose kpageflags says every frame is an LRU page but ``not_lru``."""
+    flags = np.full(nr, 1 << 5, np.uint64)             # KPF_LRU
+    flags[np.asarray(not_lru, np.int64)] = 1 << 10     # KPF_BUDDY: a free frame
+    root = tmp_path / "proc"
+    root.mkdir(exist_ok=True)
+    flags.tofile(root / "kpageflags")
+    return str(root)
+
+
 def test_idle_checks_against_fixture_bitmap(tmp_path):
     nr = 1 << 20
     bm = KernelLikeBitmap(str(tmp_path / "bitmap"), nr)
-    ops = PaddrOps(page_idle=PageIdle(io=bm))
+    ops = PaddrOps(page_idle=PageIdle(io=bm), procfs_root=kpageflags_fixture(tmp_path, nr))
     targets = [Target(ranges=[(0, 1 << 30)]), Target(ranges=[(2 << 30, 3 << 30)])]
     ctx = Context(ops, targets=targets, primitives=("page_table",),
                   attrs=Attrs(min_nr_regions=100))
@@ -80,9 +90,33 @@ def test_idle_checks_against_fixture_bitmap(tmp_path):
         <= len(frames)
 
 
+def test_frames_off_the_lru_are_never_accessed(tmp_path):
+    """Free frames, slab and page tables cannot be marked idle, so they read "accessed";
+    like the kernel's paddr (no folio for them) they must count as not accessed."""
+    nr = 1 << 20
+    bm = KernelLikeBitmap(str(tmp_path / "bitmap"), nr)
+    t = Target(ranges=[(0, 1 << 30)])
+    ctx = Context(PaddrOps(page_idle=PageIdle(io=bm)), targets=[t], primitives=("page_table",),
+                  attrs=Attrs(min_nr_regions=200))
+    ctx.start()
+    ctx.sample_begin()
+    frames = t.regions.sampling_addr // np.uint64(PAGE)
+    free = frames[::3]
+    ops = PaddrOps(page_idle=PageIdle(io=bm),
+                   procfs_root=kpageflags_fixture(tmp_path, nr, free.astype(np.int64)))
+    ctx.ops = ops
+    ops.init(ctx)
+    ops.prepare_access_checks(ctx)
+    bm.access(frames)                                  # everything reads "not idle"
+    got = ops.check_accesses(ctx)[0].astype(bool)
+    want = ~np.isin(frames, free)
+    assert got.tolist() == want.tolist()
+    assert 0 < (~got).sum() < len(got)
+
+
 def test_same_frame_sampled_twice_is_checked_once(tmp_path):
     bm = KernelLikeBitmap(str(tmp_path / "bitmap"), 1 << 12)
-    ops = PaddrOps(page_idle=PageIdle(io=bm))
+    ops = PaddrOps(page_idle=PageIdle(io=bm), procfs_root=kpageflags_fixture(tmp_path, 1 << 12))
     t = Target(ranges=[(0, 16 * PAGE)])
     ctx = Context(ops, targets=[t], primitives=("page_table",), attrs=Attrs(min_nr_regions=3))
     ctx.start()
@@ -90,7 +124,7 @@ def test_same_frame_sampled_twice_is_checked_once(tmp_path):
     ops.prepare_access_checks(ctx)
     bm.access([5])
     assert ops.check_accesses(ctx)[0].tolist() == [1] * t.regions.nr
-    assert ops.page_idle.nr_syscalls == 2
+    assert ops.page_idle.nr_syscalls == 2              # one mark, one read
 
 
 def test_migrate_physical_range_to_node0(make_child):

@@ -109,7 +109,8 @@ def move_pages(
         NodeUnavailable: a destination node is offline or memoryless (checked up front, and again
             if the kernel rejects the whole call with ENODEV/EINVAL).
         TargetGone: ``pid`` does not exist.
-        SyscallError: any other whole-call failure (e.g. EPERM).
+        SyscallError: any other whole-call failure (e.g. EPERM).  ENOMEM (the destination
+            is full) is not raised: the pages not attempted count as ``ENOMEM``.
     """
     a = _as_addrs(addrs)
     if np.ndim(nodes) == 0:
@@ -129,7 +130,13 @@ def move_pages(
     if err in (errno.ENODEV, errno.EINVAL):
         bad = int(dst[done]) if done < dst.shape[0] else int(dst[0])
         raise NodeUnavailable(bad, f"move_pages returned {errno_name(err)}")
-    if err:
+    if err == errno.ENOMEM:
+        # the destination ran out of memory (below its watermarks) part way: a partial
+        # failure.  The failed call may have moved some of its pages before giving up, so
+        # ask where the rest are; those not on their destination count as ENOMEM.
+        where = query_pages(pid, a[done:])
+        status[done:] = np.where(where == dst[done:], where, -errno.ENOMEM)
+    elif err:
         raise_for_errno(err, "move_pages", pid)
     ok = status >= 0
     result = MoveResult(

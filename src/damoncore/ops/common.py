@@ -255,6 +255,14 @@ class PageFilters:
                 raise FeatureMissing("CONFIG_IDLE_PAGE_TRACKING",
                                      "the young filter reads and clears page idle bits")
 
+    def on_lru(self, pfns) -> np.ndarray:
+        """Bool per PFN: the frame is an LRU (user) page.  Free frames, slab and page
+        tables cannot be marked idle, so their idle bit always reads "accessed"; the
+        kernel's paddr finds no folio for them (damon_get_folio()) and reports no access."""
+        if self._kpf is None:
+            self._kpf = kpf.KPageFlags(self.procfs_root)
+        return kpf.has(self._kpf.read(np.asarray(pfns, U64)), kpf.LRU)
+
     def passed(self, filters, pfns) -> np.ndarray:
         """Bool per PFN: the filters let the page through."""
         pfns = np.asarray(pfns, U64)

@@ -192,7 +192,12 @@ class PaddrOps(Operations):
         n = [t.regions.nr for t in ctx.targets]
         if "page_table" not in ctx.primitives or self._pfns is None or len(self._pfns) != sum(n):
             return [np.zeros(k, np.uint8) for k in n]
-        acc = (~self.page_idle.read_idle(self._pfns)).astype(np.uint8)
+        acc = ~self.page_idle.read_idle(self._pfns)
+        if acc.any():
+            # only frames that read "accessed" need the LRU check (one batched read)
+            hit = np.flatnonzero(acc)
+            acc[hit] = self.filters.on_lru(self._pfns[hit])
+        acc = acc.astype(np.uint8)
         self._pfns = None
         return np.split(acc, np.cumsum(n)[:-1])
 
