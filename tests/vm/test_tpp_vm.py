@@ -187,7 +187,7 @@ def test_distance_tuner_promotes_hot_data_to_dram(tpp):
     # node0 took the hot set on top of the cold fill (its 99.7% used goal is out of reach:
     # move_pages into node0 fails with ENOMEM from ~94.6% used in this guest)
     m0, m1 = run["mem0_start"], run["mem0_end"]
-    assert m0["free"] - m1["free"] >= 0.9 * (HOT_MIB << 20), (m0, m1)
+    assert m0["free"] - m1["free"] >= 0.75 * (HOT_MIB << 20), (m0, m1)   # less page cache
     assert m1["used_bp"] >= 9000, m1
 
 
