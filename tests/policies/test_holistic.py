@@ -140,6 +140,42 @@ def test_no_ping_pong_when_two_accessors_alternate(hysteresis):
         assert moved >= 3
 
 
+def burst(start_us, length_us):
+    """An 8 MiB range on CXL1 (node 1) that the CPU1 thread touches only in
+    [start_us, start_us + length_us), like one scan's worth of NUMA hint faults."""
+    m = ev.machine(False, SCALE)
+    s, e = ev.DEFAULT_BASE, ev.DEFAULT_BASE + 8 * MiB
+    proc = Process(ev.PID, (Mapping(s, e, placement=((1, e - s),)),), node=0)
+    m.add_workload(Workload([proc], [(0, []), (start_us, [Stream(ev.CPU1, ev.PID, s, e, 300.0)]),
+                                     (start_us + length_us, [])]))
+    return m
+
+
+def share_on_node(m, s_e, nid):
+    ps, pe, node = phys(m, *s_e)
+    return float((pe - ps)[node == nid].sum()) / (s_e[1] - s_e[0])
+
+
+@pytest.mark.parametrize("min_age", [1, 2])
+def test_burst_hot_in_one_aggregation_is_enough(min_age):
+    """The coordinator approves at the end of aggregation N, the schemes act at the end of
+    N + 1: the approval must hold although the range is idle in N + 1.  The dwell rule
+    stays the coordinator's: with min_age 2 one hot aggregation moves nothing."""
+    m = burst(120_000, 40_000)          # inside the 2nd 100 ms aggregation only
+    cfg = ev.default_config()
+    cfg.hot_percent, cfg.min_age_aggrs = 10, min_age
+    pol = ev.holistic(m, cfg)
+    assert share_on_node(m, s_e=(ev.DEFAULT_BASE, ev.DEFAULT_BASE + 8 * MiB), nid=1) == 1.0
+    pol.run(1_000_000)
+    moved = m.stats()["migrated"].get((1, 0), 0)
+    if min_age == 1:
+        assert moved >= 0.97 * 8 * MiB, m.stats()["migrated"]
+        assert pol.stats()["cpu1"]["migrated"].get((1, 0), 0) == moved
+        assert share_on_node(m, (ev.DEFAULT_BASE, ev.DEFAULT_BASE + 8 * MiB), 0) >= 0.97
+    else:
+        assert moved == 0, m.stats()["migrated"]
+
+
 def test_small_evaluation_inequality():
     """The benchmark's claim on 2 x 5 s instead of 2 x 20 s: the two transitions (about
     0.5 s each at 2-4x the steady cost) weigh 4x more, so the oracle margin is 20% here

@@ -6,8 +6,9 @@ accessor's access reports (``primitives=("page_fault",)`` and a cpumask or threa
 :class:`~damoncore.SampleFilter`), so "hot" there means "hot for this accessor".  Its
 schemes walk the accessor's :class:`~damoncore.policies.hierarchy.Hierarchy`:
 
-- promote: pages on path node ``i`` that are hot for the accessor go to path node ``j < i``,
-  the best one with room: a ``migrate_hot`` scheme per (i, j) whose quota goals
+- promote: pages on path node ``i`` that the coordinator approved (hot for the accessor, see
+  below) go to path node ``j < i``, the best one with room: a ``migrate_hot`` scheme per
+  (i, j), with no access-pattern condition of its own, whose quota goals
   (``node_mem_used_bp`` of ``j`` below ``used_goal_bp``; ``node_mem_free_bp`` of every node
   before ``j`` below ``10000 - used_goal_bp``, i.e. those are full) pause it otherwise;
 - demote: the owner of a node (the accessor ranking it highest) moves pages cold for it one
@@ -25,6 +26,10 @@ A coordinator sees every context's snapshot each aggregation and decides, per pi
 physical memory (the union of all contexts' region boundaries), which promotions may act:
 promote schemes carry address *allow* filters for the approved pieces only (everything else
 of their source node is rejected), demote schemes reject pieces hot for another accessor.
+A decision made at the end of aggregation N is applied at the end of aggregation N + 1
+(schemes apply before the aggregation callbacks run) whatever the pieces' access counts in
+N + 1: one aggregation in which the pieces were hot (and ``min_age_aggrs`` of them in a row,
+tracked by the coordinator) is enough, so a burst of accesses moves its pages.
 A page several accessors find hot goes where the weighted access cost
 ``sum_a weight_a * hot_a * cost_a(n)`` is lowest (:func:`arbitrate`).
 
@@ -135,8 +140,11 @@ def promote_scheme(src_ti: int, dst: int, fuller: tuple, cfg: HolisticConfig,
     ``10000 - used_goal_bp``)."""
     goals = [QuotaGoal("node_mem_used_bp", cfg.used_goal_bp, nid=dst)]
     goals += [QuotaGoal("node_mem_free_bp", BP - cfg.used_goal_bp, nid=n) for n in fuller]
-    return Scheme(AccessPattern(min_nr_accesses=cfg.hot_percent, max_nr_accesses=U64_MAX,
-                                nr_accesses_unit="percent"),
+    # any access count: the coordinator's address allow filters (set at the end of one
+    # aggregation, applied at the end of the next) already carry the decision, hotness and
+    # dwell included; requiring the pages to be hot again at the apply would drop every
+    # approval whose accesses came in one burst (NUMA hint faults)
+    return Scheme(AccessPattern(min_nr_accesses=0, max_nr_accesses=U64_MAX),
                   "migrate_hot", target_nid=dst,
                   quota=Quota(reset_interval_ms=cfg.reset_interval_ms, weight_nr_accesses=100,
                               weight_age=100, goals=goals, goal_tuner="temporal"),
