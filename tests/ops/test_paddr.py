@@ -131,7 +131,8 @@ def test_migrate_physical_range_to_node0(make_child):
     c = make_child(256)
     c.touch()
     frames = frames_of(c)
-    ops = PaddrOps(pids=[c.pid])
+    # no owner-miss rebuild within the test: it checks what a stale map does
+    ops = PaddrOps(pids=[c.pid], rmap_retry_s=3600)
     s = Scheme(AccessPattern(), action="migrate_hot", target_nid=0)
     t = Target(ranges=[(0, 1 << 40)])
     ctx = Context(ops, targets=[t], primitives=("page_fault",), schemes=[s])
@@ -160,4 +161,36 @@ def test_migrate_physical_range_to_node0(make_child):
     drop = Scheme(action="migrate_hot", target_nid=0, filters=[Filter("anon", allow=False)])
     res = ops.apply_scheme(ctx, t, drop, starts, starts + np.uint64(PAGE))
     assert res.sz_ops_filter_passed == 0 and res.sz_applied == 0
+    ops.cleanup(ctx)
+
+
+def test_process_started_after_setup_is_found_by_a_rebuild(make_child):
+    """A process started after the map was built owns frames the map does not know: the
+    migration rebuilds the map (at most once per rmap_retry_s) and retries once."""
+    ops = PaddrOps(rmap_retry_s=60)                  # every process: the monitor's default
+    s = Scheme(AccessPattern(), action="migrate_hot", target_nid=0)
+    t = Target(ranges=[(0, 1 << 40)])
+    ctx = Context(ops, targets=[t], primitives=("page_fault",), schemes=[s])
+    ctx.start()
+    built = ops._rmap_built_at
+    c = make_child(128)
+    c.touch()
+    starts = np.sort(frames_of(c)) * np.uint64(PAGE)
+    ends = starts + np.uint64(PAGE)
+    assert not np.isin(starts // np.uint64(PAGE), ops.rmap.pfn).any()
+    # within the rate limit: no rebuild, so no owner and nothing moves
+    res = ops.apply_scheme(ctx, t, s, starts, ends)
+    assert res.sz_applied == 0 and ops.nr_rmap_retries == 0 and ops._rmap_built_at == built
+    # the limit passed: one rebuild, the child's pages found and moved
+    ops._rmap_built_at -= ops.rmap_retry_s
+    res = ops.apply_scheme(ctx, t, s, starts, ends)
+    assert ops.nr_rmap_retries == 1
+    assert res.sz_applied == 128 * PAGE and (res.region_sz_applied == PAGE).all()
+    assert (query_pages(c.pid, np.arange(c.addr, c.end, PAGE)) == 0).all()
+    # every mapped frame of the ranges has a known owner now: no further rebuild
+    starts = np.sort(frames_of(c)) * np.uint64(PAGE)
+    ops.update(ctx)
+    ops._rmap_built_at -= ops.rmap_retry_s
+    res = ops.apply_scheme(ctx, t, s, starts, starts + np.uint64(PAGE))
+    assert ops.nr_rmap_retries == 1 and res.sz_applied == 128 * PAGE
     ops.cleanup(ctx)

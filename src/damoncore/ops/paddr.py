@@ -12,7 +12,10 @@ Migration needs (pid, vaddr) for move_pages(2): a reverse map PFN -> (pid, vaddr
 from /proc/PID/pagemap of the processes in scope (all, ``pids``, or ``cgroup``'s
 cgroup.procs) at init and every ops update (PAGEMAP_SCAN finds the present pages, then one
 pagemap pread per present run).  Before moving, each page's current PFN is re-read so a
-stale entry never moves the wrong page.  Cost (benchmarks/bench_access_check.py, 2-core
+stale entry never moves the wrong page.  A process started after the last build owns
+frames the map does not know: when a migration finds mapped LRU frames (kpageflags) in its
+ranges that the map has no owner for, the map is rebuilt at once (at most once per
+``rmap_retry_s``, 1 s) and the lookup retried once.  Cost (benchmarks/bench_access_check.py, 2-core
 host, 4 KiB pages): about 35 ms per GiB of present memory (for 1 GiB: PAGEMAP_SCAN 5 ms,
 pagemap preads 12 ms, sorting 15 ms), plus a few hundred us per process.
 """
@@ -20,10 +23,12 @@ pagemap preads 12 ms, sorting 15 ms), plus a few hundred us per process.
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 
 from ..errors import FeatureMissing, InvalidConfig, SyscallError, TargetGone
+from ..linux import kpageflags as kpf
 from ..linux import pagemap as pmap
 from ..linux.page_idle import BITMAP_PATH, PageIdle
 from ..numa.topology import Topology
@@ -121,13 +126,19 @@ class PaddrOps(Operations):
     ``sysfs_root``/``procfs_root``: filesystem roots.  ``pids`` / ``cgroup``: which
     processes' pages migrations may move (default: all).  ``page_idle_path`` or
     ``page_idle`` (a :class:`PageIdle`, e.g. over a fixture file): the idle page bitmap.
+    ``rmap_retry_s``: least time between two reverse map rebuilds caused by migrations that
+    found frames without a known owner (``nr_rmap_retries`` counts them).
     """
+
+    #: most frames per migration call checked for unknown owners (16 GiB of 4 KiB pages)
+    MAX_MISS_CHECK_FRAMES = 1 << 22
 
     name = "paddr"
     supported_actions = frozenset({"stat", *MIGRATE})
 
     def __init__(self, sysfs_root="/sys", procfs_root="/proc", pids=None, cgroup=None,
-                 page_idle_path=BITMAP_PATH, page_idle=None, cgroupfs_root="/sys/fs/cgroup"):
+                 page_idle_path=BITMAP_PATH, page_idle=None, cgroupfs_root="/sys/fs/cgroup",
+                 rmap_retry_s: float = 1.0):
         if pids is not None and cgroup is not None:
             raise InvalidConfig("give pids or cgroup, not both")
         self.sysfs_root, self.procfs_root = sysfs_root, procfs_root
@@ -137,6 +148,9 @@ class PaddrOps(Operations):
         self.filters = None
         self.rmap = ReverseMap(procfs_root)
         self._rmap_wanted = False
+        self.rmap_retry_s = rmap_retry_s
+        self.nr_rmap_retries = 0
+        self._rmap_built_at = None
         self._pfns = None
         # migration itself is a vaddr job once the owner of each frame is known
         self._mover = VaddrOps(procfs_root, sysfs_root)
@@ -169,6 +183,43 @@ class PaddrOps(Operations):
     def refresh_rmap(self) -> None:
         self.rmap.build(scope_pids(self.procfs_root, self.pids, self.cgroup,
                                    self.cgroupfs_root))
+        self._rmap_built_at = time.monotonic()
+
+    def _owners_missing(self, starts, ends, idx) -> bool:
+        """Whether the ranges hold mapped LRU frames the reverse map has no owner for (at
+        most MAX_MISS_CHECK_FRAMES frames checked).  Without kpageflags: whether the map
+        knows no frame at all in them."""
+        known = self.rmap.pfn[idx]
+        budget = self.MAX_MISS_CHECK_FRAMES
+        try:
+            if self.filters._kpf is None:
+                self.filters._kpf = kpf.KPageFlags(self.procfs_root)
+            flags_reader = self.filters._kpf
+            for a, b in zip(np.asarray(starts, U64).tolist(), np.asarray(ends, U64).tolist()):
+                first, last = a // PAGE_SIZE, -(-b // PAGE_SIZE)
+                n = min(last - first, budget)
+                if n <= 0:
+                    break
+                budget -= n
+                fl = flags_reader.read_range(first, n)
+                user = np.flatnonzero(kpf.has(fl, kpf.MMAP) & kpf.has(fl, kpf.LRU))
+                if len(user) and not np.isin(user.astype(U64) + U64(first), known).all():
+                    return True
+            return False
+        except (FeatureMissing, SyscallError, PermissionError):
+            return len(idx) == 0
+
+    def _lookup(self, starts, ends):
+        """rmap lookup; on frames without a known owner, rebuild the map (rate limited) and
+        look up again once."""
+        idx, ridx = self.rmap.lookup(starts, ends)
+        recent = (self._rmap_built_at is not None
+                  and time.monotonic() - self._rmap_built_at < self.rmap_retry_s)
+        if not recent and len(starts) and self._owners_missing(starts, ends, idx):
+            self.nr_rmap_retries += 1
+            self.refresh_rmap()
+            idx, ridx = self.rmap.lookup(starts, ends)
+        return idx, ridx
 
     def update(self, ctx) -> None:
         if self._rmap_wanted or any(s.action in MIGRATE for s in ctx.schemes):
@@ -208,7 +259,7 @@ class PaddrOps(Operations):
         if not self._rmap_wanted:
             self._rmap_wanted = True
             self.refresh_rmap()
-        idx, ridx = self.rmap.lookup(starts, ends)
+        idx, ridx = self._lookup(starts, ends)
         pfn = self.rmap.pfn[idx]
         res = ApplyResult(region_sz_applied=np.zeros(len(starts), U64))
         ok = self.filters.passed(scheme.ops_filters, pfn)
