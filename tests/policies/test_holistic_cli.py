@@ -31,8 +31,14 @@ def test_help_text(monkeypatch, capsys):
         cli_main.main(["numa-migrate", "--help"])
     text = capsys.readouterr().out
     for knob in ("--quota", "--used_goal", "--free_goal", "--pids", "--cgroup", "--duration",
-                 "--backend", "--sim_preset", "--device", "--hot", "--min_age", "--min_gain"):
+                 "--backend", "--sim_preset", "--device", "--hot", "--min_age", "--min_gain",
+                 "--sample", "--aggr", "--ops_update"):
         assert knob in text
+    flat = " ".join(text.split())
+    # the real backend's choices are explained: every fault sampled, hint-fault defaults
+    assert "sample period 1" in flat and "numa_balancing=2" in flat
+    assert "real 20ms" in flat and "real 1s" in flat and "real 10s" in flat
+    assert "hint fault" in flat
 
 
 @pytest.mark.parametrize("argv,word", [
@@ -46,6 +52,10 @@ def test_help_text(monkeypatch, capsys):
     (["--device", "gpu0:9:901"], "node 9"),
     (["--pids", "1-x"], "--pids"),
     (["--duration", "soon"], "--duration"),
+    (["--sample", "fast"], "--sample"),
+    (["--sample", "0"], "--sample"),
+    (["--aggr", "1ms"], "--aggr"),
+    (["--ops_update", "1ms"], "--ops_update"),
     (["--backend", "nope"], "--backend"),
     (["--bogus"], "--bogus"),
 ])
@@ -71,3 +81,47 @@ def test_short_sim_run_promotes_the_hot_range(run):
     line = next(x for x in out.splitlines() if x.startswith("cpu0:"))
     assert "1->0" in line
     assert "mean access cost" in out
+
+
+def _parse(*argv):
+    import argparse
+    p = argparse.ArgumentParser()
+    numa_migrate.set_argparser(p)
+    return p.parse_args(list(argv))
+
+
+def test_intervals_take_damo_time_units_and_backend_defaults():
+    a = numa_migrate._config(_parse("--backend", "sim")).attrs
+    assert (a.sample_us, a.aggr_us, a.ops_update_us) == (5_000, 100_000, 60_000_000)
+    c = numa_migrate._config(_parse("--backend", "sim", "--sample", "10ms", "--aggr", "2s",
+                                    "--ops_update", "500000"))
+    assert (c.attrs.sample_us, c.attrs.aggr_us, c.attrs.ops_update_us) == \
+        (10_000, 2_000_000, 500_000)
+    c = numa_migrate._config(_parse("--backend", "real"))
+    assert (c.attrs.sample_us, c.attrs.aggr_us, c.attrs.ops_update_us) == \
+        (20_000, 1_000_000, 10_000_000)
+    assert (c.hot_percent, c.min_age_aggrs) == (1, 1)
+    # one faulting sample in an aggregation is hot with the real defaults
+    assert 100 / c.attrs.aggr_samples >= c.hot_percent
+    # explicit values win over the backend's defaults
+    c = numa_migrate._config(_parse("--backend", "real", "--hot", "30%", "--min_age", "4"))
+    assert (c.hot_percent, c.min_age_aggrs) == (30, 4)
+
+
+def test_real_backend_samples_every_fault(tmp_path):
+    import os
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "numa"))
+    from test_topology import build_seed_sysfs
+    from damoncore.ops.paddr import PaddrOps
+    from damoncore.ops.perf import PerfOps
+    sysfs = build_seed_sysfs(str(tmp_path))
+    pol, m = numa_migrate.build(_parse("--backend", "real", "--sysfs_root", sysfs,
+                                       "--aggr", "2s"))
+    assert m is None and len(pol.contexts) == 2
+    for c in pol.contexts:
+        assert isinstance(c.ops, PerfOps) and isinstance(c.ops.base, PaddrOps)
+        assert c.ops.sample_period == 1
+        assert c.attrs.aggr_us == 2_000_000 and c.attrs.sample_us == 20_000
+    assert [sorted(c.ops.cpus) for c in pol.contexts] == \
+        [sorted(c.sample_filters[0].cpus) for c in pol.contexts]

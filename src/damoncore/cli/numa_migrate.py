@@ -19,13 +19,33 @@ from . import backends
 
 MiB = 1 << 20
 
+# Defaults per backend.  sim: the simulator reports steady accesses every sample, so short
+# intervals, a real hotness threshold and the 3-aggregation dwell work.  real: the access
+# reports are page faults, and on a running process nearly all of them are NUMA hint faults
+# (kernel.numa_balancing=2, memory tiering mode: only pages on lower-tier nodes fault, once
+# per scan period, >= 1 s and backing off to 60 s).  A page's faults come as one burst per
+# scan, inside one sample: one faulting sample in an aggregation must make it hot (--hot 1%
+# of 50 samples), it can never be hot in two consecutive aggregations (--min_age 1), the
+# aggregation only has to be short against the scan period (1 s: a move follows a burst
+# within 1-2 s) and long enough that few samples cost little (20 ms).
+DEFAULTS = {
+    "sim": {"sample": "5ms", "aggr": "100ms", "ops_update": "60s", "hot": "25%",
+            "min_age": "3"},
+    "real": {"sample": "20ms", "aggr": "1s", "ops_update": "10s", "hot": "1%",
+             "min_age": "1"},
+}
+
 
 def set_argparser(p):
     p.description = ("Holistic NUMA migration: per-accessor hot/cold monitoring and "
                      "promotion/demotion along each accessor's own node order")
     p.add_argument("--backend", choices=["real", "sim"], default="real",
-                   help="real: this machine's topology, perf page-fault reports and "
-                        "move_pages (root); sim: a simulated machine in virtual time")
+                   help="real: this machine's topology, perf page-fault reports (every "
+                        "fault sampled, perf sample period 1) and move_pages (root); run "
+                        "with kernel.numa_balancing=2 and "
+                        "numa_balancing_promote_rate_limit_MBps=0 so the kernel's NUMA hint "
+                        "faults report accesses to lower-tier memory and the kernel promotes "
+                        "nothing itself; sim: a simulated machine in virtual time")
     p.add_argument("--sim_preset", choices=sorted(backends.PRESETS), default="seed",
                    help="simulated machine and workload for --backend sim (seed: the talk's "
                         "2 sockets x (DRAM + CXL))")
@@ -41,12 +61,30 @@ def set_argparser(p):
     p.add_argument("--free_goal", default="0.5%", metavar="<ratio>",
                    help="demote out of a node while its free memory is below this share "
                         "(percent, or basis points; default 0.5%%)")
-    p.add_argument("--hot", default="25%", metavar="<percent>",
+    p.add_argument("--hot", metavar="<percent>",
                    help="minimum access rate (share of samples per aggregation) that makes "
-                        "memory hot for an accessor (default 25%%)")
-    p.add_argument("--min_age", default="3", metavar="<aggregations>",
+                        "memory hot for an accessor (default: sim 25%%; real 1%%, i.e. any "
+                        "sample with a fault: hint faults come once per scan, in a burst)")
+    p.add_argument("--min_age", metavar="<aggregations>",
                    help="hysteresis: aggregation intervals memory must stay hot (cold) at "
-                        "its place before it is promoted (demoted); default 3")
+                        "its place before it is promoted (demoted); default: sim 3; real 1, "
+                        "because a page hint-faults at most once per scan period (>= 1 s), so "
+                        "it is never hot in two consecutive aggregations")
+    p.add_argument("--sample", metavar="<time>",
+                   help="sampling interval (damo time units: 5ms, 1s, or microseconds); "
+                        "default: sim 5ms; real 20ms (fault reports are counted per sample: "
+                        "a burst of hint faults is one or two samples however short they "
+                        "are, so short samples only cost CPU)")
+    p.add_argument("--aggr", metavar="<time>",
+                   help="aggregation interval: hotness, the coordinator's decisions and the "
+                        "moves happen once per aggregation (a decision is applied at the end "
+                        "of the next one); default: sim 100ms; real 1s (short against the "
+                        "NUMA scan period, >= 1 s, so a burst moves within 1-2 s)")
+    p.add_argument("--ops_update", metavar="<time>",
+                   help="ops update interval: the real backend rebuilds its PFN -> process "
+                        "map then (and, at most once a second, when a migration finds pages "
+                        "it has no owner for, e.g. of a process started after the monitor); "
+                        "default: sim 60s; real 10s")
     p.add_argument("--min_gain", default="20%", metavar="<ratio>",
                    help="hysteresis: memory hot for several accessors moves only if its "
                         "weighted access cost drops at least this much (default 20%%)")
@@ -64,6 +102,23 @@ def set_argparser(p):
 
 
 def _config(args) -> HolisticConfig:
+    from ..core import Attrs
+    d = DEFAULTS[args.backend]
+    for k, v in d.items():
+        if getattr(args, k, None) is None:
+            setattr(args, k, v)
+    sample = kd.parse_time_us(args.sample, "--sample")
+    aggr = kd.parse_time_us(args.aggr, "--aggr")
+    update = kd.parse_time_us(args.ops_update, "--ops_update")
+    if sample <= 0:
+        raise InvalidConfig(f"--sample {args.sample!r}: must be > 0")
+    if aggr < sample:
+        raise InvalidConfig(f"--aggr {args.aggr!r}: must be at least --sample ({args.sample})")
+    if update < sample:
+        raise InvalidConfig(f"--ops_update {args.ops_update!r}: must be at least --sample "
+                            f"({args.sample})")
+    attrs = Attrs(sample_us=sample, aggr_us=aggr, ops_update_us=update, min_nr_regions=200,
+                  max_nr_regions=1000)
     quota = kd.parse_bytes(args.quota, "--quota")
     used = kd.parse_ratio(args.used_goal, 10000, "--used_goal")
     free = kd.parse_ratio(args.free_goal, 10000, "--free_goal")
@@ -83,7 +138,8 @@ def _config(args) -> HolisticConfig:
     if gain >= 10000:
         raise InvalidConfig(f"--min_gain {args.min_gain!r}: must be below 100%")
     return HolisticConfig(quota_bytes_per_s=quota, used_goal_bp=used, free_goal_bp=free,
-                          hot_percent=hot, min_age_aggrs=min_age, min_gain_bp=gain)
+                          hot_percent=hot, min_age_aggrs=min_age, min_gain_bp=gain,
+                          attrs=attrs)
 
 
 def _devices(specs) -> list:
@@ -134,8 +190,11 @@ def build(args):
             from ..ops.paddr import PaddrOps
             from ..ops.perf import PerfOps
             base = PaddrOps(args.sysfs_root, args.procfs_root, pids=pids, cgroup=args.cgroup)
+            # every fault: on a running process they are NUMA hint faults, one per page per
+            # scan period, far fewer than first-touch faults (perf's default is every 3rd)
             return PerfOps(base, cgroup=args.cgroup, cpus=sorted(accessor.cpus) or None,
-                           procfs_root=args.procfs_root, sysfs_root=args.sysfs_root)
+                           procfs_root=args.procfs_root, sysfs_root=args.sysfs_root,
+                           sample_period=1)
     accessors = accessors + _devices(args.device)
     if not accessors:
         raise InvalidConfig("no accessors: no CPU node found and no --device given")
