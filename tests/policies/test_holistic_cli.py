@@ -37,7 +37,7 @@ def test_help_text(monkeypatch, capsys):
     flat = " ".join(text.split())
     # the real backend's choices are explained: every fault sampled, hint-fault defaults
     assert "sample period 1" in flat and "numa_balancing=2" in flat
-    assert "real 20ms" in flat and "real 1s" in flat and "real 10s" in flat
+    assert "real 200ms" in flat and "real 1s" in flat and "real 10s" in flat
     assert "hint fault" in flat
 
 
@@ -99,7 +99,7 @@ def test_intervals_take_damo_time_units_and_backend_defaults():
         (10_000, 2_000_000, 500_000)
     c = numa_migrate._config(_parse("--backend", "real"))
     assert (c.attrs.sample_us, c.attrs.aggr_us, c.attrs.ops_update_us) == \
-        (20_000, 1_000_000, 10_000_000)
+        (200_000, 1_000_000, 10_000_000)
     assert (c.hot_percent, c.min_age_aggrs) == (1, 1)
     # one faulting sample in an aggregation is hot with the real defaults
     assert 100 / c.attrs.aggr_samples >= c.hot_percent
@@ -122,6 +122,6 @@ def test_real_backend_samples_every_fault(tmp_path):
     for c in pol.contexts:
         assert isinstance(c.ops, PerfOps) and isinstance(c.ops.base, PaddrOps)
         assert c.ops.sample_period == 1
-        assert c.attrs.aggr_us == 2_000_000 and c.attrs.sample_us == 20_000
+        assert c.attrs.aggr_us == 2_000_000 and c.attrs.sample_us == 200_000
     assert [sorted(c.ops.cpus) for c in pol.contexts] == \
         [sorted(c.sample_filters[0].cpus) for c in pol.contexts]

@@ -24,14 +24,16 @@ MiB = 1 << 20
 # reports are page faults, and on a running process nearly all of them are NUMA hint faults
 # (kernel.numa_balancing=2, memory tiering mode: only pages on lower-tier nodes fault, once
 # per scan period, >= 1 s and backing off to 60 s).  A page's faults come as one burst per
-# scan, inside one sample: one faulting sample in an aggregation must make it hot (--hot 1%
-# of 50 samples), it can never be hot in two consecutive aggregations (--min_age 1), the
-# aggregation only has to be short against the scan period (1 s: a move follows a burst
-# within 1-2 s) and long enough that few samples cost little (20 ms).
+# scan, inside one sample: one faulting sample in an aggregation must make it hot (--hot 1%),
+# it can never be hot in two consecutive aggregations (--min_age 1), and the aggregation only
+# has to be short against the scan period (1 s: a move follows a burst within 1-2 s).
+# Samples only bin the fault reports, so they are long (200 ms): each costs the monitor a
+# fixed amount of work, and reports that arrive while the monitor works between two samples
+# are not counted (the core keeps only reports timed inside the current sample).
 DEFAULTS = {
     "sim": {"sample": "5ms", "aggr": "100ms", "ops_update": "60s", "hot": "25%",
             "min_age": "3"},
-    "real": {"sample": "20ms", "aggr": "1s", "ops_update": "10s", "hot": "1%",
+    "real": {"sample": "200ms", "aggr": "1s", "ops_update": "10s", "hot": "1%",
              "min_age": "1"},
 }
 
@@ -72,9 +74,10 @@ def set_argparser(p):
                         "it is never hot in two consecutive aggregations")
     p.add_argument("--sample", metavar="<time>",
                    help="sampling interval (damo time units: 5ms, 1s, or microseconds); "
-                        "default: sim 5ms; real 20ms (fault reports are counted per sample: "
-                        "a burst of hint faults is one or two samples however short they "
-                        "are, so short samples only cost CPU)")
+                        "default: sim 5ms; real 200ms (fault reports are only counted per "
+                        "sample: a burst of hint faults is one or two samples however short "
+                        "they are; every sample costs the monitor fixed work, and reports "
+                        "arriving while it works between samples are not counted)")
     p.add_argument("--aggr", metavar="<time>",
                    help="aggregation interval: hotness, the coordinator's decisions and the "
                         "moves happen once per aggregation (a decision is applied at the end "
