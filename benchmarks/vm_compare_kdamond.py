@@ -178,7 +178,8 @@ def g_damoncore(pid, cfg, end_t):
 
 
 def g_one(which, cfg):
-    """A fresh moving workload on cpu0, monitored by ``which`` for its whole schedule."""
+    """A fresh moving workload on cpu0, monitored by ``which`` ("kernel", "damoncore" or
+    "both" at once) for its whole schedule; {monitor: result}."""
     import json
     import threading
     import time
@@ -193,12 +194,20 @@ def g_one(which, cfg):
     rd.start()
     # stop a little before the workload does: a vaddr kdamond ends with its target
     end_t = t_setup + cfg["period_s"] * len(cfg["offsets_mib"]) - 0.3
-    mon = g_kernel if which == "kernel" else g_damoncore
-    res = mon(wl.pid, cfg, end_t)
+    if which == "both":         # kernel DAMON in a thread, damoncore here, same workload
+        kres = {}
+        kt = threading.Thread(target=lambda: kres.update(g_kernel(wl.pid, cfg, end_t)))
+        kt.start()
+        res = {"damoncore": g_damoncore(wl.pid, cfg, end_t)}
+        kt.join()
+        res["kernel"] = kres
+    else:
+        res = {which: (g_kernel if which == "kernel" else g_damoncore)(wl.pid, cfg, end_t)}
     wl.p.wait(timeout=120)
     rd.join(timeout=10)
-    res.update(buf=wl.info["buf"], phases=[x for x in lines if "phase" in x],
-               passes=next((x["passes"] for x in lines if x.get("done")), None))
+    for r in res.values():
+        r.update(buf=wl.info["buf"], phases=[x for x in lines if "phase" in x],
+                 passes=next((x["passes"] for x in lines if x.get("done")), None))
     return res
 
 
@@ -211,7 +220,10 @@ def g_compare(cfg):
         g_trace_enable()        # before any ticker runs (VM-NOTES: enabling it later panicked)
     ticker = w.Ticker(cfg["workload_cpu"])
     try:
-        return {which: g_one(which, cfg) for which in cfg["order"]}
+        out = {}
+        for which in cfg["order"]:
+            out.update(g_one(which, cfg))
+        return out
     finally:
         ticker.stop()
 
@@ -284,6 +296,10 @@ def analyze(run, cfg, relative=False):
         "snapshot_gap_s": statistics.median(gaps) if gaps else None,
         "cpu_pct": 100.0 * run["cpu_s"] / run["wall_s"] if run.get("wall_s") else None,
         "cpu_s": run.get("cpu_s"), "wall_s": run.get("wall_s"),
+        # the workload's passes over its hot range: under TCG a busy monitor vCPU slows the
+        # workload's vCPU (both are host threads), so hot pages get touched less often
+        "workload_passes_per_s": (run["passes"] / (cfg["period_s"] * len(cfg["offsets_mib"]))
+                                  if run.get("passes") else None),
     }
 
 
@@ -297,6 +313,8 @@ def compare(total_mib=384, hot_mib=32, period_s=4.0, phases=6, kernel_regions="t
            "kernel_regions": kernel_regions, "order": list(order)}
     if timeout is None:
         timeout = 120 + len(order) * (40 + period_s * phases)
+    if "both" in order and len(order) > 1:
+        raise ValueError("'both' runs alone")
     raw = harness.run_python(guest_source(), cfg, timeout=timeout)
     return {"config": cfg, "raw": raw,
             "summary": {k: analyze(v, cfg) for k, v in raw.items()},
@@ -310,8 +328,8 @@ def _f(x, fmt):
 def table(summary) -> str:
     rows = ["| monitor | first find (s) | find after a move (s): median / max | coverage after 1 s: "
             "median / min | false-hot of cold bytes: median / max | regions min/median/max | "
-            "snapshot every (s) | CPU % of one vCPU |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+            "snapshot every (s) | CPU % of one vCPU | workload passes/s |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, s in summary.items():
         moves = [m for m in s["move_found_s"] if m is not None]
         missed = len(s["move_found_s"]) - len(moves)
@@ -323,7 +341,8 @@ def table(summary) -> str:
                     f"{_f(s['false_hot_median'] and 100 * s['false_hot_median'], '.2f')}% / "
                     f"{_f(s['false_hot_max'] and 100 * s['false_hot_max'], '.2f')}% | {reg} | "
                     f"{_f(s['snapshot_gap_s'], '.2f')} | {_f(s['cpu_pct'], '.1f')} "
-                    f"({_f(s['cpu_s'], '.2f')} s / {_f(s['wall_s'], '.1f')} s) |")
+                    f"({_f(s['cpu_s'], '.2f')} s / {_f(s['wall_s'], '.1f')} s) | "
+                    f"{_f(s['workload_passes_per_s'], '.0f')} |")
     return "\n".join(rows)
 
 
@@ -334,11 +353,20 @@ def main(argv=None) -> int:
     ap.add_argument("--period", type=float, default=4.0, help="seconds per hot-range phase")
     ap.add_argument("--phases", type=int, default=6)
     ap.add_argument("--kernel-regions", choices=("tried", "trace"), default="trace")
-    ap.add_argument("--order", default="kernel,damoncore")
+    ap.add_argument("--order", default="kernel,damoncore",
+                    help="monitors one after the other, each on a fresh workload; 'both' runs "
+                         "them at once on one workload")
     ap.add_argument("--json", help="write config, raw snapshots and summary here")
+    ap.add_argument("--report", metavar="JSON", help="no guest run: re-analyze a --json file")
     a = ap.parse_args(argv)
-    out = compare(a.total_mib, a.hot_mib, a.period, a.phases, a.kernel_regions,
-                  tuple(a.order.split(",")))
+    if a.report:
+        out = json.loads(Path(a.report).read_text())
+        out["summary"] = {k: analyze(v, out["config"]) for k, v in out["raw"].items()}
+        out["summary_relative"] = {k: analyze(v, out["config"], relative=True)
+                                   for k, v in out["raw"].items()}
+    else:
+        out = compare(a.total_mib, a.hot_mib, a.period, a.phases, a.kernel_regions,
+                      tuple(a.order.split(",")))
     if a.json:
         Path(a.json).write_text(json.dumps(out))
     for name, s in out["summary"].items():
