@@ -166,7 +166,11 @@ def test_burst_hot_in_one_aggregation_is_enough(min_age):
     cfg.hot_percent, cfg.min_age_aggrs = 10, min_age
     pol = ev.holistic(m, cfg)
     assert share_on_node(m, s_e=(ev.DEFAULT_BASE, ev.DEFAULT_BASE + 8 * MiB), nid=1) == 1.0
-    pol.run(1_000_000)
+    kd = pol.kdamond()
+    # decided at the end of the 2nd aggregation (200 ms), applied at the next sample
+    kd.run(230_000, cleanup=False)
+    assert m.stats()["migrated"].get((1, 0), 0) == (8 * MiB if min_age == 1 else 0)
+    kd.run(770_000)
     moved = m.stats()["migrated"].get((1, 0), 0)
     if min_age == 1:
         assert moved >= 0.97 * 8 * MiB, m.stats()["migrated"]

@@ -26,10 +26,12 @@ A coordinator sees every context's snapshot each aggregation and decides, per pi
 physical memory (the union of all contexts' region boundaries), which promotions may act:
 promote schemes carry address *allow* filters for the approved pieces only (everything else
 of their source node is rejected), demote schemes reject pieces hot for another accessor.
-A decision made at the end of aggregation N is applied at the end of aggregation N + 1
-(schemes apply before the aggregation callbacks run) whatever the pieces' access counts in
-N + 1: one aggregation in which the pieces were hot (and ``min_age_aggrs`` of them in a row,
-tracked by the coordinator) is enough, so a burst of accesses moves its pages.
+A decision made at the end of aggregation N is applied once, at the next sample (the
+coordinator moves every policy scheme's next apply there; schemes apply before the
+aggregation callbacks run, so by default they would act one aggregation later), whatever
+the pieces' access counts since: one aggregation in which the pieces were hot (and
+``min_age_aggrs`` of them in a row, tracked by the coordinator) is enough, so a burst of
+accesses moves its pages.
 A page several accessors find hot goes where the weighted access cost
 ``sum_a weight_a * hot_a * cost_a(n)`` is lowest (:func:`arbitrate`).
 
@@ -414,3 +416,8 @@ class HolisticPolicy:
                 for sti, s in self.demotes[a]:
                     if sti == ti:
                         s.filters = approved + self._ops_filters
+        # act on the decision at the next sample, not at the end of the next aggregation
+        # (then once per aggregation, each time on the newest decision)
+        for ctx, proms, dems in zip(self.contexts, self.promotes, self.demotes):
+            for _, s in proms + dems:
+                s.next_apply_sis = ctx.passed_sample_intervals + 1
