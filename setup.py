@@ -11,6 +11,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 EXTENSIONS = [
     ("damoncore._regions", "src/damoncore/_regions.pyx"),
     ("damoncore.linux._move_pages", "src/damoncore/linux/_move_pages.pyx"),
+    ("damoncore.linux._frames", "src/damoncore/linux/_frames.pyx"),
 ]
 
 ext_modules = [
