@@ -110,7 +110,9 @@ def move_pages(
             if the kernel rejects the whole call with ENODEV/EINVAL).
         TargetGone: ``pid`` does not exist.
         SyscallError: any other whole-call failure (e.g. EPERM).  ENOMEM (the destination
-            is full) is not raised: the pages not attempted count as ``ENOMEM``.
+            is full) is not raised: the pages not attempted count as ``ENOMEM``.  Pages
+            the kernel reports only as a count of failures (a positive return) are
+            re-queried and count as ``EAGAIN`` where they did not reach their node.
     """
     a = _as_addrs(addrs)
     if np.ndim(nodes) == 0:
@@ -138,6 +140,13 @@ def move_pages(
         status[done:] = np.where(where == dst[done:], where, -errno.ENOMEM)
     elif err:
         raise_for_errno(err, "move_pages", pid)
+    if not_moved:
+        # the kernel could not migrate some pages (e.g. transiently pinned) and says only
+        # how many: their status may still read the destination, so ask where they are
+        where = query_pages(pid, a)
+        moved_ok = status >= 0
+        status[moved_ok] = np.where(where[moved_ok] == dst[moved_ok], where[moved_ok],
+                                    -errno.EAGAIN)
     ok = status >= 0
     result = MoveResult(
         nr_moved=int(np.count_nonzero(ok & (status == dst))),
