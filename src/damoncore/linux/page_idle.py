@@ -11,6 +11,10 @@ all span buffers are laid out in one numpy pass, and only the pread/pwrite calls
 words are written as 0, which the kernel skips); reads bridge only ``max_read_gap_words``
 (default 0, adjacent words), because the kernel checks every frame a read covers and walks the
 rmap of each one still idle.
+
+When the io is a plain :class:`FileIO` (the real bitmap), the whole step runs in C
+(:mod:`damoncore.linux._frames`: same syscalls, no Python per word); other io objects (test
+fixtures with kernel-like semantics) take the Python path.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import os
 import numpy as np
 
 from damoncore.errors import FeatureMissing, SyscallError
+from damoncore.linux import _frames
 
 BITMAP_PATH = "/sys/kernel/mm/page_idle/bitmap"
 PFNS_PER_WORD = 64
@@ -152,10 +157,18 @@ class PageIdle:
         self.max_gap_words = max_gap_words
         self.max_read_gap_words = max_read_gap_words
         self.nr_syscalls = 0
+        # a subclass may change the semantics (test fixtures): only a plain FileIO goes to C
+        self._in_c = type(self.io) is FileIO
 
     def mark_idle(self, pfns) -> None:
         """Mark every page frame in ``pfns`` idle (clears its young bits in the kernel)."""
         q = np.asarray(pfns, dtype=np.uint64).ravel()
+        if self._in_c:
+            try:
+                self.nr_syscalls += _frames.idle_mark(self.io.fd, q, self.max_gap_words)
+            except OSError as err:
+                raise self._error(err, "pwrite") from err
+            return
         if q.size <= self.small_batch:
             self._pwrite_all(*_small_write_plan(q.tolist(), self.max_gap_words))
             return
@@ -173,6 +186,15 @@ class PageIdle:
         Frames past the end of the bitmap read as not idle.
         """
         q = np.asarray(pfns, dtype=np.uint64)
+        if self._in_c:
+            flat = np.ascontiguousarray(q.ravel())
+            out = np.empty(flat.size, dtype=np.uint8)
+            try:
+                self.nr_syscalls += _frames.idle_read(self.io.fd, flat, out,
+                                                      self.max_read_gap_words)
+            except OSError as err:
+                raise self._error(err, "pread") from err
+            return out.view(bool).reshape(q.shape)
         if q.size <= self.small_batch:
             return self._read_idle_small(q)
         lay = _Layout(q, self.max_read_gap_words)

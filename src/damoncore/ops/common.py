@@ -122,20 +122,8 @@ def pagemap_entries(pm, addrs, max_gap_pages: int = 16) -> np.ndarray:
 
     Pages at most ``max_gap_pages`` apart share one pread (the kernel walks the gap too).
     """
-    a = np.asarray(addrs, dtype=U64)
-    pages, inverse = np.unique(a // U64(pm.page_size), return_inverse=True)
-    if pages.size == 0:
-        return np.zeros(0, U64)
-    brk = np.flatnonzero(np.diff(pages) > U64(max_gap_pages)) + 1
-    los = np.concatenate(([0], brk))
-    his = np.concatenate((brk, [pages.size]))
-    firsts, lasts = pages[los], pages[his - 1]
-    nr = (lasts - firsts + U64(1)).astype(np.int64)
-    flat = pm.read_runs(firsts, nr)                  # one preadv per run into one array
-    base = np.cumsum(nr) - nr
-    run = np.repeat(np.arange(los.size), his - los)
-    idx = base[run] + (pages - firsts[run]).astype(np.int64)
-    return flat[idx][inverse.ravel()]
+    a = np.asarray(addrs, dtype=U64).ravel()
+    return pm.entries_at(a // U64(pm.page_size), max_gap_pages)
 
 
 PAGEMAP_SCAN = (3 << 30) | (96 << 16) | (ord("f") << 8) | 16     # _IOWR('f', 16, pm_scan_arg)
