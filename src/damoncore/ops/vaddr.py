@@ -8,8 +8,12 @@ kernel would replace them by the three ranges at its first update).
 Access checks (``page_table`` primitive), best available first:
 
 - ``idle``: the sampling pages' PFNs from /proc/PID/pagemap are marked idle in
-  /sys/kernel/mm/page_idle/bitmap at prepare and read back at check (a page still absent at
-  prepare counts as accessed if present at check: it was faulted in).  Needs root for PFNs.
+  /sys/kernel/mm/page_idle/bitmap at prepare and read back at check.  Needs root for PFNs.
+  pagemap is read once per sample, at prepare; check judges the frames read then, so a page
+  absent at prepare counts as not accessed even if it was faulted in before check (the
+  kernel would find its young pte; here the next sample sees it), and a page replaced
+  between prepare and check (migrated, reclaimed and faulted back) is judged by its old
+  frame.  A second pagemap read per sample cost more than the whole rest of the check.
   Caveat: a frame still in a per-CPU LRU add batch (just faulted; at most ~15 per CPU)
   cannot be marked idle and so reads as accessed (the kernel's vaddr reads the pte itself);
   any move_pages call drains those batches.
@@ -112,7 +116,7 @@ class VaddrOps(Operations):
         self._auto = set()            # ids of targets whose ranges follow /proc/PID/maps
         self._watch = {}
         self._pagemaps = {}
-        self._sampled = {}            # id(target) -> (pfns at prepare, present at prepare)
+        self._sampled = {}            # id(target) -> (PFNs of the present sampled pages, present)
 
     # --- setup ---------------------------------------------------------------------------
     def _choose_check(self, ctx):
@@ -193,9 +197,9 @@ class VaddrOps(Operations):
                 t.obsolete = True
                 continue
             present = pmap.present(ent)
-            pfns = ent & pmap.PFN_MASK
+            pfns = (ent & pmap.PFN_MASK)[present]
             self._sampled[id(t)] = (pfns, present)
-            marks.append(pfns[present])
+            marks.append(pfns)
         if marks:
             self.page_idle.mark_idle(np.concatenate(marks))
 
@@ -212,24 +216,15 @@ class VaddrOps(Operations):
             return out
         sampled = [(i, t, self._sampled.pop(id(t), None)) for i, t in enumerate(ctx.targets)]
         sampled = [(i, t, s) for i, t, s in sampled
-                   if s is not None and not t.obsolete and len(s[0]) == t.regions.nr]
+                   if s is not None and not t.obsolete and len(s[1]) == t.regions.nr]
         if not sampled:
             return out
-        pfns = np.concatenate([s[0][s[1]] for _, _, s in sampled])
-        idle = self.page_idle.read_idle(pfns)
+        idle = self.page_idle.read_idle(np.concatenate([s[0] for _, _, s in sampled]))
         pos = 0
         for i, t, (tp, present) in sampled:
-            acc = np.zeros(len(tp), bool)
-            n = int(present.sum())
-            acc[present] = ~idle[pos:pos + n]
-            pos += n
-            absent = np.flatnonzero(~present)
-            if len(absent):
-                # faulted in since prepare: the kernel would find a young pte
-                ent = self._entries(t, t.regions.sampling_addr[absent])
-                if ent is not None:
-                    acc[absent] = pmap.present(ent)
-            out[i] = acc.astype(np.uint8)
+            # absent at prepare: not accessed (see the module docstring)
+            out[i][present] = ~idle[pos:pos + len(tp)]
+            pos += len(tp)
         return out
 
     def _entries(self, t, addrs):
