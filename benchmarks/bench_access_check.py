@@ -2,7 +2,8 @@
 
 - vaddr idle path: pagemap reads at the sampling addresses + idle bitmap mark/read, against a
   plain bitmap file (this machine has no /sys/kernel/mm/page_idle); the child's 1 GiB
-  buffer is touched, so every sampling page is present.
+  buffer is touched, so every sampling page is present.  The bitmap goes through the C loops
+  of linux/_frames; ``vaddr_py`` is the same with PageIdle's Python path as the baseline.
 - paddr idle path: bitmap mark/read only (sampling addresses are frames already).
 - perf reports path: the core's mark_reported over a batch of reports (per report).
 - reverse map: ms per GiB of present memory of one process (PAGEMAP_SCAN + pagemap reads).
@@ -73,13 +74,17 @@ def time_per_region(ctx, nr_regions, reps=20):
     return (time.perf_counter() - t0) / reps / nr_regions * 1e9
 
 
-def idle_fixture(tmpdir):
+class PythonPathIO(FileIO):
+    """A plain file that PageIdle does not hand to C (not exactly FileIO): the baseline."""
+
+
+def idle_fixture(tmpdir, io_class=FileIO):
     """A plain file as the bitmap: the syscall pattern of the real one, without its
     kernel-side cost (per frame: get the folio; per idle frame: an rmap walk)."""
     path = os.path.join(tmpdir, "bitmap")
     with open(path, "wb") as f:
         f.truncate(NR_PFNS // 8)
-    return PageIdle(io=FileIO(path))
+    return PageIdle(io=io_class(path))
 
 
 @pytest.fixture(scope="module")
@@ -129,10 +134,13 @@ def main():
     tmp = tempfile.mkdtemp()
     p, addr = start_child(GIB)
     try:
-        print("regions  vaddr_idle_ns/region  paddr_idle_ns/region  mark_reported_ns/report")
+        print("regions  vaddr_idle_ns/region  vaddr_py/C  paddr_idle_ns/region  "
+              "mark_reported_ns/report")
         for nr in NR_REGIONS:
-            v = time_per_region(make_ctx(VaddrOps(page_idle=idle_fixture(tmp)),
-                                         Target(pid=p.pid, ranges=[(addr, addr + GIB)]), nr), nr)
+            v, vpy = (time_per_region(make_ctx(VaddrOps(page_idle=idle_fixture(tmp, io)),
+                                               Target(pid=p.pid, ranges=[(addr, addr + GIB)])
+                                               , nr), nr)
+                      for io in (FileIO, PythonPathIO))
             pa = time_per_region(make_ctx(PaddrOps(page_idle=idle_fixture(tmp)),
                                           Target(ranges=[(0, NR_PFNS * PAGE)]), nr), nr)
             fn = mark_reported(nr, 100_000)
@@ -141,7 +149,7 @@ def main():
             for _ in range(20):
                 fn()
             mr = (time.perf_counter() - t0) / 20 / 100_000 * 1e9
-            print(f"{nr:7d}  {v:20.0f}  {pa:20.0f}  {mr:23.1f}")
+            print(f"{nr:7d}  {v:20.0f}  {vpy / v:10.1f}  {pa:20.0f}  {mr:23.1f}")
         rm = ReverseMap()
         for _ in range(2):
             t0 = time.perf_counter()
