@@ -136,6 +136,7 @@ def guest_holistic(hot_mib, duration_s, argv):
                                "sz_applied": s.stats.sz_applied, "failed": s.stats.nr_failed}
                       for c in pol.contexts for s in c.schemes if s.stats.nr_tried}
     out["rmap_retries"] = [getattr(c.ops.base, "nr_rmap_retries", None) for c in pol.contexts]
+    out["self_dropped"] = [getattr(c.ops, "nr_self_dropped", None) for c in pol.contexts]
     out["tids"] = wl.info["tids"]
     out["workload"] = wl.stop()
     out["vmstat"] = {ln.split()[0]: int(ln.split()[1]) for ln in open("/proc/vmstat")
@@ -162,14 +163,19 @@ def test_each_threads_hot_data_ends_on_its_socket(holistic):
         with open(dump, "w") as f:
             json.dump(r, f, indent=1)
     assert r["numa_balancing"] == "2"
-    assert _share(r["start"]["a"], [3]) == 1.0 and _share(r["start"]["b"], [1]) == 1.0, r["start"]
+    # the workload first-touched A's data on node3 and B's on node1 (its first-touch faults
+    # may already have been acted on when it reports ready: only toward the owner's socket)
+    for k, far in (("a", 3), ("b", 1)):
+        assert _share(r["start"][k], [far, *OWN[k]]) == 1.0, r["start"]
+        assert _share(r["start"][k], [far]) >= 0.5, r["start"]
     first = {k: next((s["t"] for s in r["series"] if _share(s[k], OWN[k]) >= 0.9), None)
              for k in "ab"}
     b = r["busy"]
     print(f"holistic: >=90% on own socket {first} s after the workload's start; end "
           f"{r['end']}; {r['stats']}; samples {r['samples']}; vmstat {r['vmstat']}; "
           f"{len(r['trace'])} decisions, monitor {b['sample_s'] / max(1, b['samples']) * 1e3:.0f}"
-          f" ms per sample, rmap retries {r['rmap_retries']}")
+          f" ms per sample, rmap retries {r['rmap_retries']}, own faults dropped "
+          f"{r['self_dropped']}")
     for k in "ab":
         assert _share(r["end"][k], OWN[k]) >= 0.9, (k, r["end"], r["stats"], r["samples"],
                                                     r["trace"])
