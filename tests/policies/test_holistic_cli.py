@@ -37,7 +37,7 @@ def test_help_text(monkeypatch, capsys):
     flat = " ".join(text.split())
     # the real backend's choices are explained: every fault sampled, hint-fault defaults
     assert "sample period 1" in flat and "numa_balancing=2" in flat
-    assert "real 200ms" in flat and "real 1s" in flat and "real 10s" in flat
+    assert "real 1s" in flat and "real no" in flat and "real 1s" in flat and "real 10s" in flat
     assert "hint fault" in flat
 
 
@@ -99,8 +99,9 @@ def test_intervals_take_damo_time_units_and_backend_defaults():
         (10_000, 2_000_000, 500_000)
     c = numa_migrate._config(_parse("--backend", "real"))
     assert (c.attrs.sample_us, c.attrs.aggr_us, c.attrs.ops_update_us) == \
-        (200_000, 1_000_000, 10_000_000)
-    assert (c.hot_percent, c.min_age_aggrs) == (1, 1)
+        (1_000_000, 1_000_000, 10_000_000)
+    assert (c.hot_percent, c.min_age_aggrs, c.promote_from_top) == (1, 1, False)
+    assert numa_migrate._config(_parse("--backend", "sim")).promote_from_top
     # one faulting sample in an aggregation is hot with the real defaults
     assert 100 / c.attrs.aggr_samples >= c.hot_percent
     # explicit values win over the backend's defaults
@@ -117,14 +118,18 @@ def test_real_backend_samples_every_fault(tmp_path):
     from damoncore.ops.perf import PerfOps
     sysfs = build_seed_sysfs(str(tmp_path))
     pol, m = numa_migrate.build(_parse("--backend", "real", "--sysfs_root", sysfs,
-                                       "--aggr", "2s"))
+                                       "--aggr", "2s", "--sample", "20ms"))
     assert m is None and len(pol.contexts) == 2
     for c in pol.contexts:
         assert isinstance(c.ops, PerfOps) and isinstance(c.ops.base, PaddrOps)
         assert c.ops.sample_period == 1
-        assert c.attrs.aggr_us == 2_000_000 and c.attrs.sample_us == 200_000
+        assert c.attrs.aggr_us == 2_000_000 and c.attrs.sample_us == 20_000
     assert [sorted(c.ops.cpus) for c in pol.contexts] == \
         [sorted(c.sample_filters[0].cpus) for c in pol.contexts]
+    # no promotion out of the DRAM nodes (0, 2): top-tier pages never hint-fault
+    names = [s.name for c in pol.contexts for s in c.schemes if "promote" in s.name]
+    assert names and not [n for n in names if n.split()[-1].split("->")[0] in ("0", "2")]
+    assert "cpu0:promote 3->0" in names and "cpu2:promote 1->2" in names
 
 
 def test_real_backend_drops_the_monitors_own_faults(tmp_path, monkeypatch):

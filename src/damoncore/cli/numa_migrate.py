@@ -27,14 +27,17 @@ MiB = 1 << 20
 # scan, inside one sample: one faulting sample in an aggregation must make it hot (--hot 1%),
 # it can never be hot in two consecutive aggregations (--min_age 1), and the aggregation only
 # has to be short against the scan period (1 s: a move follows a burst within 1-2 s).
-# Samples only bin the fault reports, so they are long (200 ms): each costs the monitor a
-# fixed amount of work, and reports that arrive while the monitor works between two samples
-# are not counted (the core keeps only reports timed inside the current sample).
+# Samples only bin the fault reports, so they are as long as the aggregation (1 s): each
+# costs the monitor a fixed amount of work, and reports that arrive while the monitor works
+# between two samples are not counted (the core keeps only reports timed inside the current
+# sample).  Top-tier pages never hint-fault, so faults there (first touch, migration) say
+# nothing about who uses them: no promotions out of another accessor's best node (else two
+# sockets' DRAM nodes trade pages back and forth; measured in the 4-node guest).
 DEFAULTS = {
     "sim": {"sample": "5ms", "aggr": "100ms", "ops_update": "60s", "hot": "25%",
-            "min_age": "3"},
-    "real": {"sample": "200ms", "aggr": "1s", "ops_update": "10s", "hot": "1%",
-             "min_age": "1"},
+            "min_age": "3", "promote_from_top": "yes"},
+    "real": {"sample": "1s", "aggr": "1s", "ops_update": "10s", "hot": "1%",
+             "min_age": "1", "promote_from_top": "no"},
 }
 
 
@@ -74,7 +77,7 @@ def set_argparser(p):
                         "it is never hot in two consecutive aggregations")
     p.add_argument("--sample", metavar="<time>",
                    help="sampling interval (damo time units: 5ms, 1s, or microseconds); "
-                        "default: sim 5ms; real 200ms (fault reports are only counted per "
+                        "default: sim 5ms; real 1s (fault reports are only counted per "
                         "sample: a burst of hint faults is one or two samples however short "
                         "they are; every sample costs the monitor fixed work, and reports "
                         "arriving while it works between samples are not counted)")
@@ -83,6 +86,12 @@ def set_argparser(p):
                         "moves happen once per aggregation (a decision is applied at the end "
                         "of the next one); default: sim 100ms; real 1s (short against the "
                         "NUMA scan period, >= 1 s, so a burst moves within 1-2 s)")
+    p.add_argument("--promote_from_top", choices=["yes", "no"],
+                   help="may an accessor's promotions take pages out of another accessor's "
+                        "best node (e.g. socket 1's DRAM pages to socket 2's DRAM)? default: "
+                        "sim yes; real no, because in NUMA balancing's tiering mode top-tier "
+                        "pages never hint-fault: faults there are first touches and "
+                        "migrations, which do not tell who uses a page")
     p.add_argument("--ops_update", metavar="<time>",
                    help="ops update interval: the real backend rebuilds its PFN -> process "
                         "map then (and, at most once a second, when a migration finds pages "
@@ -142,7 +151,7 @@ def _config(args) -> HolisticConfig:
         raise InvalidConfig(f"--min_gain {args.min_gain!r}: must be below 100%")
     return HolisticConfig(quota_bytes_per_s=quota, used_goal_bp=used, free_goal_bp=free,
                           hot_percent=hot, min_age_aggrs=min_age, min_gain_bp=gain,
-                          attrs=attrs)
+                          attrs=attrs, promote_from_top=args.promote_from_top == "yes")
 
 
 def _devices(specs) -> list:

@@ -76,7 +76,10 @@ class HolisticConfig:
     before it is promoted (cold before it is demoted).  ``min_gain_bp``: hysteresis for
     shared pages, weighted cost gain needed to move (bp of the current cost).
     ``max_ranges``: cap of address filters per scheme (largest kept).  ``attrs``: monitoring
-    attributes of every context (intervals in us).
+    attributes of every context (intervals in us).  ``promote_from_top``: promotions may take
+    pages out of another accessor's best node; False when the reports cannot see accesses
+    there (NUMA hint faults in tiering mode never fault top-tier pages, so the only faults
+    there are first-touch and migration faults, which say nothing about steady use).
     """
 
     quota_bytes_per_s: int = 256 * MiB
@@ -87,6 +90,7 @@ class HolisticConfig:
     min_gain_bp: int = 2000
     reset_interval_ms: int = 100
     max_ranges: int = 128
+    promote_from_top: bool = True
     attrs: Attrs = field(default_factory=lambda: Attrs(sample_us=5_000, aggr_us=100_000,
                                                        min_nr_regions=200,
                                                        max_nr_regions=1000))
@@ -277,7 +281,10 @@ class HolisticPolicy:
                           sample_filters=[accessor_filter(h.accessor), *extra_sample_filters],
                           seed=seed + a, name=h.accessor.name)
             proms, dems = [], []
+            tops = set(self.top.tolist())
             for i in range(1, len(h.path)):
+                if not cfg.promote_from_top and h.path[i] in tops:
+                    continue
                 for j in range(i):
                     s = promote_scheme(self.ti[h.path[i]], h.path[j], h.path[:j], cfg,
                                        ops_filters,
