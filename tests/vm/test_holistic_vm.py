@@ -3,8 +3,9 @@ A pinned to cpu0 (node0's socket) and B to cpu1 (node2's socket), each touching 
 data that starts on the OTHER socket's CXL node (A's on node3, B's on node1).  ``damoncore
 numa-migrate`` (real backend: perf page-fault reports per CPU, every fault sampled -> one
 context per CPU node, paddr + move_pages), built by ``numa_migrate.build()`` with the real
-backend's defaults (200 ms samples, 1 s aggregations, hot = any faulting sample, min_age 1,
-10 s ops updates; DC_HOLISTIC_ARGV adds options), must bring >= 90% of each thread's hot
+backend's defaults (1 s samples and aggregations, hot = any faulting sample, min_age 1, 10 s
+ops updates, no promotions out of another socket's DRAM, the monitor's own faults dropped;
+DC_HOLISTIC_ARGV adds options), must bring >= 90% of each thread's hot
 pages to its own socket's nodes.  The monitor runs at nice -10 and the workload at 0: under
 TCG a monitor sample costs ~30 ms of an idle vCPU and several times that when it shares
 both vCPUs with the workload's two spinning threads (see the guest function).
