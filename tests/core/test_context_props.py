@@ -138,3 +138,30 @@ def test_target_exit_ends_monitoring():
     ctx.run(10**9)
     assert ctx.targets[0].obsolete and ops.cleaned
     assert ops.clock.t < 10**6
+
+
+def test_reports_between_samples_are_not_lost():
+    """A report that arrives after one sample's check and before the next sample begins
+    (while the loop does aggregation work) counts for the next sample."""
+    from damoncore.ops.base import Operations
+    from fakes import VirtualClock
+
+    class Quiet(Operations):
+        def __init__(self):
+            self.clock = VirtualClock()
+
+    ops = Quiet()
+    ctx = Context(ops, [Target(ranges=[(0, 1 << 24)])], Attrs(sample_us=1000, aggr_us=10_000),
+                  primitives=("page_fault",))
+    ctx.start()
+    ctx.sample_begin()
+    ops.clock.sleep_us(1000)
+    ctx.sample_end()
+    ops.clock.sleep_us(300)                        # busy between samples
+    ctx.report_access(4096 * 5)                    # arrives before the next sample begins
+    ops.clock.sleep_us(200)
+    ctx.sample_begin()
+    ops.clock.sleep_us(1000)
+    ctx.sample_end()
+    r = ctx.targets[0].regions
+    assert int(r.nr_accesses.sum()) == 1

@@ -78,6 +78,7 @@ class Context:
         self._max_nr_accesses = 0
         self._sz_limit = min_region
         self._sample_start_us = 0
+        self._reports_from_us = 0
         self._aggr_start_us = 0
         self.started = False
         self.stopped = threading.Event()
@@ -180,7 +181,7 @@ class Context:
         self.next_intervals_tune_sis = a.aggr_samples * a.intervals_goal.aggrs
         for s in self.schemes:
             s.reschedule(self)
-        self._aggr_start_us = self.clock.now_us()
+        self._aggr_start_us = self._reports_from_us = self.clock.now_us()
         self.started = True
 
     def region_sz_limit(self) -> int:
@@ -247,8 +248,12 @@ class Context:
                 raise RuntimeError(f"ops {self.ops.name!r} returned {len(out[-1])} access "
                                    f"flags for {t.regions.nr} regions")
         batch = self.reports.drain()
+        # reports since the last drain count for this sample, including those that came in
+        # while the loop was busy between two samples (the kernel takes only the sample's
+        # own interval; here that would drop what arrives during aggregation work)
+        since, self._reports_from_us = self._reports_from_us, self.clock.now_us()
         if "page_fault" in self.primitives and len(batch):
-            batch = batch.select(batch.time_us >= self._sample_start_us)
+            batch = batch.select(batch.time_us >= min(since, self._sample_start_us))
             keep = filters_keep(self.sample_filters, batch).astype(np.uint8)
             for t, acc in zip(self.targets, out):
                 if t.obsolete:
