@@ -32,6 +32,7 @@ import time
 import numpy as np
 
 from damoncore.core import Context, Kdamond, Target
+from damoncore.schemes.scheme import AccessPattern
 from damoncore.ops.sim import SimOps
 from damoncore.policies.hierarchy import AccessorSpec, build_hierarchies
 from damoncore.policies.holistic import (HolisticConfig, HolisticPolicy, demote_scheme,
@@ -120,7 +121,11 @@ def single_path_tpp(m, cfg, seed=0):
             s.filters = []
             s.quota.sz_bytes = window
             if s.action == "migrate_hot":
-                s.access_pattern.min_age = cfg.min_age_aggrs
+                # holistic's promote schemes leave hotness to its coordinator; without one,
+                # the baseline needs the hot threshold in its own access pattern
+                s.access_pattern = AccessPattern(min_nr_accesses=cfg.hot_percent,
+                                                 nr_accesses_unit="percent",
+                                                 min_age=cfg.min_age_aggrs)
             ctxs.append(Context(SimOps(m, space="paddr", max_reports_per_accessor=REPORTS),
                                 [Target(ranges=[m.node_range(nid)])], attrs=cfg.attrs,
                                 primitives=("page_fault",), schemes=[s], seed=seed + nid,
