@@ -52,15 +52,18 @@ DEFAULT_SAMPLE_TYPE = pr.SAMPLE_TID | pr.SAMPLE_TIME | pr.SAMPLE_ADDR
 DEFAULT_SAMPLE_PERIOD = 3
 # attr flag bits (the bitfield after read_format)
 _DISABLED, _INHERIT, _EXCLUDE_KERNEL, _EXCLUDE_HV, _WATERMARK = 0, 1, 5, 6, 14
-_PRECISE_SHIFT, _USE_CLOCKID = 15, 25
+_PRECISE_SHIFT, _MMAP_DATA, _SAMPLE_ID_ALL, _USE_CLOCKID = 15, 17, 18, 25
 
 
 def pack_attr(type_, config, sample_type, sample_period=1, inherit=False, wakeup_bytes=0,
               precise_ip=0, read_format=PERF_FORMAT_LOST, exclude_kernel=False,
-              clockid=CLOCK_MONOTONIC) -> bytes:  # fmt: skip
+              clockid=CLOCK_MONOTONIC, mmap_data=False) -> bytes:  # fmt: skip
     """``struct perf_event_attr`` (VER7, 128 bytes), created disabled, watermark wakeups.
 
     ``clockid`` None: the kernel's default perf clock (local_clock) for SAMPLE_TIME.
+    ``mmap_data``: also record PERF_RECORD_MMAP for every new non-executable mapping
+    (anonymous ones and brk growth included), with ``sample_id_all`` so each carries the
+    sampled TID/TIME.
     """
     flags = 1 << _DISABLED | 1 << _EXCLUDE_HV
     flags |= (precise_ip & 3) << _PRECISE_SHIFT
@@ -72,6 +75,8 @@ def pack_attr(type_, config, sample_type, sample_period=1, inherit=False, wakeup
         flags |= 1 << _EXCLUDE_KERNEL
     if wakeup_bytes:
         flags |= 1 << _WATERMARK
+    if mmap_data:
+        flags |= 1 << _MMAP_DATA | 1 << _SAMPLE_ID_ALL
     return struct.pack(
         "<IIQQQQQIIQQQQIiQIHHIIQ",
         type_, ATTR_SIZE, config, sample_period, sample_type, read_format, flags,
@@ -137,6 +142,9 @@ class PageFaultSampler:
         raw_write_field: ``(offset, size)`` inside the raw payload whose bit 1 means "write".
         raw_addr_field: ``(offset, size)`` inside the raw payload of the faulting address, for
             events whose SAMPLE_ADDR is 0 (tracepoints).
+        track_mmaps: also record every new data mapping (PERF_RECORD_MMAP, needs SAMPLE_TIME);
+            :meth:`take_mmaps` hands them out, :func:`remapped_after` tells which samples'
+            addresses were mapped anew after the fault (see there).
     Attributes:
         lost: samples the kernel dropped because a ring was full, cumulative.  PERF_RECORD_LOST
             records arrive only once the ring has room again, so this also reads each event's
@@ -149,9 +157,12 @@ class PageFaultSampler:
                  config=PERF_COUNT_SW_PAGE_FAULTS, sample_period=DEFAULT_SAMPLE_PERIOD,
                  ring_pages=256, wakeup_bytes=None, precise_ip=0,
                  sample_type=DEFAULT_SAMPLE_TYPE, raw_write_field=None, procfs_root="/proc",
-                 sysfs_root="/sys", raw_addr_field=None):  # fmt: skip
+                 sysfs_root="/sys", raw_addr_field=None, track_mmaps=False):  # fmt: skip
         if pid is not None and cgroup is not None:
             raise ValueError("give pid or cgroup, not both")
+        if track_mmaps and not sample_type & pr.SAMPLE_TIME:
+            raise ValueError("track_mmaps needs SAMPLE_TIME in sample_type (the order of "
+                             "faults and mappings)")
         self.pid, self.cgroup = pid, cgroup
         self.cpus = list(cpus) if cpus is not None else _online_cpus(sysfs_root)
         self.procfs_root = procfs_root
@@ -162,7 +173,11 @@ class PageFaultSampler:
         self._attr = pack_attr(
             type, config, sample_type, sample_period,
             inherit=pid is not None, wakeup_bytes=wake, precise_ip=precise_ip,
+            mmap_data=track_mmaps,
         )  # fmt: skip
+        self.track_mmaps = track_mmaps
+        self._mmaps = []
+        self._mmap_time_at = pr.sample_id_time_from_end(sample_type)
         self._raw_write_field = raw_write_field
         self._raw_addr_field = raw_addr_field
         self.write_known = raw_write_field is not None
@@ -267,12 +282,22 @@ class PageFaultSampler:
             data = ring.drain()
             if not data:
                 continue
-            parts, counts = pr.parse_records(data, self._dtype_for)
+            parts, counts = pr.parse_records(
+                data, self._dtype_for, self._mmaps if self.track_mmaps else None,
+                self._mmap_time_at)
             self._lost_records += counts["lost"]
             self.throttled += counts["throttle"]
             chunks.extend(parts)
             cpus.extend([cpu] * len(parts))
         return self._columns(chunks, cpus, now_ns)
+
+    def take_mmaps(self) -> dict[str, np.ndarray]:
+        """The mappings recorded by the reads so far (and forget them): ``pid`` (int32),
+        ``start``, ``end`` (uint64 bytes), ``time_ns`` (uint64, CLOCK_MONOTONIC)."""
+        m, self._mmaps = self._mmaps, []
+        a = np.array(m, dtype=np.uint64).reshape(-1, 4)
+        return {"pid": a[:, 0].astype(np.int32), "start": a[:, 1], "end": a[:, 2],
+                "time_ns": a[:, 3]}
 
     @property
     def lost(self) -> int:
@@ -319,6 +344,33 @@ class PageFaultSampler:
         else:
             out["is_write"] = np.zeros(out["addr"].shape[0], dtype=bool)
         return out
+
+
+def remapped_after(got: dict, mmaps: dict, chunk: int = 256) -> np.ndarray:
+    """Which samples of ``got`` (:meth:`PageFaultSampler.read` columns) lie in a mapping of
+    their own process made after them (``mmaps`` from :meth:`PageFaultSampler.take_mmaps`).
+
+    A fault's address is translated to a frame only when the ring is drained; if the
+    process unmapped that address and mapped it again in between (freed memory reused for
+    a new allocation, possibly touched from another CPU and placed on another node), the
+    translation names a frame the fault never touched.  A new mapping makes a PERF_RECORD_MMAP,
+    so such samples can be told and dropped.  Not caught: reuse without a new mapping
+    (MADV_DONTNEED then a new first touch), and a mapping whose record was still unread when
+    the rings were drained.  Vectorized over samples, ``chunk`` mappings at a time.
+    """
+    n = len(got["addr"])
+    stale = np.zeros(n, bool)
+    if n == 0 or len(mmaps["pid"]) == 0:
+        return stale
+    keep = mmaps["time_ns"] > got["time_ns"].min()        # only mappings after some sample
+    mp, ms, me, mt = (mmaps[k][keep] for k in ("pid", "start", "end", "time_ns"))
+    addr, pid, t = got["addr"], got["pid"], got["time_ns"]
+    for i in range(0, len(mp), chunk):
+        sl = slice(i, i + chunk)
+        hit = ((pid[:, None] == mp[None, sl]) & (addr[:, None] >= ms[None, sl])
+               & (addr[:, None] < me[None, sl]) & (t[:, None] < mt[None, sl]))
+        stale |= hit.any(axis=1)
+    return stale
 
 
 def _online_cpus(sysfs_root: str) -> list[int]:

@@ -8,7 +8,8 @@ instructions and the Python calls in between act as compiler barriers, which is 
 kernel documents (an smp_rmb after reading data_head, an smp_mb before writing data_tail).
 
 Samples of one event all have the same size, so runs of them are viewed as a numpy structured
-array without a per-record Python loop; other records (LOST, THROTTLE) are walked one by one.
+array without a per-record Python loop; other records (LOST, THROTTLE, MMAP) are walked one by
+one.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import struct
 
 import numpy as np
 
+PERF_RECORD_MMAP = 1
 PERF_RECORD_LOST = 2
 PERF_RECORD_THROTTLE = 5
 PERF_RECORD_UNTHROTTLE = 6
@@ -109,17 +111,31 @@ def sample_dtype(sample_type: int, raw_fields=(), record_size: int | None = None
     return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": pos})
 
 
-def parse_records(buf: bytes, dtype_for_size) -> tuple[list[np.ndarray], dict[str, int]]:
+def sample_id_time_from_end(sample_type: int) -> int | None:
+    """Bytes from the end of a non-sample record back to its ``sample_id`` time (records
+    carry ``sample_id`` with attr.sample_id_all: TID, TIME, ID, STREAM_ID, CPU, IDENTIFIER in
+    that order, each present if sampled); None without SAMPLE_TIME."""
+    if not sample_type & SAMPLE_TIME:
+        return None
+    after = (SAMPLE_ID, SAMPLE_STREAM_ID, SAMPLE_CPU, SAMPLE_IDENTIFIER)
+    return 8 + 8 * sum(1 for b in after if sample_type & b)
+
+
+def parse_records(buf: bytes, dtype_for_size, mmaps: list | None = None,
+                  time_from_end: int | None = None) -> tuple[list[np.ndarray], dict[str, int]]:
     """Split a run of records into sample arrays and counters.
 
     Args:
         buf: whole records, as copied from the ring.
         dtype_for_size: callable giving the sample dtype for a record size in bytes.
+        mmaps: if a list, every PERF_RECORD_MMAP is appended to it as ``(pid, start, end,
+            time_ns)`` (time 0 unless ``time_from_end``, see :func:`sample_id_time_from_end`).
     Returns:
         ``(chunks, counts)``: structured arrays of samples (views into ``buf``), and counters
-        ``lost`` (samples the kernel dropped), ``throttle``, ``unthrottle``, ``other`` (records).
+        ``lost`` (samples the kernel dropped), ``throttle``, ``unthrottle``, ``mmap``,
+        ``other`` (records).
     """
-    counts = {"lost": 0, "throttle": 0, "unthrottle": 0, "other": 0}
+    counts = {"lost": 0, "throttle": 0, "unthrottle": 0, "mmap": 0, "other": 0}
     chunks = []
     pos, end = 0, len(buf)
     hdr_dtype = np.dtype(_HEADER)
@@ -141,6 +157,15 @@ def parse_records(buf: bytes, dtype_for_size) -> tuple[list[np.ndarray], dict[st
             counts["throttle"] += 1
         elif typ == PERF_RECORD_UNTHROTTLE:
             counts["unthrottle"] += 1
+        elif typ == PERF_RECORD_MMAP:
+            counts["mmap"] += 1
+            if mmaps is not None and size >= 32:
+                # struct { header; u32 pid, tid; u64 addr, len, pgoff; char filename[];
+                #          struct sample_id }
+                pid, _tid, addr, length = struct.unpack_from("<IIQQ", buf, pos + 8)
+                t = (struct.unpack_from("<Q", buf, pos + size - time_from_end)[0]
+                     if time_from_end and size >= 40 + time_from_end else 0)
+                mmaps.append((pid, addr, addr + length, t))
         else:
             counts["other"] += 1
         pos += size

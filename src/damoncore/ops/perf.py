@@ -11,7 +11,11 @@ CLOCK_MONOTONIC, the core's real clock (``monotonic_ns() // 1000``).
 Fault addresses are virtual: with a vaddr base the reports go to the faulting process'
 target (the core matches ``pid``); with a paddr base they are translated to physical
 addresses through /proc/PID/pagemap at drain time (faults of pages no longer present are
-dropped, counted in ``nr_untranslated``).  Page faults only happen on first touch, after
+dropped, counted in ``nr_untranslated``).  A paddr base also records the processes' new
+mappings (PERF_RECORD_MMAP): a fault whose address was mapped anew between the fault and the
+drain would translate to a frame it never touched (freed memory reused by another
+allocation, maybe on another node), so it is dropped, counted in ``nr_remapped`` (see
+:func:`~damoncore.linux.perf.remapped_after`).  Page faults only happen on first touch, after
 reclaim, migration or NUMA hinting: a page touched steadily reports nothing.
 """
 
@@ -24,7 +28,7 @@ import numpy as np
 
 from ..errors import InvalidConfig, TargetGone
 from ..linux import pagemap as pmap
-from ..linux.perf import DEFAULT_SAMPLE_PERIOD, PageFaultSampler
+from ..linux.perf import DEFAULT_SAMPLE_PERIOD, PageFaultSampler, remapped_after
 from .base import Operations
 from .common import PAGE_SIZE, pagemap_entries
 from .vaddr import VaddrOps
@@ -58,6 +62,7 @@ class PerfOps(Operations):
         self.taps = []
         self.nr_samples = 0
         self.nr_untranslated = 0
+        self.nr_remapped = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = None
@@ -84,7 +89,8 @@ class PerfOps(Operations):
     # --- lifecycle -----------------------------------------------------------------------
     def _sampler(self, **scope):
         kw = dict(cpus=self.cpus, sample_period=self.sample_period, ring_pages=self.ring_pages,
-                  procfs_root=self.procfs_root, sysfs_root=self.sysfs_root)
+                  procfs_root=self.procfs_root, sysfs_root=self.sysfs_root,
+                  track_mmaps=self.base.name == "paddr")
         if self.event == "tracepoint":
             return PageFaultSampler.tracepoint(**scope, **kw)
         return PageFaultSampler(**scope, **kw)
@@ -150,11 +156,17 @@ class PerfOps(Operations):
         with self._lock:
             for s in self.samplers:
                 got = s.read()
+                mmaps = s.take_mmaps() if s.track_mmaps else None
                 if not len(got["addr"]):
                     continue
                 for tap in self.taps:
                     tap(got)
                 n += len(got["addr"])
+                if mmaps is not None:
+                    stale = remapped_after(got, mmaps)
+                    if stale.any():
+                        self.nr_remapped += int(stale.sum())
+                        got = {k: v[~stale] for k, v in got.items()}
                 addr, keep = self._translate(got)
                 t_us = (got["time_ns"] // 1000).astype(np.int64) + self._clock_offset_us
                 ctx.report_access(addr, 1, cpu=got["cpu"][keep], tid=got["tid"][keep],
