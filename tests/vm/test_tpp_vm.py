@@ -174,7 +174,11 @@ def test_distance_tuner_promotes_hot_data_to_dram(tpp):
     run = tpp["scenarios"]["distance"]
     assert run["rc"] == 0, run["stderr"][-3000:]
     assert _frac_on(run["hot_start"], 1) == 1.0, run["hot_start"]
-    assert run["mem0_start"]["used_bp"] >= 8000, run["mem0_start"]      # cold data fills node0
+    # cold data filled node0 but for the hot set plus ~40 MiB (the scenario's design: 104 MiB
+    # free of ~503 MiB is 79-80% used, so a fixed used_bp bar flaked at 7963 once on CI)
+    leave = dict((n, f) for n, _, _, f in SCENARIOS)["distance"]
+    assert run["mem0_start"]["free"] <= (leave + 8) << 20, run["mem0_start"]
+    assert run["mem0_start"]["free"] >= (HOT_MIB + 8) << 20, run["mem0_start"]
     _check_directions_and_quota(run)
     demote, promote = _last_stats(run)
     t = _converged_at(run)
