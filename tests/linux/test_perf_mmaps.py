@@ -1,6 +1,7 @@
 """Mapping records (PERF_RECORD_MMAP) and stale fault addresses: a real child faults on a
 mapping, replaces it with a new one at the same addresses (MAP_FIXED) and faults again;
-drained only afterwards, the first faults' addresses name the new mapping's frames."""
+drained only afterwards, the first faults' addresses name the new mapping's frames.  The
+child may fault on one CPU and map on another: the record is in the mapping CPU's ring."""
 
 import os
 import struct
@@ -27,7 +28,11 @@ libc = ctypes.CDLL(None, use_errno=True)
 libc.mmap.restype = ctypes.c_void_p
 libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
                       ctypes.c_int, ctypes.c_long]
-n, page = int(sys.argv[1]), int(sys.argv[2])
+import os
+n, page, touch_cpu, map_cpu = (int(x) for x in sys.argv[1:5])
+def pin(cpu):
+    if cpu >= 0:
+        os.sched_setaffinity(0, {cpu})
 size = n * page
 def new_map(at=None):
     fixed = 0x10 if at else 0                       # MAP_FIXED
@@ -44,7 +49,9 @@ print(a, flush=True)
 for step in ("touch", "remap"):
     sys.stdin.readline()
     if step == "remap":
+        pin(map_cpu)
         new_map(a)                                   # the same addresses, fresh pages
+    pin(touch_cpu)
     touch(a)
     print(step, flush=True)
 sys.stdin.readline()
@@ -52,8 +59,9 @@ sys.stdin.readline()
 
 
 @pytest.fixture
-def child():
-    p = subprocess.Popen([sys.executable, "-c", CHILD, str(N), str(PAGE)],
+def child(request):
+    cpus = getattr(request, "param", (-1, -1))
+    p = subprocess.Popen([sys.executable, "-c", CHILD, str(N), str(PAGE), *map(str, cpus)],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     addr = int(p.stdout.readline())
     yield p, addr
@@ -128,9 +136,15 @@ def test_new_mapping_marks_earlier_faults_at_its_addresses(child):
 
 
 @requires_root
-def test_paddr_perf_ops_drops_faults_of_replaced_pages(child):
+@pytest.mark.skipif(os.cpu_count() < 2, reason="needs two CPUs")
+@pytest.mark.parametrize("child, cpus", [((-1, -1), None), ((1, 0), [1])],
+                         indirect=["child"], ids=["all-cpus", "faults-cpu1-mapping-cpu0"])
+def test_paddr_perf_ops_drops_faults_of_replaced_pages(child, cpus):
+    """With PerfOps on cpu 1 only (like one accessor of numa-migrate) and the child mapping
+    on cpu 0, only the mmap-only events on the other CPUs see the new mapping."""
     p, a = child
-    ops = PerfOps(PaddrOps(pids=[p.pid]), pid=p.pid, sample_period=1, drain_thread=False)
+    ops = PerfOps(PaddrOps(pids=[p.pid]), pid=p.pid, cpus=cpus, sample_period=1,
+                  drain_thread=False)
     ctx = Context(ops, targets=[Target()], primitives=("page_fault",))
     ctx.start()
     try:

@@ -35,6 +35,7 @@ SYS_PERF_EVENT_OPEN = 298  # x86_64
 PERF_TYPE_SOFTWARE = 1
 PERF_TYPE_TRACEPOINT = 2
 PERF_COUNT_SW_PAGE_FAULTS = 2
+PERF_COUNT_SW_DUMMY = 9  # no samples; carries side-band records (here: mmaps)
 PERF_FLAG_FD_CLOEXEC = 1 << 3
 PERF_FLAG_PID_CGROUP = 1 << 2
 PERF_EVENT_IOC_ENABLE = 0x2400
@@ -144,7 +145,9 @@ class PageFaultSampler:
             events whose SAMPLE_ADDR is 0 (tracepoints).
         track_mmaps: also record every new data mapping (PERF_RECORD_MMAP, needs SAMPLE_TIME);
             :meth:`take_mmaps` hands them out, :func:`remapped_after` tells which samples'
-            addresses were mapped anew after the fault (see there).
+            addresses were mapped anew after the fault (see there).  A mapping is recorded
+            in the ring of the CPU that made it: to see every mapping of a scope, cover all
+            CPUs (``config=PERF_COUNT_SW_DUMMY`` gives a sampler of mmaps only).
     Attributes:
         lost: samples the kernel dropped because a ring was full, cumulative.  PERF_RECORD_LOST
             records arrive only once the ring has room again, so this also reads each event's
@@ -164,7 +167,7 @@ class PageFaultSampler:
             raise ValueError("track_mmaps needs SAMPLE_TIME in sample_type (the order of "
                              "faults and mappings)")
         self.pid, self.cgroup = pid, cgroup
-        self.cpus = list(cpus) if cpus is not None else _online_cpus(sysfs_root)
+        self.cpus = list(cpus) if cpus is not None else online_cpus(sysfs_root)
         self.procfs_root = procfs_root
         self.sample_type = sample_type
         self.ring_pages = ring_pages
@@ -373,7 +376,7 @@ def remapped_after(got: dict, mmaps: dict, chunk: int = 256) -> np.ndarray:
     return stale
 
 
-def _online_cpus(sysfs_root: str) -> list[int]:
+def online_cpus(sysfs_root: str = "/sys") -> list[int]:
     from damoncore.numa.topology import parse_cpulist
 
     with open(os.path.join(sysfs_root, "devices/system/cpu/online")) as f:

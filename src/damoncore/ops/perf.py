@@ -15,7 +15,9 @@ dropped, counted in ``nr_untranslated``).  A paddr base also records the process
 mappings (PERF_RECORD_MMAP): a fault whose address was mapped anew between the fault and the
 drain would translate to a frame it never touched (freed memory reused by another
 allocation, maybe on another node), so it is dropped, counted in ``nr_remapped`` (see
-:func:`~damoncore.linux.perf.remapped_after`).  Page faults only happen on first touch, after
+:func:`~damoncore.linux.perf.remapped_after`); a mapping is recorded on the CPU that made
+it, so with ``cpus`` a subset of the online CPUs, mmap-only (dummy) events cover the others.
+Page faults only happen on first touch, after
 reclaim, migration or NUMA hinting: a page touched steadily reports nothing.
 """
 
@@ -28,7 +30,8 @@ import numpy as np
 
 from ..errors import InvalidConfig, TargetGone
 from ..linux import pagemap as pmap
-from ..linux.perf import DEFAULT_SAMPLE_PERIOD, PageFaultSampler, remapped_after
+from ..linux.perf import (DEFAULT_SAMPLE_PERIOD, PERF_COUNT_SW_DUMMY, PageFaultSampler,
+                          online_cpus, remapped_after)
 from .base import Operations
 from .common import PAGE_SIZE, pagemap_entries
 from .vaddr import VaddrOps
@@ -59,10 +62,12 @@ class PerfOps(Operations):
         self.sample_period, self.event, self.ring_pages = sample_period, event, ring_pages
         self.drain_thread, self.procfs_root, self.sysfs_root = drain_thread, procfs_root, sysfs_root
         self.samplers = []
+        self.mmap_trackers = []   # dummy events on the CPUs the samplers leave out
         self.taps = []
         self.nr_samples = 0
         self.nr_untranslated = 0
         self.nr_remapped = 0
+        self._prev_mmaps = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = None
@@ -112,6 +117,13 @@ class PerfOps(Operations):
         try:
             for sc in scopes:
                 self.samplers.append(self._sampler(**sc).open())
+            if self.base.name == "paddr" and self.cpus is not None:
+                others = sorted(set(online_cpus(self.sysfs_root)) - set(self.cpus))
+                for sc in scopes if others else ():
+                    self.mmap_trackers.append(PageFaultSampler(
+                        **sc, cpus=others, config=PERF_COUNT_SW_DUMMY, sample_period=1,
+                        ring_pages=self.ring_pages, procfs_root=self.procfs_root,
+                        sysfs_root=self.sysfs_root, track_mmaps=True).open())
         except BaseException:
             self._close_samplers()
             raise
@@ -137,7 +149,9 @@ class PerfOps(Operations):
         for s in self.samplers:
             self._lost_closed += s.lost
             s.close()
-        self.samplers = []
+        for s in self.mmap_trackers:
+            s.close()
+        self.samplers, self.mmap_trackers = [], []
 
     # --- draining ------------------------------------------------------------------------
     def _drain_loop(self):
@@ -154,9 +168,20 @@ class PerfOps(Operations):
             return 0
         n = 0
         with self._lock:
-            for s in self.samplers:
-                got = s.read()
-                mmaps = s.take_mmaps() if s.track_mmaps else None
+            reads = [s.read() for s in self.samplers]
+            mmaps = None
+            if any(s.track_mmaps for s in self.samplers):
+                # after the samples: a mapping made before the last sample read is seen
+                for s in self.mmap_trackers:
+                    s.read()
+                parts = [s.take_mmaps() for s in self.samplers + self.mmap_trackers]
+                mmaps = {k: np.concatenate([m[k] for m in parts]) for k in parts[0]}
+                # and the previous drain's: a fault written to its ring just after that
+                # drain read the ring may predate a mapping the drain read on another CPU
+                prev, self._prev_mmaps = self._prev_mmaps, mmaps
+                if prev is not None:
+                    mmaps = {k: np.concatenate([prev[k], mmaps[k]]) for k in mmaps}
+            for got in reads:
                 if not len(got["addr"]):
                     continue
                 for tap in self.taps:
