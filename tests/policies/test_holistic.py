@@ -90,6 +90,37 @@ def test_arbitrate_table():
                      2000).tolist() == [[False, True]]
 
 
+def test_a_piece_hot_on_average_for_its_owner_is_not_free_for_a_passer_by():
+    """A region of CPU1's on node 2 (CPU2's DRAM) straddles CPU2's pages: hot for CPU1 in
+    every aggregation (30%: it covers a few of CPU1's pages too) but under the threshold
+    on average, while CPU2 finds it hot throughout.  Arbitration must weigh CPU1 against
+    CPU2 (CPU2 wins, the piece stays) rather than see one accessor hot on average and leave
+    the piece free for all: CPU1 would take CPU2's pages to node 0 (the phase-2 drift of
+    benchmarks/eval_holistic.py).  Next to it, a piece only CPU1 touches is approved after
+    the dwell."""
+    from damoncore.core.snapshot import Snapshot, TargetSnapshot
+    m, pol = setup()
+    ti, base = pol.ti[2], m.node_range(2)[0]
+    straddle, own = (base, base + MiB), (base + MiB, base + 2 * MiB)
+
+    def snap(regions):
+        s = np.array([a for (a, _), _ in regions], np.uint64)
+        e = np.array([b for (_, b), _ in regions], np.uint64)
+        n = np.array([x for _, x in regions], np.uint32)
+        return Snapshot(0, 100_000, 5_000, 100_000, 20,
+                        [TargetSnapshot(ti, None, s, e, n, np.zeros(len(s), np.uint32))])
+
+    cpu1 = snap([(straddle, 6), (own, 6)])          # 30% of the samples
+    cpu2 = snap([(straddle, 20), (own, 0)])
+    proms = [s for t, s in pol.promotes[0] if t == ti]
+    assert proms
+    for r in range(1, 7):
+        pol.decide([cpu1, cpu2])
+        for s in proms:
+            got = [f.address_range for f in s.filters if f.filter_type == "addr"]
+            assert got == ([own] if r >= 3 else []), (r, s.name, got)
+
+
 def test_select_ranges_budget_priority_and_coalescing():
     b = np.array([0, 4096, 8192, 16384, 20480], np.uint64)
     mask = np.array([True, True, False, True])

@@ -32,8 +32,10 @@ aggregation callbacks run, so by default they would act one aggregation later), 
 the pieces' access counts since: one aggregation in which the pieces were hot (and
 ``min_age_aggrs`` of them in a row, tracked by the coordinator) is enough, so a burst of
 accesses moves its pages.
-A page several accessors find hot goes where the weighted access cost
-``sum_a weight_a * hot_a * cost_a(n)`` is lowest (:func:`arbitrate`).
+A page several accessors find hot (in this aggregation or on average: an accessor whose region
+straddles another's pages may find them hot now and not on average, and must still be weighed
+against the other) goes where the weighted access cost ``sum_a weight_a * hot_a * cost_a(n)``
+(``hot_a`` the moving average) is lowest (:func:`arbitrate`).
 
 Hysteresis (no ping-pong):
 
@@ -42,8 +44,9 @@ Hysteresis (no ping-pong):
    pages get new frames, so a page that just moved stays at least ``min_age_aggrs``
    aggregation intervals before anyone can move it again (and an accessor that touches it
    only every other interval never gets it);
-2. gain: a page hot for several accessors moves only if its weighted cost at the
-   destination is at least ``min_gain_bp`` below where it is (ties and small gains stay);
+2. gain: a page hot for several accessors (in this aggregation or on average) moves only if
+   its weighted cost at the destination is at least ``min_gain_bp`` below where it is (ties
+   and small gains stay);
 3. an accessor's promotions never take pages from its own best node; demotions need
    ``min_age_aggrs`` aggregations of no access (the DAMOS ``age`` pattern).
 """
@@ -172,19 +175,25 @@ def demote_scheme(src_ti: int, src: int, dst: int, cfg: HolisticConfig, ops_filt
                   filters=[*allow_ranges(src_ti, ()), *ops_filters], name=name)
 
 
-def arbitrate(hot, weight, cost, top, cur_node, hot_min: float, min_gain_bp: int):
+def arbitrate(hot, weight, cost, top, cur_node, hot_min: float, min_gain_bp: int,
+              also_hot=None):
     """Which accessor's promotions may take each piece of memory.
 
     ``hot``: (pieces, accessors) access ratio per aggregation (0..1); ``weight``:
     (accessors,); ``cost``: (accessors, nodes) access cost, node axis indexed by node id;
     ``top``: (accessors,) each accessor's best node; ``cur_node``: (pieces,) node the piece
-    is on.  Returns bool (pieces, accessors): pieces hot for at most one accessor are free
-    for all; a piece hot for several goes only to the hot accessor whose best node has the
-    lowest weighted cost, and only if that cost is at least ``min_gain_bp`` below the
-    current one.
+    is on; ``also_hot``: optional bool (pieces, accessors), accessors that compete for a
+    piece although their ``hot`` is under ``hot_min`` (the coordinator passes this
+    aggregation's hotness while ``hot`` is the moving average: an accessor that may promote
+    a piece must be weighed against the others).  Returns bool (pieces, accessors): pieces
+    hot for at most one accessor are free for all; a piece hot for several goes only to the
+    hot accessor whose best node has the lowest weighted cost (weighted by ``hot``), and
+    only if that cost is at least ``min_gain_bp`` below the current one.
     """
     hot = np.asarray(hot, float)
     is_hot = hot >= hot_min
+    if also_hot is not None:
+        is_hot = is_hot | np.asarray(also_hot, bool)
     shared = is_hot.sum(axis=1) >= 2
     allow = np.ones(hot.shape, bool)
     if not shared.any():
@@ -406,10 +415,14 @@ class HolisticPolicy:
                 continue
             is_hot = hot >= hot_min
             streak, ema = self._track(ti, b, hot, is_hot)
-            # who competes for a piece, and how much, from the moving average: one
-            # aggregation's sampling noise on a small region must not hand it over
+            # how much each accessor wants a piece, from the moving average: one
+            # aggregation's sampling noise on a small region must not hand it over; who
+            # competes: hot in the average or in this aggregation (approval below needs the
+            # latter only, so an accessor hot now but not on average must still be weighed
+            # against the ones hot on average, else a region of its that straddles their
+            # pages would be free for it to take)
             allow = arbitrate(ema / 100, self.weight, self.cost, self.top,
-                              np.full(len(hot), n), hot_min, cfg.min_gain_bp)
+                              np.full(len(hot), n), hot_min, cfg.min_gain_bp, also_hot=is_hot)
             self.nr_shared_rejected += int((is_hot & ~allow).sum())
             ok = is_hot & allow & (streak >= max(1, cfg.min_age_aggrs))
             cold = ~is_hot.any(axis=1) & (ema < cfg.hot_percent).all(axis=1)
