@@ -165,3 +165,73 @@ def test_reports_between_samples_are_not_lost():
     ctx.sample_end()
     r = ctx.targets[0].regions
     assert int(r.nr_accesses.sum()) == 1
+
+
+def _count_ref(start, end, addrs):
+    """Plain-Python reference of count_in_regions."""
+    out = [0] * len(start)
+    for a in addrs:
+        for i, (s, e) in enumerate(zip(start, end)):
+            if s <= a < e:
+                out[i] += 1
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(bounds=st.lists(st.integers(0, 1 << 20), min_size=2, max_size=30, unique=True),
+       gaps=st.lists(st.booleans(), min_size=30, max_size=30),
+       addrs=st.lists(st.integers(0, (1 << 20) + 10), max_size=200))
+def test_count_in_regions_matches_reference(bounds, gaps, addrs):
+    from damoncore.core.regions import count_in_regions
+    b = sorted(bounds)
+    # consecutive pairs as regions, some dropped to leave gaps between regions
+    pairs = [(s, e) for (s, e), g in zip(zip(b, b[1:]), gaps) if not g] or [(b[0], b[1])]
+    start = np.array([s for s, _ in pairs], np.uint64)
+    end = np.array([e for _, e in pairs], np.uint64)
+    got = count_in_regions(start, end, np.array(addrs, np.uint64))
+    assert got.tolist() == _count_ref(start.tolist(), end.tolist(), addrs)
+
+
+def test_snapshot_counts_kept_reports_per_region():
+    """nr_accesses saturates at one per sample; nr_reports tells one report from many, and
+    counts only the reports the sample filters keep."""
+    from damoncore import SampleFilter
+    from damoncore.ops.base import Operations
+    from fakes import VirtualClock
+
+    class Quiet(Operations):
+        def __init__(self):
+            self.clock = VirtualClock()
+
+    ops = Quiet()
+    ctx = Context(ops, [Target(ranges=[(0, 1 << 24)])],
+                  Attrs(sample_us=1000, aggr_us=2000, min_nr_regions=10, max_nr_regions=10),
+                  primitives=("page_fault",),
+                  sample_filters=[SampleFilter("cpumask", allow=True, cpus={0})])
+    snaps = []
+    ctx.add_callback(lambda c, s: snaps.append(s))
+    ctx.start()
+    r = ctx.targets[0].regions
+    lo, hi = int(r.start[0]), int(r.start[1])
+    for _ in range(2):
+        ctx.sample_begin()
+        ctx.report_access(np.full(500, lo + 4096, np.uint64), cpu=0)   # many in region 0
+        ctx.report_access([hi + 4096], cpu=0)                           # one in region 1
+        ctx.report_access(np.full(50, hi + 8192, np.uint64), cpu=1)    # filtered out
+        ops.clock.sleep_us(1000)
+        ctx.sample_end()
+    (s,) = snaps
+    t = s.targets[0]
+    k0 = int(np.searchsorted(t.start, lo, side="right") - 1)
+    k1 = int(np.searchsorted(t.start, hi + 4096, side="right") - 1)
+    assert t.nr_accesses[k0] == t.nr_accesses[k1] == 2
+    assert t.nr_reports[k0] == 1000 and t.nr_reports[k1] == 2
+    assert int(t.nr_reports.sum()) == 1002
+    # the next aggregation starts from zero
+    ctx.sample_begin()
+    ops.clock.sleep_us(1000)
+    ctx.sample_end()
+    ctx.sample_begin()
+    ops.clock.sleep_us(1000)
+    ctx.sample_end()
+    assert int(snaps[-1].targets[0].nr_reports.sum()) == 0

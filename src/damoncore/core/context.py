@@ -18,7 +18,7 @@ from ..errors import InvalidConfig
 from ..ops.base import Operations, RealClock
 from .attrs import Attrs
 from .feedback import feed_loop_next_input
-from .regions import even_regions, shares_by_size
+from .regions import count_in_regions, even_regions, shares_by_size
 from .reports import ReportBuffer, SampleFilter, filters_keep
 from .snapshot import Snapshot, TargetSnapshot
 from .target import Target
@@ -80,6 +80,7 @@ class Context:
         self._sample_start_us = 0
         self._reports_from_us = 0
         self._aggr_start_us = 0
+        self._aggr_reports = {}       # target index -> [addresses of kept reports]
         self.started = False
         self.stopped = threading.Event()
 
@@ -255,7 +256,7 @@ class Context:
         if "page_fault" in self.primitives and len(batch):
             batch = batch.select(batch.time_us >= min(since, self._sample_start_us))
             keep = filters_keep(self.sample_filters, batch).astype(np.uint8)
-            for t, acc in zip(self.targets, out):
+            for i, (t, acc) in enumerate(zip(self.targets, out)):
                 if t.obsolete:
                     continue
                 k = keep
@@ -263,6 +264,7 @@ class Context:
                     k = keep & ((batch.pid == -1) | (batch.pid == t.pid)).astype(np.uint8)
                 r = t.regions
                 _regions.mark_reported(r.start, r.end, batch.addr, batch.size, k, acc)
+                self._aggr_reports.setdefault(i, []).append(batch.addr[k.view(bool)])
         return out
 
     def _merge(self, threshold: int) -> None:
@@ -284,9 +286,20 @@ class Context:
         now = self.clock.now_us()
         a = self.attrs
         self.nr_aggregations += 1
+        counted = "page_fault" in self.primitives
+        reports, self._aggr_reports = self._aggr_reports, {}
+
+        def nr_reports(i, r):
+            if not counted:
+                return None
+            got = reports.get(i)
+            if not got:
+                return np.zeros(r.nr, np.uint64)
+            return count_in_regions(r.start, r.end, np.concatenate(got))
         snap = Snapshot(self._aggr_start_us, now, a.sample_us, a.aggr_us, a.aggr_samples,
                         [TargetSnapshot(i, t.pid, t.regions.start.copy(), t.regions.end.copy(),
-                                        t.regions.nr_accesses.copy(), t.regions.age.copy())
+                                        t.regions.nr_accesses.copy(), t.regions.age.copy(),
+                                        nr_reports(i, t.regions))
                          for i, t in enumerate(self.targets) if not t.obsolete])
         for cb in self.callbacks:
             if cb(self, snap):

@@ -174,3 +174,14 @@ def three_ranges(vmas):
     (_, i1), (_, i2) = top
     return [(vmas[0][0], vmas[i1][1]), (vmas[i1 + 1][0], vmas[i2][1]),
             (vmas[i2 + 1][0], vmas[-1][1])]
+
+
+def count_in_regions(start, end, addrs) -> np.ndarray:
+    """How many of ``addrs`` fall in each region ``[start[i], end[i])`` (sorted, disjoint);
+    uint64 per region.  Addresses between or outside regions are not counted."""
+    start = np.asarray(start, dtype=np.uint64)
+    addrs = np.asarray(addrs, dtype=np.uint64)
+    idx = np.searchsorted(start, addrs, side="right") - 1
+    ok = idx >= 0
+    ok[ok] = addrs[ok] < np.asarray(end, dtype=np.uint64)[idx[ok]]
+    return np.bincount(idx[ok], minlength=len(start)).astype(np.uint64)

@@ -9,7 +9,13 @@ import numpy as np
 
 @dataclass
 class TargetSnapshot:
-    """One target's regions at an aggregation end (copies; safe to keep)."""
+    """One target's regions at an aggregation end (copies; safe to keep).
+
+    ``nr_reports``: access reports kept for the target during the aggregation interval,
+    per region (counted by their address; uint64), or None without the ``page_fault``
+    primitive.  ``nr_accesses`` says in how many samples a region was accessed at all;
+    ``nr_reports`` says how much: one report and ten thousand look the same to the former.
+    """
 
     target_idx: int
     pid: object
@@ -17,6 +23,7 @@ class TargetSnapshot:
     end: np.ndarray
     nr_accesses: np.ndarray
     age: np.ndarray
+    nr_reports: np.ndarray | None = None
 
 
 @dataclass
