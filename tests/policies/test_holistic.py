@@ -121,6 +121,41 @@ def test_a_piece_hot_on_average_for_its_owner_is_not_free_for_a_passer_by():
             assert got == ([own] if r >= 3 else []), (r, s.name, got)
 
 
+@pytest.mark.parametrize("min_reports", [0.0, 16.0])
+def test_one_stray_report_does_not_make_a_large_region_hot(min_reports):
+    """The guest failure: one fault of CPU1's in a 20 MiB region on node 1 (CPU1's CXL)
+    made the whole region hot for CPU1 (nr_accesses saturates at one report per sample);
+    CPU2's thread faulted thousands of times on its pages in half of it, but the tie went
+    to CPU1, whose promotion took CPU2's pages to node 0.  With ``min_reports_per_mib`` the
+    sparse region counts as not accessed: CPU2 alone promotes its half."""
+    from damoncore.core.snapshot import Snapshot, TargetSnapshot
+    cfg = ev.default_config()
+    cfg.min_age_aggrs, cfg.hot_percent, cfg.min_reports_per_mib = 1, 1, min_reports
+    m, pol = setup(cfg=cfg)
+    ti, base = pol.ti[1], m.node_range(1)[0]
+    big = (base, base + 20 * MiB)
+    b_half = (base, base + 10 * MiB)
+
+    def snap(regions):
+        s = np.array([a for (a, _), _, _ in regions], np.uint64)
+        e = np.array([b for (_, b), _, _ in regions], np.uint64)
+        n = np.array([x for _, x, _ in regions], np.uint32)
+        r = np.array([x for _, _, x in regions], np.uint64)
+        return Snapshot(0, 1_000_000, 1_000_000, 1_000_000, 1,
+                        [TargetSnapshot(ti, None, s, e, n, np.zeros(len(s), np.uint32), r)])
+
+    cpu1 = snap([(big, 1, 1)])                                     # one stray fault
+    cpu2 = snap([(b_half, 1, 2560), ((b_half[1], big[1]), 0, 0)])  # one per page
+    pol.decide([cpu1, cpu2])
+    approved = [[f.address_range for s in (x for t, x in pol.promotes[a] if t == ti)
+                 for f in s.filters if f.filter_type == "addr"] for a in (0, 1)]
+    if min_reports:
+        assert not approved[0] and approved[1] and set(approved[1]) == {b_half}
+        assert pol.nr_sparse_rejected == 2        # both pieces of the big region, for CPU1
+    else:
+        assert approved[0] and not approved[1], approved     # the failure this guards against
+
+
 def test_select_ranges_budget_priority_and_coalescing():
     b = np.array([0, 4096, 8192, 16384, 20480], np.uint64)
     mask = np.array([True, True, False, True])

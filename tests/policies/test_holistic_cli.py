@@ -32,13 +32,14 @@ def test_help_text(monkeypatch, capsys):
     text = capsys.readouterr().out
     for knob in ("--quota", "--used_goal", "--free_goal", "--pids", "--cgroup", "--duration",
                  "--backend", "--sim_preset", "--device", "--hot", "--min_age", "--min_gain",
-                 "--sample", "--aggr", "--ops_update"):
+                 "--sample", "--aggr", "--ops_update", "--min_reports_per_mib"):
         assert knob in text
     flat = " ".join(text.split())
     # the real backend's choices are explained: every fault sampled, hint-fault defaults
     assert "sample period 1" in flat and "numa_balancing=2" in flat
     assert "real 1s" in flat and "real no" in flat and "real 1s" in flat and "real 10s" in flat
     assert "hint fault" in flat
+    assert "real 16" in flat and "stray fault" in flat
 
 
 @pytest.mark.parametrize("argv,word", [
@@ -48,6 +49,9 @@ def test_help_text(monkeypatch, capsys):
     (["--free_goal", "0"], "--free_goal"),
     (["--hot", "abc"], "--hot"),
     (["--min_gain", "100%"], "--min_gain"),
+    (["--min_reports_per_mib", "-1"], "--min_reports_per_mib"),
+    (["--min_reports_per_mib", "many"], "--min_reports_per_mib"),
+    (["--min_reports_per_mib", "nan"], "--min_reports_per_mib"),
     (["--device", "gpu"], "--device"),
     (["--device", "gpu0:9:901"], "node 9"),
     (["--pids", "1-x"], "--pids"),
@@ -130,6 +134,10 @@ def test_real_backend_samples_every_fault(tmp_path):
     names = [s.name for c in pol.contexts for s in c.schemes if "promote" in s.name]
     assert names and not [n for n in names if n.split()[-1].split("->")[0] in ("0", "2")]
     assert "cpu0:promote 3->0" in names and "cpu2:promote 1->2" in names
+    assert pol.config.min_reports_per_mib == 16
+    pol, _ = numa_migrate.build(_parse("--backend", "real", "--sysfs_root", sysfs,
+                                       "--min_reports_per_mib", "0.5"))
+    assert pol.config.min_reports_per_mib == 0.5
 
 
 def test_real_backend_drops_the_monitors_own_faults(tmp_path, monkeypatch):

@@ -32,12 +32,15 @@ MiB = 1 << 20
 # between two samples are not counted (the core keeps only reports timed inside the current
 # sample).  Top-tier pages never hint-fault, so faults there (first touch, migration) say
 # nothing about who uses them: no promotions out of another accessor's best node (else two
-# sockets' DRAM nodes trade pages back and forth; measured in the 4-node guest).
+# sockets' DRAM nodes trade pages back and forth; measured in the 4-node guest).  With any
+# faulting sample hot, one stray fault (of another thread, on a page near the hot data)
+# would make a whole region hot: a region needs 16 faults per MiB (1 per 64 pages) in an
+# aggregation to count; pages that hint-fault give ~256 per MiB (every page, once).
 DEFAULTS = {
     "sim": {"sample": "5ms", "aggr": "100ms", "ops_update": "60s", "hot": "25%",
-            "min_age": "3", "promote_from_top": "yes"},
+            "min_age": "3", "promote_from_top": "yes", "min_reports_per_mib": "0"},
     "real": {"sample": "1s", "aggr": "1s", "ops_update": "10s", "hot": "1%",
-             "min_age": "1", "promote_from_top": "no"},
+             "min_age": "1", "promote_from_top": "no", "min_reports_per_mib": "16"},
 }
 
 
@@ -92,6 +95,13 @@ def set_argparser(p):
                         "sim yes; real no, because in NUMA balancing's tiering mode top-tier "
                         "pages never hint-fault: faults there are first touches and "
                         "migrations, which do not tell who uses a page")
+    p.add_argument("--min_reports_per_mib", metavar="<number>",
+                   help="a region with fewer access reports per MiB in one aggregation "
+                        "counts as not accessed (the hot test only asks whether a sample saw "
+                        "any report, so one stray fault would make a whole region hot and "
+                        "its promotion would carry every other page in it along); 0 turns "
+                        "it off; default: sim 0; real 16 (one fault per 64 pages; pages "
+                        "that hint-fault give ~256 per MiB)")
     p.add_argument("--ops_update", metavar="<time>",
                    help="ops update interval: the real backend rebuilds its PFN -> process "
                         "map then (and, at most once a second, when a migration finds pages "
@@ -149,9 +159,17 @@ def _config(args) -> HolisticConfig:
         raise InvalidConfig(f"--min_age {args.min_age!r}: at most 100000 aggregations")
     if gain >= 10000:
         raise InvalidConfig(f"--min_gain {args.min_gain!r}: must be below 100%")
+    try:
+        min_reports = float(args.min_reports_per_mib)
+    except ValueError:
+        min_reports = -1.0
+    if not 0 <= min_reports < 1e9:
+        raise InvalidConfig(f"--min_reports_per_mib {args.min_reports_per_mib!r}: expected a "
+                            f"number >= 0")
     return HolisticConfig(quota_bytes_per_s=quota, used_goal_bp=used, free_goal_bp=free,
                           hot_percent=hot, min_age_aggrs=min_age, min_gain_bp=gain,
-                          attrs=attrs, promote_from_top=args.promote_from_top == "yes")
+                          attrs=attrs, promote_from_top=args.promote_from_top == "yes",
+                          min_reports_per_mib=min_reports)
 
 
 def _devices(specs) -> list:

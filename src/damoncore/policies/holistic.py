@@ -35,7 +35,10 @@ accesses moves its pages.
 A page several accessors find hot (in this aggregation or on average: an accessor whose region
 straddles another's pages may find them hot now and not on average, and must still be weighed
 against the other) goes where the weighted access cost ``sum_a weight_a * hot_a * cost_a(n)``
-(``hot_a`` the moving average) is lowest (:func:`arbitrate`).
+(``hot_a`` the moving average) is lowest (:func:`arbitrate`).  With ``min_reports_per_mib``,
+a region that got fewer reports per MiB in an aggregation counts as not accessed at all
+for the coordinator (one stray fault must not make a 20 MiB region hot, which would then
+be promoted with every other page in it, or compete for them).
 
 Hysteresis (no ping-pong):
 
@@ -83,6 +86,11 @@ class HolisticConfig:
     pages out of another accessor's best node; False when the reports cannot see accesses
     there (NUMA hint faults in tiering mode never fault top-tier pages, so the only faults
     there are first-touch and migration faults, which say nothing about steady use).
+    ``min_reports_per_mib``: a region with fewer access reports per MiB in an aggregation
+    counts as not accessed (0: off).  ``nr_accesses`` only says a region was accessed in a
+    sample, so one stray report makes a whole (maybe 20 MiB) region hot and its promotion
+    drags every page in it along; with fault reports (each fault sampled) a region whose
+    pages hint-fault gets hundreds per MiB.
     """
 
     quota_bytes_per_s: int = 256 * MiB
@@ -94,6 +102,7 @@ class HolisticConfig:
     reset_interval_ms: int = 100
     max_ranges: int = 128
     promote_from_top: bool = True
+    min_reports_per_mib: float = 0.0
     attrs: Attrs = field(default_factory=lambda: Attrs(sample_us=5_000, aggr_us=100_000,
                                                        min_nr_regions=200,
                                                        max_nr_regions=1000))
@@ -112,6 +121,9 @@ class HolisticConfig:
                 raise InvalidConfig(f"{n} must be >= 0, got {getattr(self, n)}")
         if self.reset_interval_ms == 0:
             raise InvalidConfig("reset_interval_ms must be > 0")
+        if not self.min_reports_per_mib >= 0:
+            raise InvalidConfig(f"min_reports_per_mib must be >= 0, got "
+                                f"{self.min_reports_per_mib}")
 
     @property
     def sz_per_aggregation(self) -> int:
@@ -282,6 +294,7 @@ class HolisticPolicy:
         self._snaps = [None] * len(self.hierarchies)
         self.nr_decisions = 0
         self.nr_shared_rejected = 0
+        self.nr_sparse_rejected = 0       # (piece, accessor) hot but too few reports/MiB
         for a, h in enumerate(self.hierarchies):
             o = ops(h.accessor) if callable(ops) and not hasattr(ops, "apply_scheme") else ops
             ctx = Context(o, [Target(ranges=node_ranges[n], name=f"node{n}")
@@ -376,6 +389,25 @@ class HolisticPolicy:
             hot[ok, a] = t.nr_accesses[k[ok]] / mx
         return b, hot
 
+    def report_density(self, snaps, ti: int, b):
+        """Reports per MiB of the region covering each piece ``[b[k], b[k+1])`` of target
+        ``ti``, (pieces, accessors), in this aggregation; None if a snapshot has no report
+        counts (contexts without the ``page_fault`` primitive)."""
+        ps = b[:-1]
+        dens = np.zeros((len(ps), len(snaps)))
+        for a, snap in enumerate(snaps):
+            t = next((x for x in snap.targets if x.target_idx == ti), None)
+            if t is None or len(t.start) == 0:
+                continue
+            if t.nr_reports is None:
+                return None
+            k = np.searchsorted(t.start, ps, side="right") - 1
+            ok = k >= 0
+            ok[ok] = ps[ok] < t.end[k[ok]]
+            kk = k[ok]
+            dens[ok, a] = t.nr_reports[kk] * float(MiB) / (t.end[kk] - t.start[kk])
+        return dens
+
     def _track(self, ti: int, b, hot, is_hot):
         """Per piece and accessor: consecutive aggregations (including this one) hot at this
         physical address, and the moving average of the access ratio in percent
@@ -413,6 +445,12 @@ class HolisticPolicy:
             b, hot = self.hotness(snaps, ti)
             if len(b) < 2:
                 continue
+            if cfg.min_reports_per_mib > 0:
+                dens = self.report_density(snaps, ti, b)
+                if dens is not None:
+                    sparse = (hot > 0) & (dens < cfg.min_reports_per_mib)
+                    self.nr_sparse_rejected += int((sparse & (hot >= hot_min)).sum())
+                    hot = np.where(sparse, 0.0, hot)
             is_hot = hot >= hot_min
             streak, ema = self._track(ti, b, hot, is_hot)
             # how much each accessor wants a piece, from the moving average: one
