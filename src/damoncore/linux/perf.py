@@ -365,7 +365,8 @@ def remapped_after(got: dict, mmaps: dict, chunk: int = 256) -> np.ndarray:
     stale = np.zeros(n, bool)
     if n == 0 or len(mmaps["pid"]) == 0:
         return stale
-    keep = mmaps["time_ns"] > got["time_ns"].min()        # only mappings after some sample
+    # only mappings after some sample, of a process with samples
+    keep = (mmaps["time_ns"] > got["time_ns"].min()) & np.isin(mmaps["pid"], got["pid"])
     mp, ms, me, mt = (mmaps[k][keep] for k in ("pid", "start", "end", "time_ns"))
     addr, pid, t = got["addr"], got["pid"], got["time_ns"]
     for i in range(0, len(mp), chunk):
