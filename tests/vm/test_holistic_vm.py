@@ -139,6 +139,7 @@ def guest_holistic(hot_mib, duration_s, argv):
     out["rmap_retries"] = [getattr(c.ops.base, "nr_rmap_retries", None) for c in pol.contexts]
     out["self_dropped"] = [getattr(c.ops, "nr_self_dropped", None) for c in pol.contexts]
     out["remapped"] = [getattr(c.ops, "nr_remapped", None) for c in pol.contexts]
+    out["sparse_rejected"] = pol.nr_sparse_rejected
     out["tids"] = wl.info["tids"]
     out["workload"] = wl.stop()
     out["vmstat"] = {ln.split()[0]: int(ln.split()[1]) for ln in open("/proc/vmstat")
@@ -178,7 +179,8 @@ def test_each_threads_hot_data_ends_on_its_socket(holistic):
           f"{r['end']}; {r['stats']}; samples {r['samples']}; vmstat {r['vmstat']}; "
           f"{len(r['trace'])} decisions, monitor {b['sample_s'] / max(1, b['samples']) * 1e3:.0f}"
           f" ms per sample, rmap retries {r['rmap_retries']}, own faults dropped "
-          f"{r['self_dropped']}, faults on remapped addresses dropped {r.get('remapped')}")
+          f"{r['self_dropped']}, faults on remapped addresses dropped {r.get('remapped')}, "
+          f"sparse (piece, accessor) hot pairs ignored {r.get('sparse_rejected')}")
     for k in "ab":
         assert _share(r["end"][k], OWN[k]) >= 0.9, (k, r["end"], r["stats"], r["samples"],
                                                     r["trace"])
