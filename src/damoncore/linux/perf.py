@@ -359,7 +359,9 @@ def remapped_after(got: dict, mmaps: dict, chunk: int = 256) -> np.ndarray:
     translation names a frame the fault never touched.  A new mapping makes a PERF_RECORD_MMAP,
     so such samples can be told and dropped.  Not caught: reuse without a new mapping
     (MADV_DONTNEED then a new first touch), and a mapping whose record was still unread when
-    the rings were drained.  Vectorized over samples, ``chunk`` mappings at a time.
+    the rings were drained.  A record of a mapping that kept its pages (any VMA change the
+    kernel reports as a mapping) drops good samples: samples lost, never a wrong frame.
+    Vectorized over samples, ``chunk`` mappings at a time.
     """
     n = len(got["addr"])
     stale = np.zeros(n, bool)
