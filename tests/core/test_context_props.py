@@ -6,9 +6,17 @@ from hypothesis import given, settings, strategies as st
 
 from damoncore import Attrs, Context, InvalidConfig, IntervalsGoal, Target
 from damoncore import _regions
-from fakes import HotRangeOps
+from damoncore.ops.base import Operations
+from fakes import HotRangeOps, VirtualClock
 
 PAGE = 4096
+
+
+class Quiet(Operations):
+    """No accessed-bit checks: the contexts see only what the test reports."""
+
+    def __init__(self):
+        self.clock = VirtualClock()
 
 
 @settings(max_examples=40, deadline=None)
@@ -143,13 +151,6 @@ def test_target_exit_ends_monitoring():
 def test_reports_between_samples_are_not_lost():
     """A report that arrives after one sample's check and before the next sample begins
     (while the loop does aggregation work) counts for the next sample."""
-    from damoncore.ops.base import Operations
-    from fakes import VirtualClock
-
-    class Quiet(Operations):
-        def __init__(self):
-            self.clock = VirtualClock()
-
     ops = Quiet()
     ctx = Context(ops, [Target(ranges=[(0, 1 << 24)])], Attrs(sample_us=1000, aggr_us=10_000),
                   primitives=("page_fault",))
@@ -196,12 +197,6 @@ def test_snapshot_counts_kept_reports_per_region():
     """nr_accesses saturates at one per sample; nr_reports tells one report from many, and
     counts only the reports the sample filters keep."""
     from damoncore import SampleFilter
-    from damoncore.ops.base import Operations
-    from fakes import VirtualClock
-
-    class Quiet(Operations):
-        def __init__(self):
-            self.clock = VirtualClock()
 
     ops = Quiet()
     ctx = Context(ops, [Target(ranges=[(0, 1 << 24)])],
