@@ -115,3 +115,38 @@ def test_perf_ops_needs_the_page_fault_primitive():
                   primitives=("page_table",))
     with pytest.raises(InvalidConfig, match="page_fault"):
         ctx.start()
+
+
+def _touch_fresh_pages(n):
+    import mmap
+    m = mmap.mmap(-1, n * PAGE)
+    m.madvise(mmap.MADV_NOHUGEPAGE)
+    for i in range(0, n * PAGE, PAGE):
+        m[i] = 1
+    return m
+
+
+@pytest.mark.parametrize("scope", ["system", "own-pid"])
+def test_monitor_own_faults_dropped_unless_sampled_by_pid(scope):
+    """System-wide, this process' faults are dropped (counted); sampled by its pid, they
+    are what the user asked for and are kept."""
+    from damoncore.ops.paddr import PaddrOps
+    me = os.getpid()
+    if scope == "system":
+        ops = PerfOps(PaddrOps(), sample_period=1, drain_thread=False)
+        ctx = Context(ops, targets=[Target()], primitives=("page_fault",))
+    else:
+        ops = PerfOps(VaddrOps(), pid=me, sample_period=1, drain_thread=False)
+        ctx = Context(ops, targets=[Target(pid=me)], primitives=("page_fault",))
+    ctx.start()
+    try:
+        m = _touch_fresh_pages(N)
+        ops.drain()
+        pids = ctx.reports.drain().pid
+    finally:
+        ops.cleanup(ctx)
+    m.close()
+    if scope == "system":
+        assert ops.nr_self_dropped >= N and not (pids == me).any()
+    else:
+        assert ops.nr_self_dropped == 0 and (pids == me).sum() >= N

@@ -140,28 +140,17 @@ def test_real_backend_samples_every_fault(tmp_path):
     assert pol.config.min_reports_per_mib == 0.5
 
 
-def test_real_backend_drops_the_monitors_own_faults(tmp_path, monkeypatch):
-    """Reports of this process never reach the contexts; others' are translated as usual."""
+def test_real_backend_drops_the_monitors_own_faults(tmp_path):
+    """The per-accessor PerfOps sample the whole system: their default drops this process'
+    faults (tests/ops/test_ops_perf.py runs that on the real kernel)."""
     import os
     import sys
 
-    import numpy as np
+    from damoncore.ops.perf import PerfOps
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "numa"))
     from test_topology import build_seed_sysfs
     pol, _ = numa_migrate.build(_parse("--backend", "real", "--sysfs_root",
                                        build_seed_sysfs(str(tmp_path))))
-    ops = pol.contexts[0].ops
-    seen = []
-
-    def translate(self, got):                    # PerfOps' own: identity, all kept
-        seen.append(got["pid"].tolist())
-        return got["addr"] * 2, np.ones(len(got["addr"]), bool)
-    monkeypatch.setattr(type(ops).__mro__[1], "_translate", translate)
-    me = os.getpid()
-    got = {"addr": np.array([10, 20, 30, 40], np.uint64),
-           "pid": np.array([me, 7, me, 8], np.int32),
-           "tid": np.array([me, 7, me, 8], np.int32)}
-    addr, keep = ops._translate(got)
-    assert seen == [[7, 8]]
-    assert keep.tolist() == [False, True, False, True] and addr.tolist() == [40, 80]
-    assert ops.nr_self_dropped == 2
+    for c in pol.contexts:
+        assert type(c.ops) is PerfOps
+        assert c.ops.pid is None and c.ops.exclude_self is not False

@@ -183,33 +183,6 @@ def _devices(specs) -> list:
     return out
 
 
-def _perf_ops_without_self():
-    """PerfOps dropping the monitor's own faults.  This process allocates and frees numpy
-    arrays all the time; its first-touch faults, translated to physical addresses when the
-    ring is drained (by then the virtual page may back another allocation, touched from the
-    other socket), made the DAMON regions around them hot for the wrong accessor, and the
-    promotion of such a region carried other processes' pages along (measured in the
-    4-node guest: 8-50 MiB per run moved to the other socket's DRAM, once 16% of a thread's
-    hot buffer).  Its own pages are never migrated (paddr's reverse map skips it)."""
-    import numpy as np
-
-    from ..ops.perf import PerfOps
-
-    class PerfOpsWithoutSelf(PerfOps):
-        nr_self_dropped = 0
-
-        def _translate(self, got):
-            mine = got["pid"] == os.getpid()
-            if not mine.any():
-                return super()._translate(got)
-            self.nr_self_dropped += int(mine.sum())
-            addr, kept = super()._translate({k: v[~mine] for k, v in got.items()})
-            keep = np.zeros(len(mine), bool)
-            keep[np.flatnonzero(~mine)] = kept
-            return addr, keep
-    return PerfOpsWithoutSelf
-
-
 def _thread_ids(pids, procfs_root) -> frozenset:
     tids = set()
     for pid in pids:
@@ -245,12 +218,14 @@ def build(args):
 
         def ops(accessor):
             from ..ops.paddr import PaddrOps
+            from ..ops.perf import PerfOps
             base = PaddrOps(args.sysfs_root, args.procfs_root, pids=pids, cgroup=args.cgroup)
             # every fault: on a running process they are NUMA hint faults, one per page per
-            # scan period, far fewer than first-touch faults (perf's default is every 3rd)
-            return _perf_ops_without_self()(
-                base, cgroup=args.cgroup, cpus=sorted(accessor.cpus) or None,
-                procfs_root=args.procfs_root, sysfs_root=args.sysfs_root, sample_period=1)
+            # scan period, far fewer than first-touch faults (perf's default is every 3rd);
+            # the monitor's own faults are dropped (PerfOps' default with this scope)
+            return PerfOps(base, cgroup=args.cgroup, cpus=sorted(accessor.cpus) or None,
+                           procfs_root=args.procfs_root, sysfs_root=args.sysfs_root,
+                           sample_period=1)
     accessors = accessors + _devices(args.device)
     if not accessors:
         raise InvalidConfig("no accessors: no CPU node found and no --device given")

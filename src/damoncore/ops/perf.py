@@ -23,6 +23,7 @@ reclaim, migration or NUMA hinting: a page touched steadily reports nothing.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -47,6 +48,11 @@ class PerfOps(Operations):
     software event) or ``"tracepoint"`` (exceptions:page_fault_user, which tells writes).
     ``ring_pages``: data pages per CPU ring.  ``drain_thread``: drain on watermark wakeups
     between checks.  ``taps``: callables receiving each raw sample dict (for recording).
+    ``exclude_self``: drop the faults of this (the monitoring) process, counted in
+    ``nr_self_dropped``; default (None): unless this process is one sampled by pid.  Its
+    numpy arrays come and go all the time: with a system-wide or cgroup scope their faults
+    would make regions hot that nobody else uses (in the 4-node guest they dragged another
+    thread's pages to the other socket).
     """
 
     name = "perf"
@@ -54,7 +60,7 @@ class PerfOps(Operations):
     def __init__(self, base_ops=None, pid=None, cgroup=None, cpus=None,
                  sample_period=DEFAULT_SAMPLE_PERIOD,
                  event="page-faults", ring_pages=256, drain_thread=True, procfs_root="/proc",
-                 sysfs_root="/sys"):
+                 sysfs_root="/sys", exclude_self=None):
         if event not in ("page-faults", "tracepoint"):
             raise InvalidConfig(f"perf event must be page-faults or tracepoint, got {event!r}")
         self.base = base_ops if base_ops is not None else VaddrOps(procfs_root, sysfs_root)
@@ -67,6 +73,9 @@ class PerfOps(Operations):
         self.nr_samples = 0
         self.nr_untranslated = 0
         self.nr_remapped = 0
+        self.nr_self_dropped = 0
+        self.exclude_self = exclude_self
+        self._self_pid = None
         self._prev_mmaps = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -114,6 +123,11 @@ class PerfOps(Operations):
                                                    if t.pid is not None})]
         else:
             scopes = [{"cgroup": self.cgroup}] if self.cgroup is not None else [{}]
+        me = os.getpid()
+        exclude = self.exclude_self
+        if exclude is None:
+            exclude = all(sc.get("pid") != me for sc in scopes)
+        self._self_pid = me if exclude else None
         try:
             for sc in scopes:
                 self.samplers.append(self._sampler(**sc).open())
@@ -187,6 +201,11 @@ class PerfOps(Operations):
                 for tap in self.taps:
                     tap(got)
                 n += len(got["addr"])
+                if self._self_pid is not None:
+                    mine = got["pid"] == self._self_pid
+                    if mine.any():
+                        self.nr_self_dropped += int(mine.sum())
+                        got = {k: v[~mine] for k, v in got.items()}
                 if mmaps is not None:
                     stale = remapped_after(got, mmaps)
                     if stale.any():
