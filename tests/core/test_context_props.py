@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from damoncore import Attrs, Context, InvalidConfig, IntervalsGoal, Target
 from damoncore import _regions
@@ -23,6 +23,7 @@ class Quiet(Operations):
 @given(seed=st.integers(0, 2**32), min_nr=st.integers(3, 30), extra=st.integers(0, 300),
        nr_ranges=st.integers(1, 3), p_cold=st.sampled_from([0.0, 0.05, 0.5]),
        aggr_samples=st.integers(2, 30))
+@example(seed=3, min_nr=3, extra=0, nr_ranges=3, p_cold=0.0, aggr_samples=2)
 def test_regions_sorted_covering_bounded(seed, min_nr, extra, nr_ranges, p_cold, aggr_samples):
     g = np.random.default_rng(seed)
     max_nr = min_nr + extra
@@ -43,7 +44,16 @@ def test_regions_sorted_covering_bounded(seed, min_nr, extra, nr_ranges, p_cold,
         t = c.targets[0]
         r = t.regions
         r.check_invariants(ranges)
-        assert min_nr <= r.nr <= max_nr, (r.nr, min_nr, max_nr)
+        assert min_nr <= r.nr, (r.nr, min_nr)
+        if r.nr > max_nr:
+            # like the kernel: min_nr_regions caps region sizes (total / min_nr), and merging
+            # never goes past that cap, so uneven ranges can leave more than max_nr regions
+            # (found by hypothesis: ranges of 3335, 787 and 795 pages, min = max = 3 gives
+            # 4 regions); then no two adjacent regions may fit in the cap together
+            sz = r.sizes()
+            adj = r.end[:-1] == r.start[1:]
+            assert not (adj & (sz[:-1] + sz[1:] <= c.region_sz_limit())).any(), (
+                r.nr, min_nr, max_nr)
         s = snap.targets[0]
         assert np.all(s.nr_accesses <= aggr_samples)
         seen.append(r.nr)
