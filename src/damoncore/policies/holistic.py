@@ -253,6 +253,15 @@ def select_ranges(b, mask, priority, budget: int, limit: int):
     return list(zip(s.tolist(), e.tolist()))
 
 
+def _covering(t, addrs):
+    """Which of ``addrs`` lie in a region of target snapshot ``t`` (bool mask), and the
+    index of that region for each of those."""
+    k = np.searchsorted(t.start, addrs, side="right") - 1
+    ok = k >= 0
+    ok[ok] = addrs[ok] < t.end[k[ok]]
+    return ok, k[ok]
+
+
 class HolisticPolicy:
     """Per-accessor monitoring contexts, their TPP schemes and the shared-page coordinator.
 
@@ -383,10 +392,8 @@ class HolisticPolicy:
         for a, (t, mx) in enumerate(per):
             if t is None or len(t.start) == 0:
                 continue
-            k = np.searchsorted(t.start, ps, side="right") - 1
-            ok = k >= 0
-            ok[ok] = ps[ok] < t.end[k[ok]]
-            hot[ok, a] = t.nr_accesses[k[ok]] / mx
+            ok, k = _covering(t, ps)
+            hot[ok, a] = t.nr_accesses[k] / mx
         return b, hot
 
     def report_density(self, snaps, ti: int, b):
@@ -401,11 +408,8 @@ class HolisticPolicy:
                 continue
             if t.nr_reports is None:
                 return None
-            k = np.searchsorted(t.start, ps, side="right") - 1
-            ok = k >= 0
-            ok[ok] = ps[ok] < t.end[k[ok]]
-            kk = k[ok]
-            dens[ok, a] = t.nr_reports[kk] * float(MiB) / (t.end[kk] - t.start[kk])
+            ok, k = _covering(t, ps)
+            dens[ok, a] = t.nr_reports[k] * float(MiB) / (t.end[k] - t.start[k])
         return dens
 
     def _track(self, ti: int, b, hot, is_hot):
