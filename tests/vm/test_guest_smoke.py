@@ -28,6 +28,17 @@ def test_boot_runs_a_shell_job(guest):
     assert r.guest_uptime is not None and r.guest_uptime < 60
 
 
+
+def test_boot_that_dies_before_the_job_is_retried_then_reported(guest, monkeypatch):
+    # an init that exits at once panics the kernel before guest-init's job marker, like the
+    # rare TCG code-patching oops during boot: the harness boots again, then gives up loudly
+    monkeypatch.setattr(harness, "GUEST_INIT", "/bin/false")
+    before = len(harness.BOOT_FAILURES)
+    with pytest.raises(harness.GuestError, match="failed 3 times before the job started"):
+        harness.run_in_guest("true", timeout=60)
+    assert len(harness.BOOT_FAILURES) - before == harness.BOOT_ATTEMPTS == 3
+    assert "Attempted to kill init" in harness.BOOT_FAILURES[-1]
+
 def test_four_nodes_with_cpuless_cxl(survey):
     assert survey["online_nodes"] == [0, 1, 2, 3]
     assert survey["has_memory"] == [0, 1, 2, 3]
