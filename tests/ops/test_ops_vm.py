@@ -71,9 +71,10 @@ def migrate():
     return out
 '''
 
-# Runs in the guest: real idle bitmap checks on a child that touches the even regions only.
+# Runs in the guest: real page-table access checks (the idle bitmap, or soft-dirty bits via
+# clear_refs) on a child that writes to the even regions only.
 IDLE = r'''
-def idle():
+def idle(check):
     import subprocess, sys, numpy as np
     from damoncore.core import Attrs, Context, Target
     from damoncore.ops.vaddr import VaddrOps
@@ -98,7 +99,7 @@ def idle():
     from damoncore.linux.migrate import move_pages, query_pages
     move_pages(p.pid, [a], int(query_pages(p.pid, [a])[0]))
     t = Target(pid=p.pid, ranges=[(a + k * 4096, a + (k + 4) * 4096) for k in range(0, 64, 4)])
-    ops = VaddrOps()
+    ops = VaddrOps(access_check=check)
     ctx = Context(ops, targets=[t], primitives=("page_table",), attrs=Attrs(min_nr_regions=16))
     ctx.start()
     hits = np.zeros(t.regions.nr, int)
@@ -122,9 +123,10 @@ def test_migration_across_nodes_in_guest(guest):
     assert sz == 1024 * 4096 and moved == {"1->2": 1024 * 4096} and nodes == [2]
 
 
-def test_idle_bitmap_checks_in_guest(guest):
-    out = harness.run_python(IDLE, timeout=300)
-    assert out["check"] == "idle"
+@pytest.mark.parametrize("check", ["idle", "soft_dirty"])
+def test_page_table_checks_in_guest(guest, check):
+    out = harness.run_python(IDLE, check, timeout=300)
+    assert out["check"] == check
     hot = [(s // 4) % 2 == 0 for s in out["starts"]]
     for h, n in zip(hot, out["hits"]):
         assert (n == 10) if h else (n == 0), f"hits {out['hits']} starts {out['starts']}"
