@@ -186,12 +186,12 @@ class RecordWriter:
 
 
 # --- memory footprints (damo's <record>.mem_footprint) ------------------------------------
-def write_footprints(snapshots, path: str) -> None:
+def write_footprints(snapshots, path: str, mode: int = 0o600) -> None:
     """``snapshots``: [{"time": sec, "footprints": [{"pid": pid|None, "footprint": {...}}]}]
     with damo's statm pages (size, resident, ...) per pid and meminfo KiB (total, free)
-    for ``pid: None``."""
+    for ``pid: None``.  The file gets exactly ``mode`` (damo's --output_permission)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
+    os.fchmod(fd, mode)
     with os.fdopen(fd, "w") as f:
         json.dump(snapshots, f, indent=4)
 
