@@ -365,7 +365,8 @@ def _run(g: Guest, script: str, args: Sequence[str], timeout: float,
 
 # Under TCG the guest kernel's boot sometimes dies in its own code patching (an "Oops: int3"
 # where a static key was just flipped on another vCPU: qemu's multi-threaded TCG ran a stale
-# translation of the int3 byte; CI saw it once in ~300 boots, in kernel init before /sbin/init).
+# translation of the int3 byte; CI saw it once, in kernel init before /sbin/init; 0 of 60
+# boots here reproduced it).
 BOOT_ATTEMPTS = 3
 BOOT_FAILURES: list[str] = []  # every boot that died before its job started, this process
 JOB_STARTED = "guest-init: running job"
