@@ -12,8 +12,8 @@ from ops_helpers import BufferChild  # noqa: E402
 def make_child():
     children = []
 
-    def make(npages):
-        c = BufferChild(npages)
+    def make(npages, path=None):
+        c = BufferChild(npages, path)
         children.append(c)
         return c
 

@@ -10,21 +10,34 @@ from damoncore.linux.page_idle import FileIO
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
-# One anonymous buffer of N pages (a spacer mapping after it); commands on stdin.
+# One buffer of N pages (a spacer mapping after it); commands on stdin.  Anonymous, or with
+# a file path a read-only shared mapping of that file (touch reads: clean page cache).
 BUFFER_CHILD = r"""
 import ctypes, mmap, sys
 n = int(sys.argv[1])
-m = mmap.mmap(-1, n * mmap.PAGESIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+path = sys.argv[2] if len(sys.argv) > 2 else None
+if path is None:
+    m = mmap.mmap(-1, n * mmap.PAGESIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
+else:
+    f = open(path, "rb")
+    m = mmap.mmap(f.fileno(), n * mmap.PAGESIZE, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+    addr = next(int(ln.split("-")[0], 16) for ln in open("/proc/self/maps")
+                if ln.rstrip().endswith(path))
+    m.madvise(mmap.MADV_RANDOM)     # no readahead: each fault reads one small folio
 m.madvise(mmap.MADV_NOHUGEPAGE)
 spacer = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ)
 maps = []
-addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
+x = 0
 print(addr, flush=True)
 for line in sys.stdin:
     cmd, *a = line.split()
     if cmd == "touch":
         for i in range(int(a[0]) * mmap.PAGESIZE, int(a[1]) * mmap.PAGESIZE, mmap.PAGESIZE):
-            m[i] = 1
+            if path is None:
+                m[i] = 1
+            else:
+                x += m[i]
     elif cmd == "drop":
         m.madvise(mmap.MADV_DONTNEED)
     elif cmd == "map":
@@ -39,10 +52,12 @@ for line in sys.stdin:
 
 
 class BufferChild:
-    """A child holding ``npages`` anonymous pages at ``addr`` (bytes)."""
+    """A child holding ``npages`` pages at ``addr`` (bytes): anonymous, or of file ``path``
+    (mapped read-only, shared)."""
 
-    def __init__(self, npages):
-        self.proc = subprocess.Popen([sys.executable, "-c", BUFFER_CHILD, str(npages)],
+    def __init__(self, npages, path=None):
+        extra = [] if path is None else [str(path)]
+        self.proc = subprocess.Popen([sys.executable, "-c", BUFFER_CHILD, str(npages), *extra],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.pid, self.npages = self.proc.pid, npages
         self.addr = int(self.proc.stdout.readline())

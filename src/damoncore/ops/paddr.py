@@ -18,6 +18,13 @@ ranges that the map has no owner for, the map is rebuilt at once (at most once p
 ``rmap_retry_s``, 1 s) and the lookup retried once.  Cost (benchmarks/bench_access_check.py, 2-core
 host, 4 KiB pages): about 35 ms per GiB of present memory (for 1 GiB: PAGEMAP_SCAN 5 ms,
 pagemap preads 12 ms, sorting 15 ms), plus a few hundred us per process.
+
+Actions: ``migrate_hot``/``migrate_cold`` (move_pages(2) per owning process), and, like the
+kernel's paddr, ``pageout`` and ``lru_deprio``: process_madvise(2) ``MADV_PAGEOUT`` /
+``MADV_COLD`` (deactivate: the LRU deprioritization user space can ask for) on the runs of
+each owner's pages.  ``sz_applied`` = bytes advised.  Unlike the kernel, only frames mapped
+by a process in scope can be acted on (page cache nobody maps, kernel memory: not from user
+space); ``lru_prio`` has no user-space equivalent and stays unsupported.
 """
 
 from __future__ import annotations
@@ -29,14 +36,21 @@ import numpy as np
 
 from ..errors import FeatureMissing, InvalidConfig, SyscallError, TargetGone
 from ..linux import kpageflags as kpf
+from ..linux import madvise as md
 from ..linux import pagemap as pmap
 from ..linux.page_idle import BITMAP_PATH, PageIdle
 from ..numa.topology import Topology
 from .base import ApplyResult, Operations
-from .common import PAGE_SIZE, PageFilters, pagemap_entries, present_ranges, dests_by_address
+from .common import (PAGE_SIZE, PageFilters, dests_by_address, page_runs, pagemap_entries,
+                     present_ranges)
 from .vaddr import MIGRATE, VaddrOps, check_destinations
 
 U64 = np.uint64
+#: paddr actions done through process_madvise on the owners' pages (kernel: reclaim_pages,
+#: folio_deactivate)
+ADVICE = {"pageout": md.MADV_PAGEOUT, "lru_deprio": md.MADV_COLD}
+#: actions that need the reverse map PFN -> (pid, vaddr)
+NEEDS_RMAP = frozenset({*MIGRATE, *ADVICE})
 
 
 class ReverseMap:
@@ -134,7 +148,7 @@ class PaddrOps(Operations):
     MAX_MISS_CHECK_FRAMES = 1 << 22
 
     name = "paddr"
-    supported_actions = frozenset({"stat", *MIGRATE})
+    supported_actions = frozenset({"stat", *NEEDS_RMAP})
 
     def __init__(self, sysfs_root="/sys", procfs_root="/proc", pids=None, cgroup=None,
                  page_idle_path=BITMAP_PATH, page_idle=None, cgroupfs_root="/sys/fs/cgroup",
@@ -176,7 +190,7 @@ class PaddrOps(Operations):
                     raise FeatureMissing("physical memory ranges",
                                          "no memory blocks or zoneinfo ranges found")
                 t.ranges = [max(ranges, key=lambda r: r[1] - r[0])]
-        self._rmap_wanted = any(s.action in MIGRATE for s in ctx.schemes)
+        self._rmap_wanted = any(s.action in NEEDS_RMAP for s in ctx.schemes)
         if self._rmap_wanted:
             self.refresh_rmap()
 
@@ -222,7 +236,7 @@ class PaddrOps(Operations):
         return idx, ridx
 
     def update(self, ctx) -> None:
-        if self._rmap_wanted or any(s.action in MIGRATE for s in ctx.schemes):
+        if self._rmap_wanted or any(s.action in NEEDS_RMAP for s in ctx.schemes):
             self._rmap_wanted = True
             self.refresh_rmap()
 
@@ -254,7 +268,7 @@ class PaddrOps(Operations):
 
     # --- schemes -------------------------------------------------------------------------
     def apply_scheme(self, ctx, target, scheme, starts, ends) -> ApplyResult:
-        if scheme.action not in MIGRATE:
+        if scheme.action not in NEEDS_RMAP:
             return ApplyResult()
         if not self._rmap_wanted:
             self._rmap_wanted = True
@@ -282,9 +296,29 @@ class PaddrOps(Operations):
             same = pmap.present(ent) & ((ent & pmap.PFN_MASK) == pfn[grp])
             res.nr_failed["stale"] = res.nr_failed.get("stale", 0) + int((~same).sum())
             grp = grp[same]
-            r = self._mover._migrate(pid, scheme, self.rmap.vaddr[idx[grp]], ridx[grp],
-                                     len(starts), ApplyResult())
+            if scheme.action in ADVICE:
+                r = self._advise(pid, ADVICE[scheme.action], self.rmap.vaddr[idx[grp]],
+                                 ridx[grp], len(starts))
+            else:
+                r = self._mover._migrate(pid, scheme, self.rmap.vaddr[idx[grp]], ridx[grp],
+                                         len(starts), ApplyResult())
             res.add(r)
             if r.region_sz_applied is not None:
                 res.region_sz_applied += r.region_sz_applied
+        return res
+
+    @staticmethod
+    def _advise(pid, advice, vaddr, ridx, nr_ranges) -> ApplyResult:
+        """process_madvise ``advice`` on ``pid``'s pages at ``vaddr`` (from ranges ``ridx``)."""
+        order = np.argsort(vaddr, kind="stable")
+        vaddr, ridx = vaddr[order], ridx[order]
+        run_starts, run_lens = page_runs(vaddr)
+        try:
+            r = md.process_madvise(pid, run_starts, run_lens, advice)
+        except TargetGone:
+            return ApplyResult(nr_failed={"gone": len(vaddr)})
+        res = ApplyResult(sz_applied=r.bytes_advised, nr_failed=dict(r.errors))
+        if not r.errors:
+            res.region_sz_applied = np.bincount(
+                ridx, minlength=nr_ranges).astype(U64) * U64(PAGE_SIZE)
         return res
