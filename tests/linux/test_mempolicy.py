@@ -5,6 +5,7 @@ import ctypes
 import mmap
 import os
 
+import numpy as np
 import pytest
 
 from damoncore.errors import FeatureMissing, InvalidConfig, SyscallError
@@ -152,3 +153,27 @@ def test_sample_node_bytes_counts_only_present_pages(anon_range):
                                [addr + 32 * PAGE, addr + 64 * PAGE], nr_nodes=2,
                                samples_per_range=8)
     assert got.tolist() == [[32 * PAGE, 0.0], [0.0, 0.0]]
+
+
+def test_stride_samples_are_jittered_one_per_stride():
+    first, npg, k = np.array([1000, 5000], np.uint64), np.array([2048, 10]), 16
+    got = mp.stride_samples(first, npg, k, seed=3)
+    assert got.shape == (2, k)
+    off = (got - first[:, None]).astype(np.int64)
+    assert ((off >= 0) & (off < npg[:, None])).all()
+    # one per stride of the 2048-page range: evenly spaced samples would all be 64 pages
+    # apart (same parity, same residue mod any interleave period dividing 64)
+    assert (off[0] // 128 == np.arange(k)).all()
+    assert len(set((off[0] % 4).tolist())) >= 3
+    assert (mp.stride_samples(first, npg, k, seed=3) == got).all()      # seeded
+
+
+def test_sample_node_bytes_exact_and_sampled_agree_on_one_node(anon_range):
+    m, addr = anon_range
+    m[:] = b"z" * len(m)
+    starts = [addr, addr + 16 * PAGE]
+    ends = [addr + 16 * PAGE, addr + 64 * PAGE]
+    exact = mp.sample_node_bytes(os.getpid(), starts, ends, nr_nodes=1)
+    sampled = mp.sample_node_bytes(os.getpid(), starts, ends, nr_nodes=1, max_exact_pages=0,
+                                   samples_per_range=4)
+    assert exact.tolist() == sampled.tolist() == [[16 * PAGE], [48 * PAGE]]

@@ -104,21 +104,11 @@ def dynamic_retune(mib=64, nodes=(0, 2), peak_gbs=30, load_gbs=20, max_mib_s=16,
             bg = np.zeros(4)
 
             def node_bytes(starts, ends):
-                # exact: every page of the hot ranges (at most 16 Ki pages, one move_pages
-                # query).  mempolicy.sample_node_bytes aliases with a 1:1 interleave: its
-                # evenly spaced samples of a region of 2k*16 pages all fall on pages of one
-                # parity, i.e. all on one node; measured hot shares 0.40-0.47 for a true 0.50
-                # and a spurious migration episode under unchanged 1:1 weights
-                starts, ends = np.asarray(starts, np.uint64), np.asarray(ends, np.uint64)
-                npg = ((ends - starts) // PAGE).astype(np.int64)
-                ridx = np.repeat(np.arange(len(starts)), npg)
-                first = np.repeat(starts, npg)
-                off = np.arange(int(npg.sum())) - np.repeat(np.cumsum(npg) - npg, npg)
-                st = query_pages(p.pid, first + off.astype(np.uint64) * np.uint64(PAGE))
-                ok = (st >= 0) & (st < 4)
-                out = np.zeros((len(starts), 4))
-                np.add.at(out, (ridx[ok], st[ok]), float(PAGE))
-                return out
+                # every page of the hot ranges (at most 16 Ki pages: one move_pages query).
+                # Before it counted every page up to 64 Ki pages, sample_node_bytes took 16
+                # evenly spaced pages a region, which all fell on one node of a 1:1
+                # interleave: hot shares 0.40-0.47 for a true 0.50 and a spurious migration
+                return mp.sample_node_bytes(p.pid, starts, ends, nr_nodes=4)
             cfg = InterleaveConfig(nodes, peak_bytes_s={n: peak_gbs * 1e9 for n in nodes},
                                    max_bytes_per_s=max_mib_s * MiB,
                                    # residual 30:10 GB/s -> weights 12:4 -> 3:1 exactly

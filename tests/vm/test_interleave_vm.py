@@ -51,6 +51,13 @@ def guest_weighted_interleave(npages):
         out["policy"] = list(mp.get_mempolicy(addr))
         m[:] = b"x" * len(m)
         out["mbind_counts"] = counts(addr, npages)
+        # node bytes of 16 ranges of that 3:1 interleave: every page, then sampled (16 a
+        # range; evenly spaced samples 64 pages apart would all land on node 0)
+        rs = [addr + i * npages // 16 * mmap.PAGESIZE for i in range(16)]
+        re = [a + npages // 16 * mmap.PAGESIZE for a in rs]
+        for key, kw in (("exact", {}), ("sampled", {"max_exact_pages": 0})):
+            nb = mp.sample_node_bytes(os.getpid(), rs, re, nr_nodes=4, **kw).sum(axis=0)
+            out[f"node_bytes_{key}"] = [float(x) for x in nb]
         # the calling thread's policy, with new weights, for a fresh mapping
         mp.write_weights({0: 1, 1: 1, 2: 1, 3: 1})
         mp.set_weighted_interleave([0, 1, 2, 3])
@@ -103,6 +110,11 @@ def test_weights_and_placement_in_the_guest(interleave_run):
     c = r["mbind_counts"]
     assert set(c) == {"0", "1"}
     assert c["0"] / NPAGES == pytest.approx(0.75, abs=0.02), c
+    # mempolicy.sample_node_bytes on that interleave: exact, and sampled without aliasing
+    total = NPAGES * 4096
+    assert r["node_bytes_exact"] == [c["0"] * 4096, c["1"] * 4096, 0, 0], r
+    s0 = r["node_bytes_sampled"][0] / total
+    assert sum(r["node_bytes_sampled"]) == total and abs(s0 - c["0"] / NPAGES) <= 0.1, r
     t = r["thread_counts"]
     assert set(t) == {"0", "1", "2", "3"}
     for n in "0123":

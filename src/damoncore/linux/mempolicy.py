@@ -264,14 +264,30 @@ def mbind_weighted_interleave(addr: int, length: int, nodes, move: bool = False,
 
 
 # --- where a process' pages are ---------------------------------------------------------------
+def stride_samples(first, npages, k: int, seed: int = 0) -> np.ndarray:
+    """``(len(first), k)`` page numbers: for range ``[first[i], first[i] + npages[i])``, one
+    page at a uniformly random offset in each of ``k`` equal strides (jittered sampling)."""
+    first = np.asarray(first, dtype=np.uint64)
+    npages = np.asarray(npages, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    pos = (np.arange(k)[None, :] + rng.random((len(first), k))) / k
+    off = np.minimum(np.floor(pos * npages[:, None]), np.maximum(npages - 1, 0)[:, None])
+    return first[:, None] + off.astype(np.uint64)
+
+
 def sample_node_bytes(pid: int, starts, ends, nr_nodes: int, samples_per_range: int = 16,
-                      page_size: int = 4096) -> np.ndarray:
+                      page_size: int = 4096, max_exact_pages: int = 1 << 16,
+                      seed: int = 0) -> np.ndarray:
     """Estimated bytes of each ``[start, end)`` (bytes, of ``pid``) on each node:
     ``(len(starts), nr_nodes)`` float array.
 
-    ``samples_per_range`` evenly spaced pages per range are looked up with move_pages(2)
-    query mode (one batched call); the range's size is split by the nodes of its present
-    sampled pages (absent pages are not counted; a range with none present gets zeros).
+    Pages are looked up with move_pages(2) query mode (one batched call): every page when
+    the ranges hold at most ``max_exact_pages`` pages in all, else ``samples_per_range`` per
+    range, one at a random offset in each of that many equal strides (seeded by ``seed``).
+    Evenly spaced samples would alias with an interleave (a stride that is a multiple of the
+    interleave period puts every sample on one node).  Each range's size is split by the
+    nodes of its present looked-up pages (absent pages are not counted; a range with none
+    present gets zeros).
     """
     from damoncore.linux.migrate import query_pages
 
@@ -280,14 +296,20 @@ def sample_node_bytes(pid: int, starts, ends, nr_nodes: int, samples_per_range: 
     out = np.zeros((len(s), nr_nodes))
     if len(s) == 0:
         return out
-    k = int(samples_per_range)
-    size = (e - s).astype(np.float64)
-    frac = (np.arange(k) + 0.5) / k
-    addrs = s[:, None].astype(np.float64) + size[:, None] * frac[None, :]
-    addrs = (addrs.astype(np.uint64) // np.uint64(page_size)) * np.uint64(page_size)
-    status = query_pages(pid, addrs.ravel()).reshape(len(s), k)
+    pg = np.uint64(page_size)
+    first, last = s // pg, (e + pg - np.uint64(1)) // pg
+    npg = (last - first).astype(np.int64)
+    if int(npg.sum()) <= max_exact_pages:
+        rows = np.repeat(np.arange(len(s)), npg)
+        off = np.arange(int(npg.sum())) - np.repeat(np.cumsum(npg) - npg, npg)
+        pages = np.repeat(first, npg) + off.astype(np.uint64)
+    else:
+        k = int(samples_per_range)
+        pages = stride_samples(first, npg, k, seed).ravel()
+        rows = np.repeat(np.arange(len(s)), k)
+    status = query_pages(pid, pages * pg)
     ok = (status >= 0) & (status < nr_nodes)
-    rows = np.repeat(np.arange(len(s)), k).reshape(len(s), k)
     np.add.at(out, (rows[ok], status[ok]), 1.0)
     present = out.sum(axis=1, keepdims=True)
+    size = (e - s).astype(np.float64)
     return np.divide(out * size[:, None], present, out=np.zeros_like(out), where=present > 0)
