@@ -6,9 +6,10 @@ applies :class:`Scheme` s (access pattern, action, :class:`Quota` with :class:`Q
 :class:`Watermarks`, :class:`Filter` s) to what it finds.
 """
 
-from .core import Attrs, Context, IntervalsGoal, Kdamond, Regions, SampleFilter, Snapshot, Target
-from .errors import (ActionNotSupported, DamonError, FeatureMissing, InvalidConfig,
-                     SyscallError, TargetGone)
+from .core import (Adaptation, Attrs, Context, FixedRegions, IntervalsGoal, Kdamond,
+                   KernelAdaptation, Regions, SampleFilter, Snapshot, Target)
+from .errors import (ActionNotSupported, AdaptationError, DamonError, FeatureMissing,
+                     InvalidConfig, SyscallError, TargetGone)
 from .ops.base import ApplyResult, Operations
 from .schemes.scheme import (AccessPattern, Filter, Quota, QuotaGoal, Scheme, SchemeStats,
                              Watermarks)
@@ -16,8 +17,9 @@ from .schemes.scheme import (AccessPattern, Filter, Quota, QuotaGoal, Scheme, Sc
 __version__ = "0.1.0"
 
 __all__ = [
-    "AccessPattern", "ActionNotSupported", "ApplyResult", "Attrs", "Context", "DamonError",
-    "FeatureMissing", "Filter", "IntervalsGoal", "InvalidConfig", "Kdamond", "Operations",
+    "AccessPattern", "ActionNotSupported", "Adaptation", "AdaptationError", "ApplyResult",
+    "Attrs", "Context", "DamonError", "FeatureMissing", "Filter", "FixedRegions",
+    "IntervalsGoal", "InvalidConfig", "Kdamond", "KernelAdaptation", "Operations",
     "Quota", "QuotaGoal", "Regions", "SampleFilter", "Scheme", "SchemeStats", "Snapshot",
     "SyscallError", "Target", "TargetGone", "Watermarks",
 ]

@@ -31,6 +31,10 @@ class ActionNotSupported(DamonError):
     """A scheme asks for an action its ops backend cannot perform."""
 
 
+class AdaptationError(DamonError):
+    """A custom region adaptation left a target's regions broken (names the adaptation)."""
+
+
 class SyscallError(DamonError, OSError):
     """A system call failed; carries errno, the syscall name and the pid if any."""
 

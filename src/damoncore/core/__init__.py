@@ -1,5 +1,6 @@
 """The monitoring core: regions, contexts and the sampling/aggregation loop."""
 
+from .adaptation import Adaptation, FixedRegions, KernelAdaptation
 from .attrs import Attrs, IntervalsGoal
 from .context import Context, Kdamond
 from .regions import Regions
@@ -7,5 +8,5 @@ from .reports import SampleFilter
 from .snapshot import Snapshot
 from .target import Target
 
-__all__ = ["Attrs", "IntervalsGoal", "Context", "Kdamond", "Regions", "SampleFilter",
+__all__ = ["Adaptation", "FixedRegions", "KernelAdaptation", "Attrs", "IntervalsGoal", "Context", "Kdamond", "Regions", "SampleFilter",
            "Snapshot", "Target"]

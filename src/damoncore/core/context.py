@@ -14,8 +14,9 @@ import threading
 import numpy as np
 
 from .. import _regions
-from ..errors import InvalidConfig
+from ..errors import AdaptationError, InvalidConfig
 from ..ops.base import Operations, RealClock
+from .adaptation import Adaptation, KernelAdaptation
 from .attrs import Attrs
 from .feedback import feed_loop_next_input
 from .regions import count_in_regions, even_regions, shares_by_size
@@ -38,7 +39,7 @@ class Context:
 
     def __init__(self, ops: Operations, targets=(), attrs: Attrs | None = None, schemes=(),
                  primitives=("page_table",), sample_filters=(), min_region: int = 4096,
-                 seed: int = 0, name: str | None = None):
+                 seed: int = 0, name: str | None = None, adaptation: Adaptation | None = None):
         if not isinstance(ops, Operations):
             raise InvalidConfig(f"ops must be an Operations backend, got {type(ops).__name__}")
         self.ops = ops
@@ -62,6 +63,12 @@ class Context:
             raise InvalidConfig(f"min_region must be >= 1, got {min_region}")
         self.min_region = int(min_region)
         self.name = name
+        if adaptation is None:
+            adaptation = KernelAdaptation()
+        if not isinstance(adaptation, Adaptation):
+            raise InvalidConfig(f"adaptation must be an Adaptation, got "
+                                f"{type(adaptation).__name__}")
+        self.adaptation = adaptation
         self.schemes = []
         for s in schemes:
             self.add_scheme(s)
@@ -74,7 +81,6 @@ class Context:
         self.next_aggregation_sis = 0
         self.next_ops_update_sis = 0
         self.next_intervals_tune_sis = 0
-        self._last_nr_regions = 0
         self._max_nr_accesses = 0
         self._sz_limit = min_region
         self._sample_start_us = 0
@@ -185,6 +191,11 @@ class Context:
         self._aggr_start_us = self._reports_from_us = self.clock.now_us()
         self.started = True
 
+    @property
+    def sz_limit(self) -> int:
+        """The merge size limit in use (``region_sz_limit()`` at the last start/ops update)."""
+        return self._sz_limit
+
     def region_sz_limit(self) -> int:
         """damon_region_sz_limit(): total monitored size / min_nr_regions, >= min_region."""
         sz = sum(t.regions.total_size() for t in self.active_targets)
@@ -226,7 +237,7 @@ class Context:
         self._max_nr_accesses = mx
         aggregating = self.passed_sample_intervals >= self.next_aggregation_sis
         if aggregating:
-            self._merge(mx // 10)
+            self._adapt("merge", mx // 10)
         if self.schemes:
             from ..schemes.apply import apply_schemes
             apply_schemes(self)
@@ -267,20 +278,21 @@ class Context:
                 self._aggr_reports.setdefault(i, []).append(batch.addr[k.view(bool)])
         return out
 
-    def _merge(self, threshold: int) -> None:
-        """kdamond_merge_regions(): merge, doubling the threshold while over max_nr_regions."""
-        max_thres = self.attrs.aggr_samples
-        while True:
-            for t in self.active_targets:
-                r = t.regions
-                n = _regions.merge_regions(r.start, r.end, r.nr_accesses, r.nr_accesses_bp,
-                                           r.last_nr_accesses, r.age, threshold,
-                                           self._sz_limit)
-                r.truncate(n)
-            threshold = max(1, threshold * 2)
-            if not (self.nr_regions() > self.attrs.max_nr_regions
-                    and threshold // 2 < max_thres):
-                break
+    def _adapt(self, step: str, *args) -> None:
+        """Run the adaptation's ``merge`` or ``split``; check a custom one's result."""
+        ad = self.adaptation
+        if not ad.checked:
+            getattr(ad, step)(self, *args)
+            return
+        before = [(t, t.regions.covered()) for t in self.active_targets]
+        getattr(ad, step)(self, *args)
+        for t, cov in before:
+            err = t.regions.invariant_error()
+            if err is None and t.regions.covered() != cov:
+                err = "the regions no longer cover the bytes they covered"
+            if err is not None:
+                raise AdaptationError(f"adaptation {ad.name!r} ({type(ad).__name__}) broke "
+                                      f"the regions of {t!r} in {step}: {err}")
 
     def _aggregation_end(self) -> None:
         now = self.clock.now_us()
@@ -312,7 +324,7 @@ class Context:
         self.next_aggregation_sis = next_aggr + self.attrs.aggr_samples
         for t in self.active_targets:
             _regions.reset_aggregated(t.regions.nr_accesses, t.regions.last_nr_accesses)
-        self._split()
+        self._adapt("split")
 
     def intervals_score_bp(self) -> int:
         """damon_get_intervals_score(): observed access events vs. the goal, in bp."""
@@ -340,20 +352,6 @@ class Context:
             nas = self.next_aggregation_sis
             self.set_attrs(a.with_sample_us(sample))
             self.next_aggregation_sis = nas
-
-    def _split(self) -> None:
-        """kdamond_split_regions(): 2 pieces, or 3 when the count did not change."""
-        nr = self.nr_regions()
-        mx = self.attrs.max_nr_regions
-        if nr > mx // 2:
-            return
-        nr_subs = 3 if (self._last_nr_regions == nr and nr < mx // 3) else 2
-        for t in self.active_targets:
-            r = t.regions
-            r.replace(*_regions.split_regions(r.start, r.end, r.nr_accesses, r.nr_accesses_bp,
-                                              r.last_nr_accesses, r.age, nr_subs,
-                                              self.min_region, self.rng))
-        self._last_nr_regions = nr
 
 
 class Kdamond:

@@ -90,14 +90,29 @@ class Regions:
 
     def check_invariants(self, ranges=None) -> None:
         """Raise AssertionError unless sorted, non-empty, non-overlapping (and covering ranges)."""
+        err = self.invariant_error(ranges)
+        assert err is None, err
+
+    def invariant_error(self, ranges=None) -> str | None:
+        """What is wrong (sorted, non-empty, non-overlapping, covering ``ranges``), or None."""
         s, e = self.start, self.end
-        assert np.all(s < e), "empty or inverted region"
-        assert np.all(e[:-1] <= s[1:]), "regions overlap or are unsorted"
+        if len(s) != len(e) or any(len(getattr(self, c)) != len(s) for c in COLUMNS[2:]):
+            return "columns of different lengths"
+        if not np.all(s < e):
+            return "empty or inverted region"
+        if not np.all(e[:-1] <= s[1:]):
+            return "regions overlap or are unsorted"
         if ranges is not None:
             covered = _coalesce(s, e)
             want = _coalesce(np.array([r[0] for r in ranges], ADDR),
                              np.array([r[1] for r in ranges], ADDR))
-            assert covered == want, f"regions cover {covered}, ranges are {want}"
+            if covered != want:
+                return f"regions cover {covered}, ranges are {want}"
+        return None
+
+    def covered(self) -> list:
+        """The bytes covered, as coalesced [start, end) ranges."""
+        return _coalesce(self.start, self.end)
 
     def to_dict(self) -> dict:
         return {c: getattr(self, c).tolist() for c in COLUMNS}
