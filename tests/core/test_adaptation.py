@@ -102,3 +102,19 @@ def test_adaptation_must_be_an_adaptation():
     m = tiering_machine(GiB, GiB)
     with pytest.raises(InvalidConfig, match="adaptation must be an Adaptation, got str"):
         Context(SimOps(m), [Target(ranges=[(0, GiB)])], adaptation="kernel")
+
+
+class SplitTooFine(KernelAdaptation):
+    """A subclass of the kernel's that breaks a rule is checked like any custom one."""
+
+    name = "kernel-but-broken"
+
+    def split(self, ctx):
+        super().split(ctx)
+        r = ctx.active_targets[0].regions
+        r.end[0] = r.start[0]
+
+
+def test_subclass_of_the_kernel_adaptation_is_checked_too():
+    with pytest.raises(AdaptationError, match="kernel-but-broken.*in split: empty or inverted"):
+        _run(SplitTooFine(), seconds=0.2)

@@ -36,8 +36,6 @@ class Adaptation:
     The base class changes nothing (every call is a no-op)."""
 
     name = "none"
-    #: whether the core checks the regions after each call (off only for the built-ins)
-    checked = True
 
     def merge(self, ctx, threshold: int) -> None:
         """At each aggregation end, before schemes apply: ``threshold`` is the kernel's
@@ -51,7 +49,6 @@ class KernelAdaptation(Adaptation):
     """The kernel's merge and split (``kdamond_merge_regions``, ``kdamond_split_regions``)."""
 
     name = "kernel"
-    checked = False
 
     def __init__(self):
         self._last_nr_regions = 0
@@ -89,4 +86,7 @@ class FixedRegions(Adaptation):
     all targets) stay for the whole run, the fixed-granularity baseline."""
 
     name = "fixed"
-    checked = False
+
+
+#: the adaptations whose results the core trusts (exactly these classes, not subclasses)
+TRUSTED = (KernelAdaptation, FixedRegions)
