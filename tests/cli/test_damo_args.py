@@ -184,3 +184,12 @@ def test_main_returns_2_in_process(capsys):
 def test_args_error_is_one_class():
     with pytest.raises(ArgsError):
         _parse("--damos_action", "stat", "--damos_age", "5s", "1s")
+
+
+def test_action_the_backend_cannot_do_exits_2_with_one_line(tmp_path):
+    # the simulated backend has no lru_prio (nor has any user-space one)
+    r = run_cli("start", "--backend", "sim", "--damos_action", "lru_prio", "--duration", "1s",
+                "--quiet", "--no_status_socket")
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "lru_prio" in lines[0] and "cannot do" in lines[0], r.stderr

@@ -1,11 +1,12 @@
 """``damoncore``: the damo-compatible command line.  Only this package prints and exits:
-a configuration error is one line on stderr and exit status 2; other errors exit 1."""
+a configuration error (also an action the backend cannot do) is one line on stderr and exit
+status 2; other errors exit 1."""
 
 from __future__ import annotations
 
 import sys
 
-from ..errors import DamonError, InvalidConfig
+from ..errors import ActionNotSupported, DamonError, InvalidConfig
 from . import args as args_cmd
 from . import demo, numa_migrate, record, report, start, status
 from .damo_options import ArgumentParser
@@ -33,7 +34,8 @@ def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
         SUBCMDS[args.command][0].main(args)
-    except InvalidConfig as e:
+    except (InvalidConfig, ActionNotSupported) as e:
+        # an action the chosen backend cannot do is a bad option value like any other
         print(f"damoncore: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
               file=sys.stderr)
         return 2
