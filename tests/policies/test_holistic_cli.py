@@ -154,3 +154,25 @@ def test_real_backend_drops_the_monitors_own_faults(tmp_path):
     for c in pol.contexts:
         assert type(c.ops) is PerfOps
         assert c.ops.pid is None and c.ops.exclude_self is not False
+
+
+def _memory_nodes():
+    try:
+        with open("/sys/devices/system/node/has_memory") as f:
+            text = f.read().strip()
+    except OSError:
+        return None
+    n = 0
+    for part in filter(None, text.split(",")):
+        lo, _, hi = part.partition("-")
+        n += int(hi or lo) - int(lo) + 1
+    return n
+
+
+@pytest.mark.skipif(_memory_nodes() != 1, reason="needs a machine with one memory node")
+def test_real_run_on_one_node_names_the_missing_second_node(run):
+    rc, out, err = run("--backend", "real", "--duration", "1s")
+    assert rc == 1
+    assert "cpu0 (node 0): 0 (10)" in out                # the hierarchy is still shown
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "a second NUMA node" in lines[0], err

@@ -11,7 +11,7 @@ import os
 import sys
 
 from .. import kdamonds as kd
-from ..errors import InvalidConfig
+from ..errors import FeatureMissing, InvalidConfig
 from ..policies.hierarchy import AccessorSpec, build_hierarchies, cpu_accessors
 from ..policies.holistic import HolisticConfig, HolisticPolicy
 from ..schemes.scheme import Filter
@@ -261,6 +261,9 @@ def main(args, out=None):
             for s in ctx.schemes:
                 print(f"  scheme {s.name}", file=out)
         return
+    if len(policy.nodes) < 2:
+        raise FeatureMissing("a second NUMA node", f"memory node(s) {sorted(policy.nodes)} only: "
+                             f"nothing to migrate between")
     if args.duration:
         duration = kd.parse_time_us(args.duration, "--duration")
     else:
