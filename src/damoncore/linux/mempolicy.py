@@ -289,7 +289,7 @@ def sample_node_bytes(pid: int, starts, ends, nr_nodes: int, samples_per_range: 
     nodes of its present looked-up pages (absent pages are not counted; a range with none
     present gets zeros).
     """
-    from damoncore.linux.migrate import query_pages
+    from damoncore.linux.migrate import pages_of_ranges, query_pages
 
     s = np.asarray(starts, dtype=np.uint64)
     e = np.asarray(ends, dtype=np.uint64)
@@ -300,14 +300,12 @@ def sample_node_bytes(pid: int, starts, ends, nr_nodes: int, samples_per_range: 
     first, last = s // pg, (e + pg - np.uint64(1)) // pg
     npg = (last - first).astype(np.int64)
     if int(npg.sum()) <= max_exact_pages:
-        rows = np.repeat(np.arange(len(s)), npg)
-        off = np.arange(int(npg.sum())) - np.repeat(np.cumsum(npg) - npg, npg)
-        pages = np.repeat(first, npg) + off.astype(np.uint64)
+        addrs, rows = pages_of_ranges(s, e, page_size)
     else:
         k = int(samples_per_range)
-        pages = stride_samples(first, npg, k, seed).ravel()
+        addrs = stride_samples(first, npg, k, seed).ravel() * pg
         rows = np.repeat(np.arange(len(s)), k)
-    status = query_pages(pid, pages * pg)
+    status = query_pages(pid, addrs)
     ok = (status >= 0) & (status < nr_nodes)
     np.add.at(out, (rows[ok], status[ok]), 1.0)
     present = out.sum(axis=1, keepdims=True)

@@ -172,6 +172,17 @@ def page_addrs(start: int, end: int, page_size: int = 4096) -> np.ndarray:
     return np.arange(first, end, page_size, dtype=np.uint64)
 
 
+def pages_of_ranges(starts, ends, page_size: int = 4096):
+    """Page addresses covering each ``[starts[i], ends[i])`` and the index i of each page."""
+    ps = np.uint64(page_size)
+    s = np.asarray(starts, np.uint64) // ps
+    e = (np.asarray(ends, np.uint64) + ps - np.uint64(1)) // ps
+    n = (e - s).astype(np.int64)
+    ridx = np.repeat(np.arange(len(n)), n)
+    off = np.arange(int(n.sum()), dtype=np.int64) - np.repeat(np.cumsum(n) - n, n)
+    return (s[ridx] + off.astype(np.uint64)) * ps, ridx
+
+
 def move_range(
     pid: int, start: int, end: int, node: int, page_size: int = 4096, **kwargs
 ) -> MoveResult:

@@ -19,6 +19,7 @@ from ..core.regions import ADDR, COLUMNS, Regions
 from ..errors import FeatureMissing, InvalidConfig, TargetGone
 from ..linux import kpageflags as kpf
 from ..linux.madvise import pidfd_open
+from ..linux.migrate import pages_of_ranges  # noqa: F401  (ops use it from here)
 from ..schemes.filters import filters_pass
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -155,17 +156,6 @@ def present_ranges(pm, start: int = 0, end: int = USER_END, vec_len: int = 4096)
             break
         start = walk_end
     return np.concatenate(out_s), np.concatenate(out_e)
-
-
-def pages_of_ranges(starts, ends, page_size: int = PAGE_SIZE):
-    """Page addresses covering each ``[starts[i], ends[i])`` and the index i of each page."""
-    ps = U64(page_size)
-    s = np.asarray(starts, U64) // ps
-    e = (np.asarray(ends, U64) + ps - U64(1)) // ps
-    n = (e - s).astype(np.int64)
-    ridx = np.repeat(np.arange(len(n)), n)
-    off = np.arange(int(n.sum()), dtype=np.int64) - np.repeat(np.cumsum(n) - n, n)
-    return (s[ridx] + off.astype(U64)) * ps, ridx
 
 
 def page_runs(addrs, page_size: int = PAGE_SIZE):

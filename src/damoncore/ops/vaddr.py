@@ -246,7 +246,7 @@ class VaddrOps(Operations):
                 if not r.errors:
                     res.region_sz_applied = (ends - starts).astype(np.uint64)
                 return res
-            addrs, ridx = pages_of_ranges(starts, ends)
+            addrs, ridx = pages_of_ranges(starts, ends, PAGE_SIZE)
             ent = pagemap_entries(self._pagemap(target), addrs, self.max_gap_pages)
             present = pmap.present(ent)
             addrs, ridx, pfns = addrs[present], ridx[present], (ent & pmap.PFN_MASK)[present]
