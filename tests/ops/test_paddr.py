@@ -24,6 +24,12 @@ def frames_of(c):
         return pfns(pm.read(c.addr, c.end))
 
 
+def _frame_ranges(frames):
+    """One [start, end) byte range per frame, by frame number."""
+    starts = np.sort(frames) * np.uint64(PAGE)
+    return starts, starts + np.uint64(PAGE)
+
+
 def test_reverse_map_agrees_with_pagemap(make_child):
     c = make_child(300)
     c.touch(0, 200)
@@ -140,8 +146,8 @@ def test_migrate_physical_range_to_node0(make_child):
     ctx.start()
     assert len(ops.rmap) >= 256
     # one range per frame of the child's buffer
-    starts = np.sort(frames) * np.uint64(PAGE)
-    res = ops.apply_scheme(ctx, t, s, starts, starts + np.uint64(PAGE))
+    starts, ends = _frame_ranges(frames)
+    res = ops.apply_scheme(ctx, t, s, starts, ends)
     assert res.sz_applied == 256 * PAGE and res.sz_ops_filter_passed == 256 * PAGE
     assert (res.region_sz_applied == PAGE).all()
     assert (query_pages(c.pid, np.arange(c.addr, c.end, PAGE)) == 0).all()
@@ -149,18 +155,18 @@ def test_migrate_physical_range_to_node0(make_child):
     c.cmd("drop")
     c.touch()
     moved = set(frames_of(c).tolist()) & set(frames.tolist())
-    res = ops.apply_scheme(ctx, t, s, starts, starts + np.uint64(PAGE))
+    res = ops.apply_scheme(ctx, t, s, starts, ends)
     assert res.nr_failed.get("stale", 0) >= 256 - len(moved)
     assert res.sz_applied <= len(moved) * PAGE
     # unmapped-reject filter passes the mapped anon pages, anon-reject none
     ops.update(ctx)
-    starts = np.sort(frames_of(c)) * np.uint64(PAGE)
+    starts, ends = _frame_ranges(frames_of(c))
     keep = Scheme(action="migrate_hot", target_nid=0,
                   filters=[Filter("unmapped", allow=False), Filter("anon", allow=True)])
-    res = ops.apply_scheme(ctx, t, keep, starts, starts + np.uint64(PAGE))
+    res = ops.apply_scheme(ctx, t, keep, starts, ends)
     assert res.sz_ops_filter_passed == 256 * PAGE and res.sz_applied == 256 * PAGE
     drop = Scheme(action="migrate_hot", target_nid=0, filters=[Filter("anon", allow=False)])
-    res = ops.apply_scheme(ctx, t, drop, starts, starts + np.uint64(PAGE))
+    res = ops.apply_scheme(ctx, t, drop, starts, ends)
     assert res.sz_ops_filter_passed == 0 and res.sz_applied == 0
     ops.cleanup(ctx)
 
@@ -176,8 +182,7 @@ def test_process_started_after_setup_is_found_by_a_rebuild(make_child):
     built = ops._rmap_built_at
     c = make_child(128)
     c.touch()
-    starts = np.sort(frames_of(c)) * np.uint64(PAGE)
-    ends = starts + np.uint64(PAGE)
+    starts, ends = _frame_ranges(frames_of(c))
     assert not np.isin(starts // np.uint64(PAGE), ops.rmap.pfn).any()
     # within the rate limit: no rebuild, so no owner and nothing moves
     res = ops.apply_scheme(ctx, t, s, starts, ends)
@@ -189,10 +194,10 @@ def test_process_started_after_setup_is_found_by_a_rebuild(make_child):
     assert res.sz_applied == 128 * PAGE and (res.region_sz_applied == PAGE).all()
     assert (query_pages(c.pid, np.arange(c.addr, c.end, PAGE)) == 0).all()
     # every mapped frame of the ranges has a known owner now: no further rebuild
-    starts = np.sort(frames_of(c)) * np.uint64(PAGE)
+    starts, ends = _frame_ranges(frames_of(c))
     ops.update(ctx)
     ops._rmap_built_at -= ops.rmap_retry_s
-    res = ops.apply_scheme(ctx, t, s, starts, starts + np.uint64(PAGE))
+    res = ops.apply_scheme(ctx, t, s, starts, ends)
     assert ops.nr_rmap_retries == 1 and res.sz_applied == 128 * PAGE
     ops.cleanup(ctx)
 
@@ -213,11 +218,6 @@ def _drain_lru_batches(c):
     # frames still in another CPU's LRU add batch cannot be isolated, so reclaim skips them
     # (some of the 64 pages stayed mapped in 1 of 12 runs); any move_pages call drains them
     move_pages(c.pid, [c.addr], int(query_pages(c.pid, [c.addr])[0]))
-
-
-def _frame_ranges(frames):
-    starts = np.sort(frames) * np.uint64(PAGE)
-    return starts, starts + np.uint64(PAGE)
 
 
 def test_pageout_of_physical_ranges_reclaims_only_their_pages(make_child, tmp_path):

@@ -103,7 +103,7 @@ class Regions:
         if not np.all(e[:-1] <= s[1:]):
             return "regions overlap or are unsorted"
         if ranges is not None:
-            covered = _coalesce(s, e)
+            covered = self.covered()
             want = _coalesce(np.array([r[0] for r in ranges], ADDR),
                              np.array([r[1] for r in ranges], ADDR))
             if covered != want:
