@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from damoncore.core import Attrs, Context, Target
+from damoncore.errors import InvalidConfig
 from damoncore.ops.sim import SimOps
 from damoncore.sim import (Accessor, Mapping, Process, SimMachine, SimNode, SimOutOfMemory,
                            Stream, Workload)
@@ -34,6 +35,35 @@ def test_first_touch_spills_to_the_nearest_node_by_latency():
     assert [m.node_used(n) for n in range(4)] == [GiB, GiB, GiB, 0]
     with pytest.raises(SimOutOfMemory):
         m.add_workload(Workload.hot_cold(2 * GiB, 0, 64 * MiB, pid=7, node=2))
+
+
+def test_workload_on_a_cpu_less_node_lands_there():
+    # the CXL node's latency row copies node 0's: placement must still start on node 1
+    m = tiering_machine(2 * GiB, 8 * GiB)
+    m.add_workload(Workload.hot_cold(4 * GiB, 3 * GiB, 256 * MiB, node=1))
+    assert [m.node_used(n) for n in range(2)] == [0, 4 * GiB]
+    p = m.extents.lookup(key_of(m.pidx(1000), [BASE, BASE + 4 * GiB - PAGE]))
+    assert m.node_of(p).tolist() == [1, 1]
+
+
+def test_cpu_less_node_spills_by_its_own_row_after_itself():
+    m = seed_machine(1 * GiB, 1 * GiB)
+    assert m.fallback_order(1) == [1, 0, 2, 3]
+    assert m.fallback_order(3) == [3, 2, 0, 1]
+    assert m.fallback_order(2) == [2, 3, 0, 1]
+    m.add_workload(Workload.hot_cold(3 * GiB, 0, 64 * MiB, node=3))
+    # CXL2 full, then DRAM2 (its socket's row: 10), then DRAM1 (50)
+    assert [m.node_used(n) for n in range(4)] == [GiB, 0, GiB, GiB]
+    with pytest.raises(InvalidConfig, match="preferred node 4"):
+        m.fallback_order(4)
+
+
+def test_mapping_node_overrides_the_process_node():
+    m = seed_machine(1 * GiB, 1 * GiB)
+    proc = Process(5, (Mapping(BASE, BASE + 256 * MiB, node=1),
+                       Mapping(BASE + GiB, BASE + GiB + 128 * MiB)), node=2)
+    m.add_workload(Workload([proc], []))
+    assert [m.node_used(n) for n in range(4)] == [0, 256 * MiB, 128 * MiB, 0]
 
 
 def test_explicit_placement():

@@ -8,8 +8,9 @@ machine with a few GiB in use holds a few arrays of a few extents.
 
 Allocation is eager first-touch when a workload is added: each mapping is filled on its
 preferred node (explicit ``placement`` first), falling back to the other nodes in order of
-latency from the preferred node.  Pages swapped out by ``pageout`` stay in swap (their
-accesses still happen and are charged ``swap_cost``) until ``willneed`` brings them back.
+latency from the preferred node (:meth:`SimMachine.fallback_order`).  Pages swapped out by
+``pageout`` stay in swap (their accesses still happen and are charged ``swap_cost``) until
+``willneed`` brings them back.
 
 Time is virtual: ``machine.clock.sleep_us`` advances it, applying phase changes and process
 exits on the way and integrating the expected access cost (:meth:`SimMachine.account`).
@@ -145,6 +146,17 @@ class SimMachine:
     def node_used(self, nid: int) -> int:
         return self.nodes[nid].capacity_bytes - self.free[nid].free_bytes
 
+    def fallback_order(self, pref: int) -> list:
+        """Nodes to allocate on for preferred node ``pref``: ``pref`` itself, then the others
+        by latency from it (ties in node order), as the kernel's zonelist orders nodes by
+        distance.  ``pref`` always comes first: the row of a CPU-less node copies its
+        socket's CPU row, so ranking by that row alone would put the CPU node first."""
+        if not 0 <= pref < len(self.nodes):
+            raise InvalidConfig(f"preferred node {pref}: the simulated machine has nodes "
+                                f"0-{len(self.nodes) - 1}")
+        rest = [int(n) for n in np.argsort(self.latency[pref], kind="stable") if n != pref]
+        return [pref] + rest
+
     @property
     def accessors(self):
         return list(self._accessors)
@@ -185,7 +197,7 @@ class SimMachine:
                 chunks.append(self.free[nid].alloc(take))
                 left -= take
             pref = proc.node if m.node is None else m.node
-            for nid in np.argsort(self.latency[pref], kind="stable"):
+            for nid in self.fallback_order(pref):
                 take = min(left, self.free[nid].free_bytes)
                 chunks.append(self.free[nid].alloc(take))
                 left -= take
@@ -367,7 +379,7 @@ class SimMachine:
         sw = node == len(self.nodes)
         s, e = s[sw], e[sw]
         done = 0
-        for nid in np.argsort(self.latency[pref], kind="stable"):
+        for nid in self.fallback_order(pref):
             want = int((e - s).sum())
             take = min(want, self.free[nid].free_bytes)
             if take == 0:
