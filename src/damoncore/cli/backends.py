@@ -22,9 +22,10 @@ GiB = 1 << 30
 def sim_machine(preset: str):
     """(machine, default pid) of a ``--sim_preset``.
 
-    ``demo`` is the README's scenario; ``seed`` (the talk's 4-node topology) and
-    ``tiering`` (DRAM + CXL) run one 3 GiB process on node 0 whose 256 MiB hot range
-    moves every 10 s, so that there is something to monitor.
+    ``demo`` is the README's scenario; ``tiering`` is TPP's (DRAM full of cold data, hot
+    data on CXL: ``damoncore.sim.presets.tiering``); ``seed`` (the talk's 4-node topology)
+    runs one 3 GiB process on node 0 whose 256 MiB hot range moves every 10 s, so that
+    there is something to monitor.
     """
     try:
         presets = importlib.import_module("damoncore.sim.presets")
@@ -34,10 +35,10 @@ def sim_machine(preset: str):
     if preset == "demo":
         m, info = presets.demo()
         return m, info["pid"]
-    if preset == "seed":
-        m = presets.seed_machine(2 * GiB, 4 * GiB)
-    else:
-        m = presets.tiering_machine(2 * GiB, 8 * GiB)
+    if preset == "tiering":
+        m, info = presets.tiering()
+        return m, info["pid"]
+    m = presets.seed_machine(2 * GiB, 4 * GiB)
     pid = 4242
     moves = [(i * 10_000_000, off) for i, off in enumerate((2 * GiB, 1 * GiB, 0) * 20)]
     m.add_workload(Workload.moving_hot(3 * GiB, GiB // 4, moves, pid=pid, node=0))

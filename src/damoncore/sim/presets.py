@@ -1,4 +1,4 @@
-"""Ready-made simulated machines and the quick-start scenario.
+"""Ready-made simulated machines, the quick-start scenario and the tiering scenario.
 
 Latencies are the seed talk's relative access costs (local DRAM = 10).  Rows of CPU-less
 nodes copy the row of the CPU node of their socket: nothing runs there, but the matrix must
@@ -8,7 +8,7 @@ be complete.
 from __future__ import annotations
 
 from .machine import SimMachine, SimNode
-from .workloads import DEFAULT_BASE, Workload
+from .workloads import DEFAULT_BASE, Accessor, Mapping, Process, Stream, Workload
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -59,4 +59,32 @@ def demo(seed: int = 0, move_at_us: int = 10_000_000):
         "promote_nid": 0,
         "demote_nid": 1,
     }
+    return m, info
+
+
+def tiering(seed: int = 0, dram_bytes: int = 128 * GiB, cxl_bytes: int = 256 * GiB):
+    """TPP's situation (``--sim_preset tiering``): DRAM full of cold data, hot data on CXL.
+
+    A ``dram_bytes`` DRAM node 0 holds a cold process (pid 4241: ``dram_bytes - 512 MiB``,
+    0.1 accesses/s/page), so DRAM starts 99.6% used: under the seed line's 99.7%
+    promotion goal and over its 99.5% demotion goal (0.5% free); a 16 GiB process (pid 4242) is
+    first-touched on the CPU-less CXL node 1 and touches its 2 GiB at offset 4 GiB 500
+    times/s/page, the rest 0.1.  Both run on node 0's CPUs.  Returns ``(machine, info)``
+    with ``info`` = {pid (the hot process), cold_pid, hot: (start, end) virtual, dram_nid,
+    cxl_nid}.  DRAM is large on purpose: below ~67 GiB the 99.7% goal is less than one
+    200 MiB quota window from full, so an overshoot could not show.
+    """
+    m = tiering_machine(dram_bytes, cxl_bytes, seed=seed)
+    cold_pid, pid = 4241, 4242
+    cold_size = dram_bytes - 512 * MiB
+    cpu = Accessor("cpu0", 0, cpu=0, tid=cold_pid)
+    m.add_workload(Workload([Process(cold_pid, (Mapping(DEFAULT_BASE, DEFAULT_BASE + cold_size),),
+                                     node=0)],
+                            [(0, [Stream(cpu, cold_pid, DEFAULT_BASE, DEFAULT_BASE + cold_size,
+                                         0.1)])]))
+    size, hot_off, hot = 16 * GiB, 4 * GiB, 2 * GiB
+    m.add_workload(Workload.hot_cold(size, hot_off, hot, pid=pid, node=1,
+                                     accessor=Accessor("cpu1", 0, cpu=1, tid=pid)))
+    info = {"pid": pid, "cold_pid": cold_pid, "dram_nid": 0, "cxl_nid": 1,
+            "hot": (DEFAULT_BASE + hot_off, DEFAULT_BASE + hot_off + hot)}
     return m, info
