@@ -131,13 +131,13 @@ def test_target_exiting_mid_record_ends_it_cleanly(tmp_path):
 
 @needs_root
 def test_one_of_two_targets_exiting_reads_as_zeros(tmp_path):
-    short, long_ = _child(32, 1), _child(16, 60)
+    short, long_ = _child(32, 2.5), _child(16, 60)   # short: outlives the start-up
     reaper = threading.Thread(target=short.wait)
     reaper.start()
     try:
         out = tmp_path / "damon.data"
         r = _record(out, "--target_pid", str(short.pid), "--target_pid", str(long_.pid),
-                    "--sample_primitives", "page_fault", "--duration", "4s")
+                    "--sample_primitives", "page_fault", "--duration", "6s")
         assert r.returncode == 0, r.stderr
         statm = _statm(long_.pid)
     finally:

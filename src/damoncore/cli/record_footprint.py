@@ -13,11 +13,13 @@ As damo's ``record`` does it (damo: src/damo_record.py, src/_damo_records.py):
   and last ``{"pid": null, "footprint": {total, free, available, buffers, cached}}``
   (KiB, /proc/meminfo).  paddr targets have no pid, so their snapshots hold the system
   entry only.
-- At the end the list is written as indented JSON, mode ``--output_permission`` (an
-  octal string, default 600, also applied to the record file).
+- The list is indented JSON, mode ``--output_permission`` (an octal string, default 600,
+  also applied to the record file).
 
-Departure: a run on simulated memory (``--backend sim``, or the fallback to it) writes no
-footprint file, because /proc describes this machine, not the simulated one.
+Departures: the list is written as it grows, one snapshot per line and complete after each
+(:class:`~damoncore.records.FootprintWriter`), so a killed recording keeps its footprints;
+damo writes it at the end.  A run on simulated memory (``--backend sim``, or the fallback to
+it) writes no footprint file, because /proc describes this machine, not the simulated one.
 """
 
 from __future__ import annotations
@@ -111,11 +113,13 @@ class _AnyNode(NodeResolver):
 
 # --- sampling -----------------------------------------------------------------------------
 class FootprintSampler:
-    """Takes a snapshot now and then every ``period_s`` in a thread until :meth:`stop`."""
+    """Takes a snapshot now and then every ``period_s`` in a thread until :meth:`stop`;
+    each goes to ``sink`` (a callable) if given, else into :attr:`snapshots`."""
 
-    def __init__(self, pids, procfs_root: str = "/proc", period_s: float = PERIOD_S):
+    def __init__(self, pids, procfs_root: str = "/proc", period_s: float = PERIOD_S,
+                 sink=None):
         self.pids = list(dict.fromkeys(pids))
-        self.procfs_root, self.period_s = procfs_root, period_s
+        self.procfs_root, self.period_s, self.sink = procfs_root, period_s, sink
         self.snapshots, self.error = [], None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="mem_footprint", daemon=True)
@@ -127,7 +131,11 @@ class FootprintSampler:
     def _run(self):
         try:
             while True:
-                self.snapshots.append(snapshot(self.pids, self.procfs_root))
+                snap = snapshot(self.pids, self.procfs_root)
+                if self.sink is None:
+                    self.snapshots.append(snap)
+                else:
+                    self.sink(snap)
                 if self._stop.wait(self.period_s):
                     return
         except Exception as e:      # reported by stop(), in the main thread
@@ -143,37 +151,55 @@ class FootprintSampler:
 
 
 class FootprintRecording:
-    """One ``record`` run's footprints: :meth:`begin`, then :meth:`finish` or
-    :meth:`abandon` (the run failed: nothing is written, as damo writes nothing when
-    DAMON does not start)."""
+    """One ``record`` run's footprints: :meth:`plan` (before anything starts: checks only),
+    :meth:`begin` once monitoring is set up, then :meth:`finish` or :meth:`abandon`."""
 
-    def __init__(self, path, mode, sampler, quiet):
-        self.path, self.mode, self.sampler, self.quiet = path, mode, sampler, quiet
+    def __init__(self, path, mode, pids, procfs_root, quiet):
+        self.path, self.mode, self.pids = path, mode, pids
+        self.procfs_root, self.quiet = procfs_root, quiet
+        self.sampler = self.writer = None
+        self.simulated = False
 
     @classmethod
-    def begin(cls, args, record_path, mode):
-        """None unless ``mem_footprint`` is in ``--do_record``; raises ArgsError first."""
+    def plan(cls, args, record_path, mode):
+        """None unless ``mem_footprint`` is in ``--do_record``; raises ArgsError for a bad
+        option, touching nothing."""
         if "mem_footprint" not in args.do_record or not record_path:
             return None
         pids = target_pids(kdamonds_from_args(copy.copy(args), _AnyNode()))
-        path = f"{record_path}.mem_footprint"
-        if os.path.isfile(path):
-            os.replace(path, path + ".old")
-        sampler = FootprintSampler(pids, getattr(args, "procfs_root", "/proc"))
-        return cls(path, mode, sampler.start(), args.quiet)
+        return cls(f"{record_path}.mem_footprint", mode, pids,
+                   getattr(args, "procfs_root", "/proc"), args.quiet)
+
+    def begin(self, kdamonds) -> None:
+        """Move an existing file to ``.old`` (as damo) and, on real memory, start writing
+        a snapshot a second."""
+        from .. import records
+        self.simulated = _simulated(kdamonds)
+        if self.simulated:
+            if os.path.isfile(self.path):
+                os.replace(self.path, self.path + ".old")
+            return
+        self.writer = records.FootprintWriter(self.path, self.mode)
+        self.sampler = FootprintSampler(self.pids, self.procfs_root,
+                                        sink=self.writer.add).start()
+
+    def _stop(self, check: bool) -> None:
+        try:
+            if self.sampler:
+                self.sampler.stop(check)
+        finally:
+            if self.writer:
+                self.writer.close()
 
     def abandon(self) -> None:
-        self.sampler.stop(check=False)
+        """The run failed: stop sampling; what was written stays (a complete list)."""
+        self._stop(check=False)
 
-    def finish(self, kdamonds) -> None:
-        from .. import records
-        snaps = self.sampler.stop()
-        if _simulated(kdamonds):
-            if not self.quiet:
-                print(f"memory footprints not recorded to {self.path}: the run was on "
-                      f"simulated memory", file=sys.stderr, flush=True)
-            return
-        records.write_footprints(snaps, self.path, self.mode)
+    def finish(self) -> None:
+        self._stop(check=True)
+        if self.simulated and not self.quiet:
+            print(f"memory footprints not recorded to {self.path}: the run was on "
+                  f"simulated memory", file=sys.stderr, flush=True)
 
 
 def _simulated(kdamonds) -> bool:

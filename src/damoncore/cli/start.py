@@ -53,8 +53,9 @@ def _progress_line(kdamonds) -> str:
     return " | ".join(parts)
 
 
-def run(args, out=sys.stderr) -> list:
-    """Build, run and tear down; returns the kdamonds (lists of contexts)."""
+def run(args, out=sys.stderr, ready=None) -> list:
+    """Build, run and tear down; returns the kdamonds (lists of contexts).  ``ready``:
+    called with the kdamonds once everything is built, just before monitoring starts."""
     space = (args.ops or ["vaddr" if args.target_pid else "paddr"])[0]
     page_fault = any("page_fault" in ps for ps in (args.sample_primitives or [])) or \
         any(backends.yes(v) for v in (args.exp_ops_use_reports or []))
@@ -83,9 +84,10 @@ def run(args, out=sys.stderr) -> list:
                                                              args.procfs_root))
     duration = kd.parse_time_us(args.duration, f"--duration {args.duration!r}") \
         if args.duration else None
-    writer = RecordWriter(args.record, args.output_type) if args.record else None
     every = kd.parse_time_us(args.progress_interval, "--progress_interval") / 1e6
     last = [time.monotonic()]
+    writer = RecordWriter(args.record, args.output_type,
+                          **getattr(args, "record_options", {})) if args.record else None
 
     def progress(ctx, snap):
         if not args.quiet and time.monotonic() - last[0] >= every:
@@ -108,6 +110,8 @@ def run(args, out=sys.stderr) -> list:
             r.stop()
     old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
+        if ready:
+            ready(kdamonds)
         if len(runners) == 1:
             runners[0].run(duration)
         else:
