@@ -44,6 +44,8 @@ def test_workload_on_a_cpu_less_node_lands_there():
     assert [m.node_used(n) for n in range(2)] == [0, 4 * GiB]
     p = m.extents.lookup(key_of(m.pidx(1000), [BASE, BASE + 4 * GiB - PAGE]))
     assert m.node_of(p).tolist() == [1, 1]
+    assert m.node_bytes(1000, BASE + 3 * GiB, BASE + 3 * GiB + 256 * MiB).tolist() == \
+        [0, 256 * MiB, 0]                                 # per node, then swapped
 
 
 def test_cpu_less_node_spills_by_its_own_row_after_itself():

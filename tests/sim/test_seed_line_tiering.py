@@ -10,13 +10,11 @@ and the hot set's share on node 0.
 import os
 import sys
 
-import numpy as np
 import pytest
 
 from damoncore.cli import backends, start
 from damoncore.cli.main import build_parser
 from damoncore.sim import presets
-from damoncore.sim.extents import key_of
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "cli"))
 from cli_helpers import SEED, run_cli  # noqa: E402
@@ -28,16 +26,14 @@ TEMPORAL = ["--damos_quota_goal_tuner", "temporal"] * 2      # one per scheme, a
 
 def _instrumented(seed):
     m, info = presets.tiering(seed=seed)
-    k = m.pidx(info["pid"])
-    hs, he = key_of(k, [info["hot"][0]]), key_of(k, [info["hot"][1]])
-    hot_bytes = info["hot"][1] - info["hot"][0]
+    pid, (hot_start, hot_end) = info["pid"], info["hot"]
     log = []
     move = m.move_keys
 
     def logged(ks, ke, dst):
         res = move(ks, ke, dst)
-        s, e, _, node = m.segments(hs, he)
-        log.append((m.now_us, m.node_used(0), int((e - s)[node == 0].sum()) / hot_bytes,
+        log.append((m.now_us, m.node_used(0),
+                    m.node_bytes(pid, hot_start, hot_end)[0] / (hot_end - hot_start),
                     res.moved))
         return res
     m.move_keys = logged
@@ -83,6 +79,5 @@ def test_tiering_preset_starts_as_tpp_finds_it():
     m, info = presets.tiering()
     dram = m.nodes[0].capacity_bytes
     assert 0.995 < m.node_used(0) / dram < 0.997          # between the two goals
-    k = m.pidx(info["pid"])
-    _, _, _, node = m.segments(key_of(k, [info["hot"][0]]), key_of(k, [info["hot"][1]]))
-    assert np.all(node == 1)                              # the hot set starts on CXL
+    hot = info["hot"][1] - info["hot"][0]
+    assert m.node_bytes(info["pid"], *info["hot"]).tolist() == [0, hot, 0]   # all on CXL

@@ -324,6 +324,14 @@ class SimMachine:
         ps = np.where(p == SWAPPED, SWAPPED, p + (lo - x.kstart[j]))
         return lo, hi, ps, self.node_of(ps)
 
+    def node_bytes(self, pid, start: int, end: int) -> np.ndarray:
+        """Bytes of ``pid``'s virtual ``[start, end)`` on each node (int64, one more entry
+        at the end: swapped out)."""
+        k = self.pidx(pid)
+        s, e, _, node = self.segments(key_of(k, [start]), key_of(k, [end]))
+        return np.bincount(node, weights=(e - s).astype(np.float64),
+                           minlength=len(self.nodes) + 1).astype(np.int64)
+
     def move_keys(self, ks, ke, dst: int) -> MoveResult:
         """Migrate the present pages of key ranges ``[ks, ke)`` to node ``dst``; pages
         already there are left alone, pages that do not fit fail (lowest addresses first)."""

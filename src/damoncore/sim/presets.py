@@ -8,7 +8,7 @@ be complete.
 from __future__ import annotations
 
 from .machine import SimMachine, SimNode
-from .workloads import DEFAULT_BASE, Accessor, Mapping, Process, Stream, Workload
+from .workloads import DEFAULT_BASE, Accessor, Workload
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -77,11 +77,7 @@ def tiering(seed: int = 0, dram_bytes: int = 128 * GiB, cxl_bytes: int = 256 * G
     m = tiering_machine(dram_bytes, cxl_bytes, seed=seed)
     cold_pid, pid = 4241, 4242
     cold_size = dram_bytes - 512 * MiB
-    cpu = Accessor("cpu0", 0, cpu=0, tid=cold_pid)
-    m.add_workload(Workload([Process(cold_pid, (Mapping(DEFAULT_BASE, DEFAULT_BASE + cold_size),),
-                                     node=0)],
-                            [(0, [Stream(cpu, cold_pid, DEFAULT_BASE, DEFAULT_BASE + cold_size,
-                                         0.1)])]))
+    m.add_workload(Workload.uniform(cold_size, 0.1, pid=cold_pid, node=0))
     size, hot_off, hot = 16 * GiB, 4 * GiB, 2 * GiB
     m.add_workload(Workload.hot_cold(size, hot_off, hot, pid=pid, node=1,
                                      accessor=Accessor("cpu1", 0, cpu=1, tid=pid)))

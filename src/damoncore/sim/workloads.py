@@ -149,7 +149,8 @@ class Workload:
                  base=DEFAULT_BASE, node=0, accessor=None, exit_us=None):
         """One process, one mapping of ``size`` bytes at ``base``; the whole mapping is
         touched at ``cold_rate`` and ``[base+hot_start, +hot_size)`` additionally at
-        ``hot_rate`` (accesses/s/page)."""
+        ``hot_rate`` (accesses/s/page).  ``node``: where its memory is first touched (a
+        CPU-less node works) and, without ``accessor``, where the accessing thread runs."""
         return cls.moving_hot(size, hot_size, [(0, hot_start)], hot_rate, cold_rate, pid,
                               base, node, accessor, exit_us)
 
@@ -167,6 +168,14 @@ class Workload:
                 streams.append(Stream(acc, pid, base, base + size, cold_rate))
             phases.append((t, streams))
         return cls([proc], phases)
+
+    @classmethod
+    def uniform(cls, size, rate=0.1, pid=1000, base=DEFAULT_BASE, node=0, accessor=None):
+        """One mapping of ``size`` bytes touched uniformly at ``rate`` (e.g. cold data
+        filling a node)."""
+        acc = accessor or Accessor(f"cpu{node}", node, cpu=0, tid=pid)
+        proc = Process(pid, (Mapping(base, base + size),), node=node)
+        return cls([proc], [(0, [Stream(acc, pid, base, base + size, rate)])])
 
     @classmethod
     def zipf(cls, size, rate=50.0, s=1.0, pid=1000, base=DEFAULT_BASE, node=0, accessor=None):
