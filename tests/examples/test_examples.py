@@ -72,7 +72,6 @@ def test_monitor_process_finds_the_faulting_range():
 
 
 def test_compare_adaptations_prints_each_and_the_kernel_finds_the_move():
-    sys.path.insert(0, EXAMPLES)
     out = _example("compare_adaptations.py")
     rows = {}
     for ln in out.strip().splitlines():
