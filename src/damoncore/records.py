@@ -428,8 +428,9 @@ def _snapshot_from_line(line, rec_sample, rec_aggr, target_id, pid) -> Snapshot:
 
 
 def _text_chunks(path: str):
-    """The file's text, decompressed if it is zlib, in chunks; a truncated zlib stream
-    yields what it holds (a killed recording)."""
+    """The file's text, decompressed if it is zlib, in pieces of at most
+    :data:`READ_CHUNK` characters (a 1 MiB zlib chunk can hold 30 MiB of text); a truncated
+    zlib stream yields what it holds (a killed recording)."""
     with open(path, "rb") as f:
         first = f.read(READ_CHUNK)
         if first.lstrip()[:1] in (b"[", b"{"):
@@ -439,11 +440,13 @@ def _text_chunks(path: str):
                 chunk = f.read(READ_CHUNK)
             return
         d = zlib.decompressobj()
-        chunk = first
+        data = first
         try:
-            while chunk and not d.eof:
-                yield d.decompress(chunk).decode(errors="replace")
-                chunk = f.read(READ_CHUNK)
+            while data and not d.eof:
+                while data and not d.eof:
+                    yield d.decompress(data, READ_CHUNK).decode(errors="replace")
+                    data = d.unconsumed_tail
+                data = f.read(READ_CHUNK)
             yield d.flush().decode(errors="replace")
         except zlib.error as e:
             raise InvalidConfig(f"not a damo record file (neither JSON nor zlib: {e})") \
