@@ -118,60 +118,68 @@ def _name_max(d: str) -> int:
         return 255
 
 
+def _show(text: str) -> str:
+    r = repr(text)
+    return r if len(r) <= 80 else f"{r[:60]}...({len(text)} characters)"
+
+
 def check_output(path: str, suffixes=(), what: str = "record file") -> None:
     """Raise InvalidConfig (one line naming ``path``) unless a record can be written to
-    ``path``: a non-empty name, not a directory, in an existing directory we may write
-    to, short enough for itself plus ``.old`` and each of ``suffixes`` (side files such
-    as ``.mem_footprint``).  Nothing is created or changed."""
+    ``path``: a non-empty name, not a directory or other non-regular file, in an existing
+    directory we may write to, short enough for itself plus ``.old`` and each of
+    ``suffixes`` (side files such as ``.mem_footprint``).  Nothing is created or changed."""
     if not isinstance(path, str) or not path:
         raise InvalidConfig(f"{what}: empty file name")
     if "\0" in path:
-        raise InvalidConfig(f"{what} {path!r}: a file name cannot contain a NUL byte")
-    shown = path if len(path) <= 80 else f"{path[:60]}...({len(path)} characters)"
+        raise InvalidConfig(f"{what} {_show(path)}: a file name cannot contain a NUL byte")
     d = os.path.dirname(path) or "."
     name = os.fsencode(os.path.basename(path))
-    longest = max([".old"] + [s + ".old" for s in suffixes], key=len)
+    longest = os.fsencode(max([".old"] + [s + ".old" for s in suffixes], key=len))
     limit = _name_max(d) if os.path.isdir(d) else 255
     if not name:
-        raise InvalidConfig(f"{what} {shown!r}: names a directory, not a file")
-    if len(name) + len(os.fsencode(longest)) > limit:
-        raise InvalidConfig(f"{what} {shown!r}: file name too long ({len(name)} bytes; "
-                            f"at most {limit - len(os.fsencode(longest))} leave room for "
-                            f"{longest!r})")
+        raise InvalidConfig(f"{what} {_show(path)}: names a directory, not a file")
+    if len(name) + len(longest) > limit:
+        raise InvalidConfig(f"{what} {_show(path)}: file name too long ({len(name)} bytes; "
+                            f"{limit - len(longest)} at most, to leave room for "
+                            f"{longest.decode()!r})")
     try:
         st = os.stat(path)
     except FileNotFoundError:
         st = None
     except OSError as e:
-        raise InvalidConfig(f"{what} {shown!r}: {e.strerror}") from None
+        raise InvalidConfig(f"{what} {_show(path)}: {e.strerror}") from None
     if st is not None and stat.S_ISDIR(st.st_mode):
-        raise InvalidConfig(f"{what} {shown!r}: is a directory")
+        raise InvalidConfig(f"{what} {_show(path)}: is a directory")
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise InvalidConfig(f"{what} {_show(path)}: exists and is not a regular file")
     try:
         dst = os.stat(d)
     except FileNotFoundError:
-        raise InvalidConfig(f"{what} {shown!r}: directory {d!r} does not exist") from None
+        raise InvalidConfig(f"{what} {_show(path)}: directory {_show(d)} does not exist") \
+            from None
     except OSError as e:
-        raise InvalidConfig(f"{what} {shown!r}: directory {d!r}: {e.strerror}") from None
+        raise InvalidConfig(f"{what} {_show(path)}: directory {_show(d)}: {e.strerror}") \
+            from None
     if not stat.S_ISDIR(dst.st_mode):
-        raise InvalidConfig(f"{what} {shown!r}: {d!r} is not a directory")
+        raise InvalidConfig(f"{what} {_show(path)}: {_show(d)} is not a directory")
     if not os.access(d, os.W_OK | os.X_OK):
-        raise InvalidConfig(f"{what} {shown!r}: directory {d!r} is not writable")
+        raise InvalidConfig(f"{what} {_show(path)}: directory {_show(d)} is not writable")
     if st is not None and os.path.isdir(path + ".old"):
-        raise InvalidConfig(f"{what} {shown!r}: cannot keep the existing file, "
-                            f"{path + '.old'!r} is a directory")
+        raise InvalidConfig(f"{what} {_show(path)}: cannot keep the existing file, "
+                            f"{_show(path + '.old')} is a directory")
 
 
-def create_output(path: str, mode: int = 0o600, suffixes=()) -> int:
+def create_output(path: str, mode: int = 0o600, suffixes=(), what: str = "record file") -> int:
     """Check ``path`` (:func:`check_output`), create the new file and only then rename an
     existing one to ``<path>.old`` (damo's backup); returns the new file's descriptor.
     On failure nothing is changed.  Root passes permission checks, so the creation in the
     directory (a hidden temporary file renamed into place) is the real test."""
-    check_output(path, suffixes)
+    check_output(path, suffixes, what)
     d = os.path.dirname(path) or "."
     try:
         fd, tmp = tempfile.mkstemp(prefix=".damoncore-", dir=d)
     except OSError as e:
-        raise InvalidConfig(f"record file {path!r}: cannot create files in {d!r} "
+        raise InvalidConfig(f"{what} {_show(path)}: cannot create files in {_show(d)} "
                             f"({e.strerror})") from None
     try:
         os.fchmod(fd, mode)
@@ -563,7 +571,8 @@ class FootprintWriter:
 
     def __init__(self, path: str, mode: int = 0o600):
         self.path = path
-        self._out = StreamFile(create_output(path, mode), compressed=False)
+        self._out = StreamFile(create_output(path, mode, what="footprint file"),
+                               compressed=False)
         self._n = 0
         self._out.write("[\n")
         self._out.flush("]\n")

@@ -117,6 +117,7 @@ def test_existing_output_is_renamed_old(tmp_path):
     ("x" * 240, "too long"),                     # no room for .mem_footprint.old
     ("file/damon.data", "ot a directory"),
     ("/proc/damon.data", "/proc"),
+    ("/dev/null", "not a regular file"),
 ])
 def test_bad_out_exits_2_before_anything_and_touches_nothing(tmp_path, out, needle):
     (tmp_path / "file").write_text("keep")

@@ -62,9 +62,9 @@ def main(args):
     if "access" in args.do_record:
         records.check_output(path, [".mem_footprint"] if footprint else [])
     else:
-        if footprint:
-            records.check_output(f"{path}.mem_footprint")
         args.record = None
+    if footprint:
+        records.check_output(f"{path}.mem_footprint", what="footprint file")
     args.record_options = {"mode": mode, "flush_sec": flush_sec}
     footprints = FootprintRecording.plan(args, path, mode)
     old_hup = signal.signal(signal.SIGHUP, _hup_ends_like_term)
