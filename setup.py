@@ -10,6 +10,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # (module, source): every hot loop of the project is one of these.
 EXTENSIONS = [
     ("damoncore._regions", "src/damoncore/_regions.pyx"),
+    ("damoncore._adapt", "src/damoncore/_adapt.pyx"),
     ("damoncore.linux._move_pages", "src/damoncore/linux/_move_pages.pyx"),
     ("damoncore.linux._frames", "src/damoncore/linux/_frames.pyx"),
 ]

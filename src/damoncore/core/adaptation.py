@@ -44,6 +44,12 @@ class Adaptation:
     def split(self, ctx) -> None:
         """After the aggregation's snapshot went to the callbacks and counts were reset."""
 
+    def sampled(self, ctx, accessed) -> None:
+        """Optional: after every sample's access checks, before they are counted.
+        ``accessed[i]`` (uint8 per region) belongs to ``ctx.targets[i]``; the sampling
+        addresses are ``ctx.targets[i].regions.sampling_addr``.  Read only: regions must
+        not change here.  The core calls it only when a subclass overrides it."""
+
 
 class KernelAdaptation(Adaptation):
     """The kernel's merge and split (``kdamond_merge_regions``, ``kdamond_split_regions``)."""
@@ -90,3 +96,15 @@ class FixedRegions(Adaptation):
 
 #: the adaptations whose results the core trusts (exactly these classes, not subclasses)
 TRUSTED = (KernelAdaptation, FixedRegions)
+
+
+#: the adaptations selectable by name (API, CLI ``--adaptation``, kdamonds JSON)
+ADAPTATIONS = {"kernel": KernelAdaptation, "fixed": FixedRegions}
+
+
+def _register_builtin():
+    from .edge_split import EdgeSplit
+    ADAPTATIONS[EdgeSplit.name] = EdgeSplit
+
+
+_register_builtin()

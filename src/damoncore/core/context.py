@@ -69,6 +69,9 @@ class Context:
             raise InvalidConfig(f"adaptation must be an Adaptation, got "
                                 f"{type(adaptation).__name__}")
         self.adaptation = adaptation
+        # adaptation hook (issue 14): sampled() only when overridden, so the default pays nothing
+        self._sampled_hook = (adaptation.sampled if type(adaptation).sampled
+                              is not Adaptation.sampled else None)
         self.schemes = []
         for s in schemes:
             self.add_scheme(s)
@@ -226,6 +229,8 @@ class Context:
             return
         checked = self.ops.check_accesses(self)
         accessed = self._accessed_flags(checked)
+        if self._sampled_hook is not None:          # adaptation hook (issue 14)
+            self._sampled_hook(self, accessed)
         a = self.attrs
         mx = 0
         for t, acc in zip(self.targets, accessed):

@@ -1,0 +1,292 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Hot loops of the edge-split region adaptation (:mod:`damoncore.core.edge_split`).
+
+Same conventions as :mod:`damoncore._regions`: typed contiguous region columns, the GIL
+released, randomness from the caller's splitmix64 state (so ``tests/reference_adapt.py``
+replays the exact choices).
+"""
+import numpy as np
+cimport numpy as cnp
+from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
+from libc.stdlib cimport malloc, free, qsort
+from libc.math cimport log
+
+from damoncore._regions cimport rand_range
+
+cnp.import_array()
+
+
+cdef struct probe_t:
+    uint64_t addr
+    int64_t w
+    bint acc
+
+
+cdef int cmp_probe(const void *a, const void *b) noexcept nogil:
+    cdef uint64_t x = (<probe_t *>a).addr
+    cdef uint64_t y = (<probe_t *>b).addr
+    return -1 if x < y else (1 if x > y else 0)
+
+
+cdef inline double xlogx(double a, double n) noexcept nogil:
+    """a * log(a / n), 0 for a == 0."""
+    return a * log(a / n) if a > 0 else 0.0
+
+
+cdef inline double bernoulli_ll(double a, double n) noexcept nogil:
+    """Log-likelihood of ``a`` successes in ``n`` trials at their own rate."""
+    return xlogx(a, n) + xlogx(n - a, n) if n > 0 else 0.0
+
+
+cdef inline uint64_t edge_cut(probe_t *l, probe_t *r, bint acc_l,
+                              uint64_t min_region) noexcept nogil:
+    """Between address-sorted samples ``l`` and ``r`` (one accessed, one idle): a quarter
+    of the way from the idle one, so the gap goes mostly to the accessed side (a hot
+    piece whole rather than trimmed)."""
+    cdef uint64_t c
+    if acc_l:
+        c = r.addr - (r.addr - l.addr) / 4
+    else:
+        c = l.addr + (r.addr - l.addr) / 4
+    return c - c % min_region
+
+
+def sample_edges(const uint64_t[::1] start, const uint64_t[::1] end,
+                 const uint64_t[:, ::1] addrs, const uint8_t[:, ::1] accessed,
+                 uint64_t min_region, uint64_t[::1] cuts, double min_gain=6.0,
+                 double min_gain_accessed=6.0, uint64_t min_piece_div=16):
+    """Where each region's own samples of one aggregation change between accessed and not.
+
+    ``addrs[k, i]`` / ``accessed[k, i]``: the sampling address of region ``i`` in sample
+    ``k`` and whether it was found accessed.  Per region, the samples sorted by address
+    weigh +1 if they are the minority outcome (accessed in a mostly idle region, idle in a
+    mostly accessed one) and -1 otherwise; the maximum-sum run of consecutive samples
+    (Kadane) is the sub-range where the minority outcome wins.  It counts when a rate inside
+    and another outside explain the samples better than one rate by ``min_gain`` or more
+    (log-likelihood ratio, in nats: 6.5 for two adjacent accessed samples among 18 idle
+    ones; runs in evenly mixed samples rarely pass).  Its ends, between the run's outer
+    samples and their neighbours a quarter of the way from the idle one (aligned down to
+    ``min_region``), are the cuts: none
+    when every sample agrees or the run spans the whole region, one when it touches a
+    region end, else two; a cut leaving a piece smaller than the region's size /
+    ``min_piece_div`` (or ``min_region``) is dropped.  Cuts strictly inside the region are written to
+    ``cuts`` in increasing order (room for two per region); returns how many.
+    """
+    cdef Py_ssize_t n = start.shape[0], m = addrs.shape[0]
+    cdef Py_ssize_t i, j, lo, best_lo, best_hi, w = 0
+    cdef int64_t hits, hits_all, run, best, a_in, n_in
+    cdef uint64_t c, last, min_piece
+    cdef double gain
+    cdef probe_t *p
+    if m == 0 or n == 0:
+        return 0
+    if addrs.shape[1] != n or accessed.shape[0] != m or accessed.shape[1] != n:
+        raise ValueError("addrs and accessed must be (samples, regions)")
+    if cuts.shape[0] < 2 * n:
+        raise ValueError("cuts needs room for two cuts per region")
+    if min_region == 0:
+        min_region = 1
+    p = <probe_t *>malloc(m * sizeof(probe_t))
+    if p == NULL:
+        raise MemoryError()
+    with nogil:
+        for i in range(n):
+            hits = 0
+            for j in range(m):
+                p[j].addr = addrs[j, i]
+                p[j].acc = accessed[j, i] != 0
+                hits += accessed[j, i] != 0
+            if hits == 0 or hits == m:
+                continue
+            for j in range(m):
+                if (accessed[j, i] != 0) == (2 * hits <= m):
+                    p[j].w = 1
+                else:
+                    p[j].w = -1
+            qsort(p, m, sizeof(probe_t), cmp_probe)
+            best = 0
+            best_lo = best_hi = -1
+            run = 0
+            lo = 0
+            for j in range(m):
+                if run <= 0:
+                    run = 0
+                    lo = j
+                run += p[j].w
+                if run > best:
+                    best, best_lo, best_hi = run, lo, j
+            if best_lo < 0 or (best_lo == 0 and best_hi == m - 1):
+                continue
+            n_in = best_hi - best_lo + 1
+            a_in = (n_in + best) / 2            # minority samples in the run
+            hits_all = hits
+            if 2 * hits > m:
+                hits = m - hits                 # minority samples overall
+            gain = (bernoulli_ll(a_in, n_in) + bernoulli_ll(hits - a_in, m - n_in)
+                    - bernoulli_ll(hits, m))
+            if gain < (min_gain if 2 * hits_all > m else min_gain_accessed):
+                continue
+            min_piece = (end[i] - start[i]) / min_piece_div
+            if min_piece < min_region:
+                min_piece = min_region
+            last = start[i]
+            if best_lo > 0:
+                c = edge_cut(&p[best_lo - 1], &p[best_lo], p[best_lo - 1].acc, min_region)
+                if c >= last + min_piece and c + min_piece <= end[i]:
+                    cuts[w] = c
+                    w += 1
+                    last = c
+            if best_hi < m - 1:
+                c = edge_cut(&p[best_hi], &p[best_hi + 1], p[best_hi].acc, min_region)
+                if c >= last + min_piece and c + min_piece <= end[i]:
+                    cuts[w] = c
+                    w += 1
+    free(p)
+    return w
+
+
+cdef inline bint is_mixed(uint32_t nr, uint32_t nr_samples) noexcept nogil:
+    """A quarter to three quarters of the samples found an access."""
+    return 4 * <uint64_t>nr >= nr_samples and 4 * <uint64_t>nr <= 3 * <uint64_t>nr_samples
+
+
+def merge_regions(uint64_t[::1] start, uint64_t[::1] end, uint32_t[::1] nr_accesses,
+                  uint32_t[::1] nr_accesses_bp, uint32_t[::1] last_nr_accesses,
+                  uint32_t[::1] age, uint32_t thres, uint64_t sz_limit,
+                  uint64_t mixed_sz_limit, uint32_t nr_samples):
+    """The kernel's merge pass (damon_merge_regions_of()) with one more rule: when either
+    region reads *mixed* (a quarter to three quarters of ``nr_samples`` accessed), the
+    merged size stays within ``mixed_sz_limit`` instead of ``sz_limit``, so averaging does
+    not fold the uncertain edge of a hot set into one large region.
+
+    Ages as the kernel (reset when ``|nr_accesses - last_nr_accesses| > thres``, else +1);
+    merged regions take size-weighted ``nr_accesses`` and ``age``.  Compacts the columns in
+    place and returns the new count.
+    """
+    cdef Py_ssize_t i, w = -1, n = start.shape[0]
+    cdef uint64_t sz_l, sz_r, lim
+    cdef int64_t d
+    with nogil:
+        for i in range(n):
+            d = <int64_t>nr_accesses[i] - <int64_t>last_nr_accesses[i]
+            if d > thres or -d > thres:
+                age[i] = 0
+            else:
+                age[i] += 1
+            nr_accesses_bp[i] = nr_accesses[i] * 10000
+            if w >= 0:
+                d = <int64_t>nr_accesses[w] - <int64_t>nr_accesses[i]
+                sz_l = end[w] - start[w]
+                sz_r = end[i] - start[i]
+                lim = sz_limit
+                if (is_mixed(nr_accesses[w], nr_samples)
+                        or is_mixed(nr_accesses[i], nr_samples)):
+                    lim = mixed_sz_limit
+                if (end[w] == start[i] and d <= thres and -d <= thres
+                        and sz_l + sz_r <= lim):
+                    nr_accesses[w] = <uint32_t>((<uint64_t>nr_accesses[w] * sz_l
+                                                 + <uint64_t>nr_accesses[i] * sz_r)
+                                                / (sz_l + sz_r))
+                    nr_accesses_bp[w] = nr_accesses[w] * 10000
+                    age[w] = <uint32_t>((<uint64_t>age[w] * sz_l + <uint64_t>age[i] * sz_r)
+                                        / (sz_l + sz_r))
+                    end[w] = end[i]
+                    continue
+            w += 1
+            if w != i:
+                start[w] = start[i]
+                end[w] = end[i]
+                nr_accesses[w] = nr_accesses[i]
+                nr_accesses_bp[w] = nr_accesses_bp[i]
+                last_nr_accesses[w] = last_nr_accesses[i]
+                age[w] = age[i]
+    return w + 1
+
+
+cdef inline Py_ssize_t emit(Py_ssize_t w, uint64_t a, uint64_t b, Py_ssize_t i,
+                            uint64_t[::1] o_start, uint64_t[::1] o_end,
+                            uint32_t[::1] o_nr, uint32_t[::1] o_bp, uint32_t[::1] o_last,
+                            uint32_t[::1] o_age, const uint32_t[::1] nr_accesses,
+                            const uint32_t[::1] nr_accesses_bp,
+                            const uint32_t[::1] last_nr_accesses,
+                            const uint32_t[::1] age) noexcept nogil:
+    o_start[w] = a
+    o_end[w] = b
+    o_nr[w] = nr_accesses[i]
+    o_bp[w] = nr_accesses_bp[i]
+    o_last[w] = last_nr_accesses[i]
+    o_age[w] = age[i]
+    return w + 1
+
+
+def split_at(const uint64_t[::1] start, const uint64_t[::1] end,
+             const uint32_t[::1] nr_accesses, const uint32_t[::1] nr_accesses_bp,
+             const uint32_t[::1] last_nr_accesses, const uint32_t[::1] age,
+             const uint64_t[::1] cuts, const uint32_t[::1] pieces, uint64_t min_region,
+             uint64_t[::1] rng):
+    """Split regions at ``cuts`` (increasing addresses; those outside every region or on a
+    boundary are ignored) and into ``pieces[i]`` near-equal pieces where that is 2 or
+    more: cuts at ``start + (j + 0.5 + u) * (size // k)`` for j = 0 .. k-2, one uniform
+    ``u`` in [0, 1) (in 1/1024ths) per such region, aligned down to ``min_region``, so
+    repeated splits do not cut at the same addresses.  Both kinds of cuts of a region
+    apply together.  Pieces copy the parent's counters.  Returns the six new columns.
+    """
+    cdef Py_ssize_t n = start.shape[0], nc = cuts.shape[0]
+    cdef Py_ssize_t cap = n + nc, i
+    if pieces.shape[0] != n:
+        raise ValueError("pieces needs one entry per region")
+    for i in range(n):
+        cap += pieces[i]
+    o_start_a = np.empty(cap, dtype=np.uint64)
+    o_end_a = np.empty(cap, dtype=np.uint64)
+    o_nr_a = np.empty(cap, dtype=np.uint32)
+    o_bp_a = np.empty(cap, dtype=np.uint32)
+    o_last_a = np.empty(cap, dtype=np.uint32)
+    o_age_a = np.empty(cap, dtype=np.uint32)
+    cdef uint64_t[::1] o_start = o_start_a
+    cdef uint64_t[::1] o_end = o_end_a
+    cdef uint32_t[::1] o_nr = o_nr_a
+    cdef uint32_t[::1] o_bp = o_bp_a
+    cdef uint32_t[::1] o_last = o_last_a
+    cdef uint32_t[::1] o_age = o_age_a
+    cdef Py_ssize_t j, k, w = 0, c = 0
+    cdef uint64_t prev, u, piece, ecut, cut
+    if min_region == 0:
+        min_region = 1
+    with nogil:
+        for i in range(n):
+            while c < nc and cuts[c] <= start[i]:
+                c += 1
+            prev = start[i]
+            k = pieces[i] if pieces[i] > 1 else 1
+            piece = (end[i] - start[i]) / k
+            u = rand_range(&rng[0], 0, 1024) if k > 1 else 0
+            j = 0
+            while True:
+                # the next even cut (if any) and the next explicit cut (if any), in order
+                ecut = end[i]
+                while j < k - 1:
+                    ecut = start[i] + <uint64_t>j * piece + piece * (512 + u) / 1024
+                    ecut -= ecut % min_region
+                    if ecut > prev:
+                        break
+                    j += 1
+                    ecut = end[i]
+                cut = ecut
+                if c < nc and cuts[c] < end[i] and cuts[c] < cut:
+                    cut = cuts[c]
+                if cut >= end[i]:
+                    break
+                if cut > prev:
+                    w = emit(w, prev, cut, i, o_start, o_end, o_nr, o_bp, o_last, o_age,
+                             nr_accesses, nr_accesses_bp, last_nr_accesses, age)
+                    prev = cut
+                if c < nc and cuts[c] == cut:
+                    c += 1
+                if ecut == cut:
+                    j += 1
+            while c < nc and cuts[c] < end[i]:
+                c += 1
+            w = emit(w, prev, end[i], i, o_start, o_end, o_nr, o_bp, o_last, o_age,
+                     nr_accesses, nr_accesses_bp, last_nr_accesses, age)
+    return (o_start_a[:w], o_end_a[:w], o_nr_a[:w], o_bp_a[:w], o_last_a[:w], o_age_a[:w])

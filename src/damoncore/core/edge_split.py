@@ -1,0 +1,194 @@
+"""edge-split: the kernel's region adaptation, with splits placed where each region's own
+samples change between accessed and not accessed instead of at random.
+
+The kernel's split cuts every region at a random 10-90% point and lets the next merge undo
+the cuts that found nothing.  A region holding a small hot range in a large idle space, or
+the fading edge of a Zipf head, shows it in its samples first: a few of its 20 sampling
+addresses of an aggregation were accessed, the rest not, and *where* they were is known.
+edge-split keeps every sample's address and result for the aggregation (the
+:meth:`~damoncore.core.adaptation.Adaptation.sampled` hook), finds in each region the run of
+address-sorted samples where the minority outcome wins (``_adapt.sample_edges``: a maximum
+sum run, accessed in an idle region or idle in an accessed one), and splits there: at most
+two cuts, halfway between the run's outer samples and their neighbours.  Regions whose
+samples all agree are split the kernel's way, so the number of regions per sample stays the
+kernel's (two pieces per region, three for the regions with a run inside); the merge is the
+kernel's, unchanged (same thresholds, ages, size limit), so a cut the next aggregation does
+not confirm is undone as the kernel's random cuts are.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _adapt
+from .adaptation import KernelAdaptation
+
+
+class _Samples:
+    """One target's sampling addresses and results of the current aggregation, row k =
+    sample k, column i = region i (for the regions whose ``start`` column is ``key``)."""
+
+    __slots__ = ("key", "addrs", "accessed", "k")
+
+    def __init__(self, key, nr, cap):
+        self.key = key
+        self.addrs = np.empty((cap, nr), np.uint64)
+        self.accessed = np.empty((cap, nr), np.uint8)
+        self.k = 0
+
+
+class EdgeSplit(KernelAdaptation):
+    """The kernel's merge; splits spent where each region's samples show an edge.
+
+    ``budget``: regions to sample per sample interval after a split (default
+    ``explore_factor * min_nr_regions``, at most ``max_nr_regions``); splits stop there.
+    ``min_gain``: log-likelihood gain (nats) for an edge in a region's samples to count.
+    ``sparse_pieces``: pieces for a mostly idle region with a few accessed samples.
+    """
+
+    name = "edge-split"
+
+    def __init__(self, budget: int | None = None, explore_factor: int = 5,
+                 min_gain: float = 6.0, min_gain_accessed: float = 3.0, boost: int = 4,
+                 mixed_div: int = 8):
+        super().__init__()
+        self.budget = budget
+        self.explore_factor = int(explore_factor)
+        self.min_gain = float(min_gain)
+        self.min_gain_accessed = float(min_gain_accessed)
+        self.boost = int(boost)
+        self.mixed_div = int(mixed_div)
+        self._samples = {}        # target index -> _Samples
+        self._cuts = {}           # target index -> increasing cut addresses
+
+    def _budget(self, ctx) -> int:
+        a = ctx.attrs
+        b = self.budget if self.budget is not None else self.explore_factor * a.min_nr_regions
+        return max(1, min(a.max_nr_regions, b))
+
+    def sampled(self, ctx, accessed) -> None:
+        cap = ctx.attrs.aggr_samples
+        for i, t in enumerate(ctx.targets):
+            if t.obsolete:
+                continue
+            r = t.regions
+            s = self._samples.get(i)
+            if s is None or s.key is not r.start:
+                # new regions (first aggregation, after a split, or an ops update)
+                s = self._samples[i] = _Samples(r.start, r.nr, cap)
+            if s.k < cap:
+                s.addrs[s.k] = r.sampling_addr
+                s.accessed[s.k] = accessed[i]
+                s.k += 1
+
+    def merge(self, ctx, threshold: int) -> None:
+        self._cuts = {}
+        for i, t in enumerate(ctx.targets):
+            s = self._samples.pop(i, None)
+            r = t.regions
+            if t.obsolete or s is None or s.key is not r.start or s.k == 0:
+                continue
+            cuts = np.empty(2 * r.nr, np.uint64)
+            n = _adapt.sample_edges(r.start, r.end, s.addrs[:s.k], s.accessed[:s.k],
+                                    ctx.min_region, cuts, self.min_gain,
+                                    self.min_gain_accessed)
+            if n:
+                self._cuts[i] = cuts[:n]
+        # the kernel's merge (threshold doubled while over max_nr_regions), mixed regions
+        # merged up to total / budget only
+        total = sum(t.regions.total_size() for t in ctx.active_targets)
+        mixed_limit = max(ctx.min_region, total // (self.mixed_div * self._budget(ctx)))
+        max_thres = ctx.attrs.aggr_samples
+        while True:
+            for t in ctx.active_targets:
+                r = t.regions
+                n = _adapt.merge_regions(r.start, r.end, r.nr_accesses, r.nr_accesses_bp,
+                                         r.last_nr_accesses, r.age, threshold, ctx.sz_limit,
+                                         mixed_limit, max_thres)
+                r.truncate(n)
+            threshold = max(1, threshold * 2)
+            mixed_limit *= 2
+            if not (ctx.nr_regions() > ctx.attrs.max_nr_regions
+                    and threshold // 2 < max_thres):
+                break
+
+    def split(self, ctx) -> None:
+        targets = [(i, t) for i, t in enumerate(ctx.targets) if not t.obsolete]
+        nr = sum(t.regions.nr for _, t in targets)
+        room = self._budget(ctx) - nr
+        cuts_of, self._cuts = self._cuts, {}
+        self._last_nr_regions = nr
+        if room <= 0 or not targets:
+            return
+        n_samples = ctx.attrs.aggr_samples
+        regs = [t.regions for _, t in targets]
+        sizes = [(r.end - r.start).astype(np.int64) for r in regs]
+        # 1. edges: cuts where the samples changed, and flanks of sharp boundaries
+        cuts = []
+        for (i, t), r in zip(targets, regs):
+            c = cuts_of.get(i, np.zeros(0, np.uint64))
+            fl = _flank_cuts(r, n_samples, ctx.min_region)
+            cuts.append(np.unique(np.concatenate([c, fl])) if len(fl) else c)
+        nr_cuts = sum(len(c) for c in cuts)
+        if nr_cuts > room:             # keep the cuts of the largest regions
+            cut_sz = np.concatenate([sz[np.searchsorted(r.start, c, side="right") - 1]
+                                     for r, sz, c in zip(regs, sizes, cuts)])
+            keep = np.zeros(nr_cuts, bool)
+            keep[np.argsort(-cut_sz, kind="stable")[:room]] = True
+            out, j = [], 0
+            for c in cuts:
+                out.append(c[keep[j:j + len(c)]])
+                j += len(c)
+            cuts, nr_cuts = out, room
+        room -= nr_cuts
+        # 2. the rest of the budget evens out the regions, weighing each by its size,
+        # times ``boost`` where its samples disagree: evenly mixed (the report's hot/cold
+        # decision is uncertain there) or mostly idle with a few accessed samples (a
+        # small hot range that the samples did not place)
+        sz_all = np.concatenate(sizes)
+        last = np.concatenate([r.last_nr_accesses for r in regs]).astype(np.int64)
+        most = np.maximum(1, sz_all // ctx.min_region)
+        weight = np.where((last > 0) & (last < n_samples), sz_all * self.boost, sz_all)
+        pieces = np.ones(len(sz_all), np.int64)
+        if room > 0:
+            s_hi = int(weight.max())
+            s_lo = 1
+            # the smallest weight per piece S whose pieces ceil(weight / S) fit in the room
+            while s_hi - s_lo > 1:
+                mid = (s_lo + s_hi) // 2
+                if int((np.minimum(-(-weight // mid), most) - 1).sum()) <= room:
+                    s_hi = mid
+                else:
+                    s_lo = mid
+            pieces = np.minimum(-(-weight // s_hi), most)
+        j = 0
+        for r, c in zip(regs, cuts):
+            k = pieces[j:j + r.nr].astype(np.uint32)
+            j += r.nr
+            r.replace(*_adapt.split_at(r.start, r.end, r.nr_accesses, r.nr_accesses_bp,
+                                       r.last_nr_accesses, r.age, c, k, ctx.min_region,
+                                       ctx.rng))
+
+
+def _flank_cuts(r, nr_samples: int, min_region: int) -> np.ndarray:
+    """Cuts a quarter of the hotter region's size into the colder side of every boundary
+    whose two regions read far apart (by more than a quarter of the samples): the exact
+    edge of a hot range is rarely where the last cut put it, and a thin flank sampled on
+    its own shows whether hot bytes spill over it."""
+    if r.nr < 2:
+        return np.zeros(0, np.uint64)
+    last = r.last_nr_accesses.astype(np.int64)
+    d = last[1:] - last[:-1]
+    edge = (np.abs(d) * 4 > nr_samples) & (r.end[:-1] == r.start[1:])
+    if not edge.any():
+        return np.zeros(0, np.uint64)
+    k = np.flatnonzero(edge)
+    left_hot = d[k] < 0
+    sz = (r.end - r.start).astype(np.int64)
+    hot_sz = np.where(left_hot, sz[k], sz[k + 1])
+    cold_sz = np.where(left_hot, sz[k + 1], sz[k])
+    w = np.minimum(hot_sz // 4, cold_sz // 2)
+    w -= w % min_region
+    b = r.end[k].astype(np.int64)
+    c = np.where(left_hot, b + w, b - w)
+    return np.unique(c[w > 0].astype(np.uint64))
