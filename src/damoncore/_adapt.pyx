@@ -290,3 +290,134 @@ def split_at(const uint64_t[::1] start, const uint64_t[::1] end,
             w = emit(w, prev, end[i], i, o_start, o_end, o_nr, o_bp, o_last, o_age,
                      nr_accesses, nr_accesses_bp, last_nr_accesses, age)
     return (o_start_a[:w], o_end_a[:w], o_nr_a[:w], o_bp_a[:w], o_last_a[:w], o_age_a[:w])
+
+
+cdef struct cand_t:
+    uint64_t addr
+    uint64_t size
+
+
+cdef int cmp_cand_size(const void *a, const void *b) noexcept nogil:
+    cdef cand_t *x = <cand_t *>a
+    cdef cand_t *y = <cand_t *>b
+    if x.size != y.size:
+        return -1 if x.size > y.size else 1
+    return -1 if x.addr < y.addr else (1 if x.addr > y.addr else 0)
+
+
+cdef int cmp_cand_addr(const void *a, const void *b) noexcept nogil:
+    cdef uint64_t x = (<cand_t *>a).addr
+    cdef uint64_t y = (<cand_t *>b).addr
+    return -1 if x < y else (1 if x > y else 0)
+
+
+def plan_split(const uint64_t[::1] start, const uint64_t[::1] end,
+               const uint32_t[::1] last_nr_accesses, const uint64_t[::1] evidence,
+               int64_t room, uint32_t nr_samples, uint64_t min_region, uint64_t boost):
+    """Where to split one target's regions with at most ``room`` more regions; returns
+    ``(cuts, pieces)`` for :func:`split_at`.
+
+    1. Cuts: ``evidence`` (increasing addresses from :func:`sample_edges`) and *flanks*:
+       beside each boundary whose two regions' ``last_nr_accesses`` differ by more than a
+       quarter of ``nr_samples``, a cut into the colder region at a quarter of the hotter
+       one's size (at most half the colder one's), aligned down to ``min_region``.  Only
+       cuts strictly inside a region count; over ``room``, the cuts in the largest regions
+       are kept.
+    2. Pieces: the room left evens regions out by weight = size, times ``boost`` where
+       the samples disagreed (0 < ``last_nr_accesses`` < ``nr_samples``): the smallest
+       weight per piece ``S`` whose ``ceil(weight / S)`` pieces (at most size /
+       ``min_region``) fit, found by bisection.
+    """
+    cdef Py_ssize_t n = start.shape[0], ne = evidence.shape[0]
+    cdef Py_ssize_t i, k, e = 0, f = 0, nf = 0, nc = 0, r
+    cdef int64_t d
+    cdef uint64_t w, hot_sz, cold_sz, c, s_lo, s_hi, mid, need, x, most
+    cdef cand_t *cand
+    if min_region == 0:
+        min_region = 1
+    pieces_a = np.ones(n, dtype=np.uint32)
+    cdef uint32_t[::1] pieces = pieces_a
+    flank_a = np.empty(n if n else 1, dtype=np.uint64)
+    cdef uint64_t[::1] flank = flank_a
+    if room <= 0 or n == 0:
+        return np.zeros(0, np.uint64), pieces_a
+    cand = <cand_t *>malloc((ne + n) * sizeof(cand_t))
+    if cand == NULL:
+        raise MemoryError()
+    with nogil:
+        for k in range(n - 1):
+            if end[k] != start[k + 1]:
+                continue
+            d = <int64_t>last_nr_accesses[k + 1] - <int64_t>last_nr_accesses[k]
+            if 4 * (d if d > 0 else -d) <= <int64_t>nr_samples:
+                continue
+            if d < 0:               # the left one is hotter
+                hot_sz, cold_sz = end[k] - start[k], end[k + 1] - start[k + 1]
+            else:
+                hot_sz, cold_sz = end[k + 1] - start[k + 1], end[k] - start[k]
+            w = hot_sz / 4
+            if w > cold_sz / 2:
+                w = cold_sz / 2
+            w -= w % min_region
+            if w == 0:
+                continue
+            flank[nf] = end[k] + w if d < 0 else end[k] - w
+            nf += 1
+        # merge the two increasing lists, keep cuts strictly inside a region, once each
+        r = 0
+        while e < ne or f < nf:
+            if f >= nf or (e < ne and evidence[e] <= flank[f]):
+                c = evidence[e]
+                e += 1
+            else:
+                c = flank[f]
+                f += 1
+            if nc and cand[nc - 1].addr == c:
+                continue
+            while r < n and end[r] <= c:
+                r += 1
+            if r >= n or c <= start[r]:
+                continue
+            cand[nc].addr = c
+            cand[nc].size = end[r] - start[r]
+            nc += 1
+        if nc > room:
+            qsort(cand, nc, sizeof(cand_t), cmp_cand_size)
+            nc = room
+            qsort(cand, nc, sizeof(cand_t), cmp_cand_addr)
+        room -= nc
+        if room > 0:
+            s_hi = 1
+            for i in range(n):
+                x = end[i] - start[i]
+                if last_nr_accesses[i] > 0 and last_nr_accesses[i] < nr_samples:
+                    x *= boost
+                if x > s_hi:
+                    s_hi = x
+            s_lo = 1
+            while s_hi - s_lo > 1:
+                mid = s_lo + (s_hi - s_lo) / 2
+                need = 0
+                for i in range(n):
+                    x = end[i] - start[i]
+                    most = x / min_region if x >= min_region else 1
+                    if last_nr_accesses[i] > 0 and last_nr_accesses[i] < nr_samples:
+                        x *= boost
+                    x = (x + mid - 1) / mid
+                    need += (x if x < most else most) - 1
+                if need <= <uint64_t>room:
+                    s_hi = mid
+                else:
+                    s_lo = mid
+            for i in range(n):
+                x = end[i] - start[i]
+                most = x / min_region if x >= min_region else 1
+                if last_nr_accesses[i] > 0 and last_nr_accesses[i] < nr_samples:
+                    x *= boost
+                x = (x + s_hi - 1) / s_hi
+                pieces[i] = <uint32_t>(x if x < most else most)
+    cuts_a = np.empty(nc, dtype=np.uint64)
+    for i in range(nc):
+        cuts_a[i] = cand[i].addr
+    free(cand)
+    return cuts_a, pieces_a

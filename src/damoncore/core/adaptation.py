@@ -94,17 +94,11 @@ class FixedRegions(Adaptation):
     name = "fixed"
 
 
-#: the adaptations whose results the core trusts (exactly these classes, not subclasses)
-TRUSTED = (KernelAdaptation, FixedRegions)
-
+from .edge_split import EdgeSplit  # noqa: E402  (a KernelAdaptation subclass)
 
 #: the adaptations selectable by name (API, CLI ``--adaptation``, kdamonds JSON)
-ADAPTATIONS = {"kernel": KernelAdaptation, "fixed": FixedRegions}
+ADAPTATIONS = {"kernel": KernelAdaptation, "fixed": FixedRegions, "edge-split": EdgeSplit}
 
-
-def _register_builtin():
-    from .edge_split import EdgeSplit
-    ADAPTATIONS[EdgeSplit.name] = EdgeSplit
-
-
-_register_builtin()
+#: the adaptations whose results the core trusts (exactly these classes, not subclasses);
+#: edge-split is tested never to break the invariants (tests/core/test_edge_split.py)
+TRUSTED = (KernelAdaptation, FixedRegions, EdgeSplit)

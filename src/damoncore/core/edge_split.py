@@ -67,19 +67,20 @@ class EdgeSplit(KernelAdaptation):
         return max(1, min(a.max_nr_regions, b))
 
     def sampled(self, ctx, accessed) -> None:
-        cap = ctx.attrs.aggr_samples
+        samples = self._samples
         for i, t in enumerate(ctx.targets):
             if t.obsolete:
                 continue
             r = t.regions
-            s = self._samples.get(i)
+            s = samples.get(i)
             if s is None or s.key is not r.start:
                 # new regions (first aggregation, after a split, or an ops update)
-                s = self._samples[i] = _Samples(r.start, r.nr, cap)
-            if s.k < cap:
-                s.addrs[s.k] = r.sampling_addr
-                s.accessed[s.k] = accessed[i]
-                s.k += 1
+                s = samples[i] = _Samples(r.start, r.nr, ctx.attrs.aggr_samples)
+            k = s.k
+            if k < len(s.addrs):
+                s.addrs[k] = r.sampling_addr
+                s.accessed[k] = accessed[i]
+                s.k = k + 1
 
     def merge(self, ctx, threshold: int) -> None:
         self._cuts = {}
@@ -120,75 +121,21 @@ class EdgeSplit(KernelAdaptation):
         self._last_nr_regions = nr
         if room <= 0 or not targets:
             return
+        if len(targets) == 1:
+            rooms = [room]
+        else:       # each target's share of the room, by size
+            sizes = [t.regions.total_size() for _, t in targets]
+            rooms = [room * sz // max(1, sum(sizes)) for sz in sizes]
+            rooms[int(np.argmax(sizes))] += room - sum(rooms)
         n_samples = ctx.attrs.aggr_samples
-        regs = [t.regions for _, t in targets]
-        sizes = [(r.end - r.start).astype(np.int64) for r in regs]
-        # 1. edges: cuts where the samples changed, and flanks of sharp boundaries
-        cuts = []
-        for (i, t), r in zip(targets, regs):
-            c = cuts_of.get(i, np.zeros(0, np.uint64))
-            fl = _flank_cuts(r, n_samples, ctx.min_region)
-            cuts.append(np.unique(np.concatenate([c, fl])) if len(fl) else c)
-        nr_cuts = sum(len(c) for c in cuts)
-        if nr_cuts > room:             # keep the cuts of the largest regions
-            cut_sz = np.concatenate([sz[np.searchsorted(r.start, c, side="right") - 1]
-                                     for r, sz, c in zip(regs, sizes, cuts)])
-            keep = np.zeros(nr_cuts, bool)
-            keep[np.argsort(-cut_sz, kind="stable")[:room]] = True
-            out, j = [], 0
-            for c in cuts:
-                out.append(c[keep[j:j + len(c)]])
-                j += len(c)
-            cuts, nr_cuts = out, room
-        room -= nr_cuts
-        # 2. the rest of the budget evens out the regions, weighing each by its size,
-        # times ``boost`` where its samples disagree: evenly mixed (the report's hot/cold
-        # decision is uncertain there) or mostly idle with a few accessed samples (a
-        # small hot range that the samples did not place)
-        sz_all = np.concatenate(sizes)
-        last = np.concatenate([r.last_nr_accesses for r in regs]).astype(np.int64)
-        most = np.maximum(1, sz_all // ctx.min_region)
-        weight = np.where((last > 0) & (last < n_samples), sz_all * self.boost, sz_all)
-        pieces = np.ones(len(sz_all), np.int64)
-        if room > 0:
-            s_hi = int(weight.max())
-            s_lo = 1
-            # the smallest weight per piece S whose pieces ceil(weight / S) fit in the room
-            while s_hi - s_lo > 1:
-                mid = (s_lo + s_hi) // 2
-                if int((np.minimum(-(-weight // mid), most) - 1).sum()) <= room:
-                    s_hi = mid
-                else:
-                    s_lo = mid
-            pieces = np.minimum(-(-weight // s_hi), most)
-        j = 0
-        for r, c in zip(regs, cuts):
-            k = pieces[j:j + r.nr].astype(np.uint32)
-            j += r.nr
+        for (i, t), room_t in zip(targets, rooms):
+            r = t.regions
+            cuts, pieces = _adapt.plan_split(r.start, r.end, r.last_nr_accesses,
+                                             cuts_of.get(i, _NO_CUTS), room_t, n_samples,
+                                             ctx.min_region, self.boost)
             r.replace(*_adapt.split_at(r.start, r.end, r.nr_accesses, r.nr_accesses_bp,
-                                       r.last_nr_accesses, r.age, c, k, ctx.min_region,
-                                       ctx.rng))
+                                       r.last_nr_accesses, r.age, cuts, pieces,
+                                       ctx.min_region, ctx.rng))
 
 
-def _flank_cuts(r, nr_samples: int, min_region: int) -> np.ndarray:
-    """Cuts a quarter of the hotter region's size into the colder side of every boundary
-    whose two regions read far apart (by more than a quarter of the samples): the exact
-    edge of a hot range is rarely where the last cut put it, and a thin flank sampled on
-    its own shows whether hot bytes spill over it."""
-    if r.nr < 2:
-        return np.zeros(0, np.uint64)
-    last = r.last_nr_accesses.astype(np.int64)
-    d = last[1:] - last[:-1]
-    edge = (np.abs(d) * 4 > nr_samples) & (r.end[:-1] == r.start[1:])
-    if not edge.any():
-        return np.zeros(0, np.uint64)
-    k = np.flatnonzero(edge)
-    left_hot = d[k] < 0
-    sz = (r.end - r.start).astype(np.int64)
-    hot_sz = np.where(left_hot, sz[k], sz[k + 1])
-    cold_sz = np.where(left_hot, sz[k + 1], sz[k])
-    w = np.minimum(hot_sz // 4, cold_sz // 2)
-    w -= w % min_region
-    b = r.end[k].astype(np.int64)
-    c = np.where(left_hot, b + w, b - w)
-    return np.unique(c[w > 0].astype(np.uint64))
+_NO_CUTS = np.zeros(0, np.uint64)
