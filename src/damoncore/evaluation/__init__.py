@@ -1,0 +1,1 @@
+"""Region-sampling algorithms scored against simulated ground truth (see docs/sampling.md)."""

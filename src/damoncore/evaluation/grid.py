@@ -1,0 +1,143 @@
+"""The sweep: algorithms x parameters x workloads x seeds, run serially, on a local process
+pool or on a Dask cluster, gathered into one tidy table (one row per aggregation).
+
+Every cell is a plain, picklable :class:`~damoncore.evaluation.run.Cell`; a worker
+resolves the adaptation and the workload by name, so a cluster's workers need damoncore
+(and any custom ``module:Class`` adaptation) importable, nothing else.  A cell's rows depend
+only on the cell (the simulator and the monitor are seeded), so the same grid gives the same
+table on any executor; only :data:`~damoncore.evaluation.run.TIMING_COLUMNS` are
+measurements.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import os
+from dataclasses import dataclass, field
+
+from ..errors import DamonError, InvalidConfig
+from .run import COLUMNS, Cell, run_cell
+from .workloads import WORKLOADS
+
+#: the default algorithms of ``damoncore eval-sampling``: (adaptation, min, max) each
+DEFAULT_ALGORITHMS = ("kernel", "split-mixed")
+DEFAULT_NR_REGIONS = ((10, 1000),)
+
+
+@dataclass
+class Grid:
+    """``adaptations`` x ``nr_regions`` (min, max) pairs x ``workloads`` x ``seeds``;
+    ``extra``: further cells (e.g. a fixed grid with its own region count).  Cells are in
+    that order, and so are the rows of the table."""
+
+    adaptations: tuple = DEFAULT_ALGORITHMS
+    workloads: tuple = tuple(WORKLOADS)
+    seeds: tuple = (1, 2, 3, 4, 5)
+    nr_regions: tuple = DEFAULT_NR_REGIONS
+    sample_us: int = 5000
+    aggr_us: int = 100_000
+    extra: tuple = field(default_factory=tuple)
+
+    def cells(self) -> list:
+        for w in self.workloads:
+            if w not in WORKLOADS:
+                raise InvalidConfig(f"unknown workload {w!r} (known: {', '.join(WORKLOADS)})")
+        out = [Cell(a, w, s, lo, hi, self.sample_us, self.aggr_us)
+               for w, (a, (lo, hi)), s in itertools.product(
+                   self.workloads, itertools.product(self.adaptations, self.nr_regions),
+                   self.seeds)]
+        out += [c if isinstance(c, Cell) else Cell(**c) for c in self.extra]
+        return sorted(out, key=lambda c: (list(self.workloads).index(c.workload)
+                                          if c.workload in self.workloads else 1 << 30))
+
+
+def _serial(cells):
+    return [run_cell(c) for c in cells]
+
+
+def _pool(cells, workers):
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(max_workers=workers) as ex:
+        return list(ex.map(run_cell, cells, chunksize=1))
+
+
+def _dask(cells, address):
+    try:
+        from distributed import Client
+    except ImportError as e:
+        raise InvalidConfig("a Dask scheduler needs the 'distributed' package (pip install "
+                            "'damoncore[dask]')") from e
+    try:
+        client = Client(address, timeout="20s")
+    except (OSError, TimeoutError, ValueError) as e:
+        raise DamonError(f"cannot reach the Dask scheduler at {address!r}: {e}") from e
+    try:
+        futures = client.map(run_cell, cells, pure=False)
+        return client.gather(futures)
+    finally:
+        client.close()
+
+
+def run_grid(grid, executor: str = "pool", workers: int | None = None,
+             scheduler: str | None = None) -> list:
+    """Run every cell of ``grid`` (a :class:`Grid` or a list of cells); the table's rows.
+
+    ``executor``: ``"pool"`` (a local process pool of ``workers``, default one per CPU),
+    ``"serial"`` (this process), or ``"dask"`` (the existing cluster whose scheduler is at
+    ``scheduler``, e.g. ``tcp://10.0.0.5:8786``; giving ``scheduler`` implies it).
+    """
+    cells = grid.cells() if isinstance(grid, Grid) else [
+        c if isinstance(c, Cell) else Cell(**c) for c in grid]
+    if scheduler is not None:
+        executor = "dask"
+    if executor == "serial":
+        parts = _serial(cells)
+    elif executor == "pool":
+        if workers is not None and workers < 1:
+            raise InvalidConfig(f"workers must be >= 1, got {workers}")
+        parts = _pool(cells, workers or os.cpu_count() or 1)
+    elif executor == "dask":
+        if not scheduler:
+            raise InvalidConfig("the dask executor needs a scheduler address")
+        parts = _dask(cells, scheduler)
+    else:
+        raise InvalidConfig(f"unknown executor {executor!r} (serial, pool, dask)")
+    return [row for part in parts for row in part]
+
+
+def write_table(rows, path: str) -> None:
+    """The tidy table to ``path``: CSV, or Parquet for a ``.parquet`` path (needs pandas and
+    pyarrow); written to a temporary file and renamed, so a killed run leaves no half
+    table."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        if path.endswith(".parquet"):
+            try:
+                import pandas as pd
+            except ImportError as e:
+                raise InvalidConfig(f"{path}: Parquet output needs pandas and pyarrow") from e
+            pd.DataFrame(rows, columns=list(COLUMNS)).to_parquet(tmp, index=False)
+        else:
+            with open(tmp, "w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(COLUMNS)
+                w.writerows(rows)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def read_table(path: str) -> list:
+    """Rows of a CSV table written by :func:`write_table`, typed as :func:`run_cell`'s."""
+    types = {"min_nr_regions": int, "max_nr_regions": int, "sample_us": int, "aggr_us": int,
+             "seed": int, "phase": int, "aggr_in_phase": int, "hot_bytes": int,
+             "nr_regions": int, "t_s": float, "coverage": float, "false_hot": float,
+             "checks_per_sample": float, "cpu_us_per_sample": float}
+    with open(path, newline="") as f:
+        r = csv.reader(f)
+        head = next(r)
+        if tuple(head) != COLUMNS:
+            raise InvalidConfig(f"{path}: not an eval-sampling table (header {head[:3]}...)")
+        return [tuple(types.get(c, str)(v) for c, v in zip(COLUMNS, row)) for row in r]
