@@ -1,0 +1,174 @@
+"""Plain-Python reference implementations of the kernels in damoncore._adapt (edge-split).
+
+Region by region, with Python ints, lists and math.log, so the differential tests in
+tests/core/test_edge_split.py compare the Cython against an independent statement of the
+same rules (including the exact random draws: the splitmix64 of tests/reference.py).
+"""
+
+import math
+
+from reference import merge_regions_of  # noqa: F401  (the kernel's, for comparison)
+
+
+def _ll(a, n):
+    """Log-likelihood of a successes in n trials at their own rate."""
+    if n <= 0:
+        return 0.0
+    out = 0.0
+    for x in (a, n - a):
+        if x > 0:
+            out += x * math.log(x / n)
+    return out
+
+
+def _edge_cut(left, right, min_region):
+    """left/right: (addr, accessed); a quarter of the way from the idle one."""
+    (la, lacc), (ra, _) = left, right
+    c = ra - (ra - la) // 4 if lacc else la + (ra - la) // 4
+    return c - c % min_region
+
+
+def sample_edges(regions, samples, min_region, min_gain=6.0, min_gain_accessed=6.0,
+                 min_piece_div=16):
+    """regions: [(start, end)]; samples: per region a list of (addr, accessed)."""
+    min_region = min_region or 1
+    cuts = []
+    for (start, end), smp in zip(regions, samples):
+        m = len(smp)
+        hits = sum(1 for _, acc in smp if acc)
+        if m == 0 or hits == 0 or hits == m:
+            continue
+        minority_accessed = 2 * hits <= m
+        probes = sorted((addr, 1 if bool(acc) == minority_accessed else -1, bool(acc))
+                        for addr, acc in smp)
+        best, best_lo, best_hi, run, lo = 0, -1, -1, 0, 0
+        for j, (_, w, _) in enumerate(probes):
+            if run <= 0:
+                run, lo = 0, j
+            run += w
+            if run > best:
+                best, best_lo, best_hi = run, lo, j
+        if best_lo < 0 or (best_lo == 0 and best_hi == m - 1):
+            continue
+        n_in = best_hi - best_lo + 1
+        a_in = (n_in + best) // 2
+        minority = hits if minority_accessed else m - hits
+        gain = _ll(a_in, n_in) + _ll(minority - a_in, m - n_in) - _ll(minority, m)
+        if gain < (min_gain if not minority_accessed else min_gain_accessed):
+            continue
+        min_piece = max(min_region, (end - start) // min_piece_div)
+        last = start
+        pairs = []
+        if best_lo > 0:
+            pairs.append((probes[best_lo - 1], probes[best_lo]))
+        if best_hi < m - 1:
+            pairs.append((probes[best_hi], probes[best_hi + 1]))
+        for left, right in pairs:
+            c = _edge_cut((left[0], left[2]), (right[0], right[2]), min_region)
+            if c >= last + min_piece and c + min_piece <= end:
+                cuts.append(c)
+                last = c
+    return cuts
+
+
+def merge_regions(regions, thres, sz_limit, mixed_sz_limit, nr_samples):
+    """The kernel's merge pass with the mixed-region size limit (dict regions)."""
+    def mixed(nr):
+        return 4 * nr >= nr_samples and 4 * nr <= 3 * nr_samples
+
+    out = []
+    for r in regions:
+        r = dict(r)
+        if abs(r["nr_accesses"] - r["last_nr_accesses"]) > thres:
+            r["age"] = 0
+        else:
+            r["age"] += 1
+        r["nr_accesses_bp"] = r["nr_accesses"] * 10000
+        prev = out[-1] if out else None
+        if prev is not None:
+            sl, sr = prev["end"] - prev["start"], r["end"] - r["start"]
+            lim = mixed_sz_limit if mixed(prev["nr_accesses"]) or mixed(r["nr_accesses"]) \
+                else sz_limit
+            if (prev["end"] == r["start"] and abs(prev["nr_accesses"] - r["nr_accesses"]) <= thres
+                    and sl + sr <= lim):
+                prev["nr_accesses"] = (prev["nr_accesses"] * sl + r["nr_accesses"] * sr) // (sl + sr)
+                prev["nr_accesses_bp"] = prev["nr_accesses"] * 10000
+                prev["age"] = (prev["age"] * sl + r["age"] * sr) // (sl + sr)
+                prev["end"] = r["end"]
+                continue
+        out.append(r)
+    return out
+
+
+def split_at(regions, cuts, pieces, min_region, rng):
+    """Explicit cuts plus near-equal pieces (one rng draw per region with pieces > 1)."""
+    min_region = min_region or 1
+    out = []
+    for r, k in zip(regions, pieces):
+        start, end = r["start"], r["end"]
+        at = {c for c in cuts if start < c < end}
+        k = max(1, k)
+        if k > 1:
+            piece = (end - start) // k
+            u = rng.rand(0, 1024)
+            for j in range(k - 1):
+                c = start + j * piece + piece * (512 + u) // 1024
+                c -= c % min_region
+                if start < c < end:
+                    at.add(c)
+        bounds = [start] + sorted(at) + [end]
+        for a, b in zip(bounds, bounds[1:]):
+            out.append(dict(r, start=a, end=b))
+    return out
+
+
+def plan_split(regions, last, evidence, room, nr_samples, min_region, boost):
+    """regions: [(start, end)]; last: last_nr_accesses per region; -> (cuts, pieces)."""
+    min_region = min_region or 1
+    n = len(regions)
+    pieces = [1] * n
+    if room <= 0 or n == 0:
+        return [], pieces
+    flank = []
+    for k in range(n - 1):
+        (s0, e0), (s1, e1) = regions[k], regions[k + 1]
+        if e0 != s1:
+            continue
+        d = last[k + 1] - last[k]
+        if 4 * abs(d) <= nr_samples:
+            continue
+        hot_sz, cold_sz = ((e0 - s0), (e1 - s1)) if d < 0 else ((e1 - s1), (e0 - s0))
+        w = min(hot_sz // 4, cold_sz // 2)
+        w -= w % min_region
+        if w:
+            flank.append(e0 + w if d < 0 else e0 - w)
+    cand = []
+    for c in sorted(set(evidence) | set(flank)):
+        for s, e in regions:
+            if s < c < e:
+                cand.append((c, e - s))
+                break
+    if len(cand) > room:
+        cand = sorted(sorted(cand, key=lambda x: (-x[1], x[0]))[:room])
+    room -= len(cand)
+    if room > 0:
+        def weight(i):
+            s, e = regions[i]
+            return (e - s) * (boost if 0 < last[i] < nr_samples else 1)
+
+        def most(i):
+            s, e = regions[i]
+            return max(1, (e - s) // min_region)
+
+        def count(per):
+            return [min(-(-weight(i) // per), most(i)) for i in range(n)]
+
+        lo, hi = 1, max(1, max(weight(i) for i in range(n)))
+        while hi - lo > 1:
+            mid = lo + (hi - lo) // 2
+            if sum(p - 1 for p in count(mid)) <= room:
+                hi = mid
+            else:
+                lo = mid
+        pieces = count(hi)
+    return [c for c, _ in cand], pieces
