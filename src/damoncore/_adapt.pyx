@@ -23,9 +23,12 @@ cdef struct probe_t:
 
 
 cdef int cmp_probe(const void *a, const void *b) noexcept nogil:
-    cdef uint64_t x = (<probe_t *>a).addr
-    cdef uint64_t y = (<probe_t *>b).addr
-    return -1 if x < y else (1 if x > y else 0)
+    """By address, then weight (a total order: qsort is not stable)."""
+    cdef probe_t *x = <probe_t *>a
+    cdef probe_t *y = <probe_t *>b
+    if x.addr != y.addr:
+        return -1 if x.addr < y.addr else 1
+    return -1 if x.w < y.w else (1 if x.w > y.w else 0)
 
 
 cdef inline double xlogx(double a, double n) noexcept nogil:
