@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
+from .core.adaptation import ADAPTATIONS, KernelAdaptation
 from .core.attrs import Attrs, IntervalsGoal
 from .core.context import Context
 from .core.reports import SampleFilter
@@ -320,7 +321,26 @@ def context_to_dict(ctx: Context, raw=False) -> dict:
             "sample_filters": [_sample_filter_to_dict(f) for f in ctx.sample_filters]},
         "pause": False,
         "schemes": [_scheme_to_dict(s, raw) for s in ctx.schemes],
+        **_adaptation_to_dict(ctx),
     }
+
+
+#: the context field naming its region adaptation: a damoncore extension that damo ignores;
+#: written only when it is not the kernel's algorithm (the default), so damo's files match
+ADAPTATION_FIELD = "damoncore_adaptation"
+
+
+def _adaptation_to_dict(ctx) -> dict:
+    ad = ctx.adaptation
+    return {} if type(ad) is KernelAdaptation else {ADAPTATION_FIELD: ad.name}
+
+
+def adaptation_from_name(name, what=ADAPTATION_FIELD):
+    """A new instance of the adaptation registered as ``name``."""
+    if not isinstance(name, str) or name not in ADAPTATIONS:
+        raise InvalidConfig(f"{what} {name!r}: unknown adaptation (known: "
+                            f"{', '.join(ADAPTATIONS)})")
+    return ADAPTATIONS[name]()
 
 
 def kdamonds_to_dict(kdamonds, raw=False) -> dict:
@@ -494,6 +514,7 @@ def context_from_dict(kv, ops) -> Context:
     pe = sc.get("primitives_enabled") or {"page_table": True}
     prims = tuple(p for p in ("page_table", "page_fault") if pe.get(p))
     return Context(ops, targets=targets, attrs=attrs,
+                   adaptation=adaptation_from_name(kv.get(ADAPTATION_FIELD, "kernel")),
                    schemes=[_scheme_from_dict(s) for s in kv.get("schemes", [])],
                    primitives=prims,
                    sample_filters=[_sample_filter_from_dict(f)

@@ -189,6 +189,12 @@ def _nr_regions(a, i):
     return {"min": lo, "max": hi}
 
 
+def _adaptation_of(a, i):
+    """``--adaptation`` of context ``i``: one per context in order, a single one for all."""
+    v = getattr(a, "adaptation", None) or ["kernel"]
+    return v[0] if len(v) == 1 else (v[i] if i < len(v) else "kernel")
+
+
 def kdamonds_from_args(a, resolver: NodeResolver | None = None) -> dict:
     """The parsed damo options (see :mod:`damo_options`) as a validated kdamonds dict."""
     resolver = resolver or NodeResolver()
@@ -248,6 +254,9 @@ def kdamonds_from_args(a, resolver: NodeResolver | None = None) -> dict:
                      "intervals": _intervals(a, i), "nr_regions": _nr_regions(a, i),
                      "probes": [], "sample_control": _sample_control(a, i, sfilters[i]),
                      "pause": False, "schemes": schemes[i]})
+        ad = _adaptation_of(a, i)                    # damoncore extension (issue 14)
+        if ad != "kernel":
+            ctxs[-1][kd.ADAPTATION_FIELD] = ad
     nr_per_kd = a.nr_ctxs or [nr_ctxs]
     if sum(nr_per_kd) != nr_ctxs or any(n <= 0 for n in nr_per_kd):
         raise ArgsError(f"--nr_ctxs {' '.join(map(str, nr_per_kd))}: sums to {sum(nr_per_kd)} "

@@ -53,6 +53,10 @@ def _monitoring(p):
                            ("--exp_ops_cpus", "<cpulist>", "monitor for given cpus only"),
                            ("--exp_ops_tids", "<thread ids list>", "given threads only")):
         p.add_argument(name, action="append", metavar=mv, help=f"{what} (experimental)")
+    from ..core.adaptation import ADAPTATIONS      # damoncore extension (issue 14)
+    p.add_argument("--adaptation", choices=list(ADAPTATIONS), action="append",
+                   help="region adaptation algorithm, per context in order (one: every "
+                        "context); default: kernel (damoncore extension)")
     p.add_argument("--damon_addr_unit", metavar="<bytes>", action="append",
                    help="DAMON address unit (only 1 is supported)")
     p.add_argument("--refresh_stat", metavar="<milliseconds>", action="append",
