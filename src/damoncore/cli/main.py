@@ -8,7 +8,7 @@ import sys
 
 from ..errors import ActionNotSupported, DamonError, InvalidConfig
 from . import args as args_cmd
-from . import demo, numa_migrate, record, report, start, status
+from . import demo, eval_sampling, numa_migrate, record, report, start, status
 from .damo_options import ArgumentParser
 
 SUBCMDS = {"demo": (demo, "run the embedded demo: monitoring + TPP on simulated memory"),
@@ -17,7 +17,8 @@ SUBCMDS = {"demo": (demo, "run the embedded demo: monitoring + TPP on simulated 
            "args": (args_cmd, "generate the kdamonds JSON for damo options"),
            "report": (report, "report recorded monitoring results"),
            "status": (status, "show the status of a running start"),
-           "numa-migrate": (numa_migrate, "holistic NUMA migration (per-accessor TPP)")}
+           "numa-migrate": (numa_migrate, "holistic NUMA migration (per-accessor TPP)"),
+           "eval-sampling": (eval_sampling, "score region adaptations on simulated memory")}
 
 
 def build_parser() -> ArgumentParser:

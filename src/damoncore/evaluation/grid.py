@@ -21,15 +21,16 @@ from .run import COLUMNS, Cell, run_cell
 from .workloads import WORKLOADS
 
 #: the default algorithms of ``damoncore eval-sampling``: (adaptation, min, max) each
-DEFAULT_ALGORITHMS = ("kernel", "split-mixed")
+DEFAULT_ALGORITHMS = ("kernel", "edge-split")
 DEFAULT_NR_REGIONS = ((10, 1000),)
 
 
 @dataclass
 class Grid:
     """``adaptations`` x ``nr_regions`` (min, max) pairs x ``workloads`` x ``seeds``;
-    ``extra``: further cells (e.g. a fixed grid with its own region count).  Cells are in
-    that order, and so are the rows of the table."""
+    ``duration_us``: of every run (0: each workload's own); ``extra``: further cells (e.g.
+    a fixed grid with its own region count).  Cells are ordered by workload, then
+    adaptation and range, then seed, and so are the rows of the table."""
 
     adaptations: tuple = DEFAULT_ALGORITHMS
     workloads: tuple = tuple(WORKLOADS)
@@ -37,13 +38,15 @@ class Grid:
     nr_regions: tuple = DEFAULT_NR_REGIONS
     sample_us: int = 5000
     aggr_us: int = 100_000
+    duration_us: int = 0
     extra: tuple = field(default_factory=tuple)
 
     def cells(self) -> list:
         for w in self.workloads:
             if w not in WORKLOADS:
                 raise InvalidConfig(f"unknown workload {w!r} (known: {', '.join(WORKLOADS)})")
-        out = [Cell(a, w, s, lo, hi, self.sample_us, self.aggr_us)
+        out = [Cell(a, w, s, lo, hi, self.sample_us, self.aggr_us,
+                    duration_us=self.duration_us)
                for w, (a, (lo, hi)), s in itertools.product(
                    self.workloads, itertools.product(self.adaptations, self.nr_regions),
                    self.seeds)]
@@ -62,14 +65,14 @@ def _pool(cells, workers):
         return list(ex.map(run_cell, cells, chunksize=1))
 
 
-def _dask(cells, address):
+def _dask(cells, address, connect_timeout_s):
     try:
         from distributed import Client
     except ImportError as e:
         raise InvalidConfig("a Dask scheduler needs the 'distributed' package (pip install "
                             "'damoncore[dask]')") from e
     try:
-        client = Client(address, timeout="20s")
+        client = Client(address, timeout=f"{connect_timeout_s}s")
     except (OSError, TimeoutError, ValueError) as e:
         raise DamonError(f"cannot reach the Dask scheduler at {address!r}: {e}") from e
     try:
@@ -80,12 +83,13 @@ def _dask(cells, address):
 
 
 def run_grid(grid, executor: str = "pool", workers: int | None = None,
-             scheduler: str | None = None) -> list:
+             scheduler: str | None = None, connect_timeout_s: float = 20) -> list:
     """Run every cell of ``grid`` (a :class:`Grid` or a list of cells); the table's rows.
 
     ``executor``: ``"pool"`` (a local process pool of ``workers``, default one per CPU),
     ``"serial"`` (this process), or ``"dask"`` (the existing cluster whose scheduler is at
-    ``scheduler``, e.g. ``tcp://10.0.0.5:8786``; giving ``scheduler`` implies it).
+    ``scheduler``, e.g. ``tcp://10.0.0.5:8786``; giving ``scheduler`` implies it; it must
+    answer within ``connect_timeout_s``).
     """
     cells = grid.cells() if isinstance(grid, Grid) else [
         c if isinstance(c, Cell) else Cell(**c) for c in grid]
@@ -100,7 +104,7 @@ def run_grid(grid, executor: str = "pool", workers: int | None = None,
     elif executor == "dask":
         if not scheduler:
             raise InvalidConfig("the dask executor needs a scheduler address")
-        parts = _dask(cells, scheduler)
+        parts = _dask(cells, scheduler, connect_timeout_s)
     else:
         raise InvalidConfig(f"unknown executor {executor!r} (serial, pool, dask)")
     return [row for part in parts for row in part]

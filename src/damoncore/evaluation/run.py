@@ -44,8 +44,10 @@ TIMING_COLUMNS = ("cpu_us_per_sample",)
 @dataclass(frozen=True)
 class Cell:
     """One run: ``adaptation`` (a name of :data:`~damoncore.core.adaptation.ADAPTATIONS`
-    or an importable "module:Class"), the monitoring attributes, a workload name, a seed.
-    ``label``: the algorithm's name in tables (default "<adaptation> <min>-<max>")."""
+    or an importable "module:Class", built with ``options``), the monitoring attributes, a
+    workload name, a seed.  ``label``: the algorithm's name in tables (default
+    "<adaptation> <min>-<max>"); ``duration_us``: shorter (or longer) than the workload's
+    own schedule."""
 
     adaptation: str
     workload: str
@@ -56,6 +58,7 @@ class Cell:
     aggr_us: int = 100_000
     label: str = ""
     options: dict = field(default_factory=dict)
+    duration_us: int = 0          # 0: the workload's own duration
 
     @property
     def algorithm(self) -> str:
@@ -187,5 +190,5 @@ def run_cell(cell: Cell) -> list:
         last["cpu"] = time.thread_time()
 
     ctx.add_callback(cb)
-    ctx.run(w.duration_us)
+    ctx.run(cell.duration_us or w.duration_us)
     return rows
