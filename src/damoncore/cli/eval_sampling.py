@@ -46,6 +46,8 @@ def set_argparser(p):
                    help="how many seeds (1..n), or a list of seeds; default 5")
     p.add_argument("--nr_regions", action="append", metavar="<min>-<max>",
                    help="min/max number of regions, once per setting (default 10-1000)")
+    p.add_argument("--extra", nargs=2, action="append", metavar=("<adaptation>", "<min>-<max>"),
+                   help="one more algorithm outside the product, e.g. --extra fixed 1000-1000")
     p.add_argument("--sample", default="5ms", metavar="<time>", help="sampling interval")
     p.add_argument("--aggr", default="100ms", metavar="<time>", help="aggregation interval")
     p.add_argument("--scheduler", metavar="<address>",
@@ -76,6 +78,8 @@ def grid_from_args(a) -> tuple:
             raise ArgsError(f"--seeds {s!r}: need 1 to 10000 seeds")
         seeds = tuple(range(1, n + 1))
     ranges = tuple(_range(x) for x in (a.nr_regions or ["10-1000"]))
+    extra = tuple((_list(ad, "adaptations", list(ADAPTATIONS))[0], *_range(rng))
+                  for ad, rng in (a.extra or []))
     sample = kd.parse_time_us(a.sample, f"--sample {a.sample!r}")
     aggr = kd.parse_time_us(a.aggr, f"--aggr {a.aggr!r}")
     if not 0 < sample <= aggr:
@@ -89,7 +93,7 @@ def grid_from_args(a) -> tuple:
             raise ArgsError(f"{path!r}: no such directory")
     executor = "serial" if a.serial else ("dask" if a.scheduler else "pool")
     grid = Grid(adaptations=adaptations, workloads=workloads, seeds=seeds, nr_regions=ranges,
-                sample_us=sample, aggr_us=aggr)
+                sample_us=sample, aggr_us=aggr, extra=extra)
     grid.cells()            # checks the names before anything runs
     return grid, executor, a.workers, a.scheduler
 

@@ -28,9 +28,9 @@ DEFAULT_NR_REGIONS = ((10, 1000),)
 @dataclass
 class Grid:
     """``adaptations`` x ``nr_regions`` (min, max) pairs x ``workloads`` x ``seeds``;
-    ``duration_us``: of every run (0: each workload's own); ``extra``: further cells (e.g.
-    a fixed grid with its own region count).  Cells are ordered by workload, then
-    adaptation and range, then seed, and so are the rows of the table."""
+    ``extra``: further algorithms as (adaptation, min, max), e.g. ``("fixed", 1000,
+    1000)``; ``duration_us``: of every run (0: each workload's own).  Cells are ordered by
+    workload, then algorithm, then seed, and so are the rows of the table."""
 
     adaptations: tuple = DEFAULT_ALGORITHMS
     workloads: tuple = tuple(WORKLOADS)
@@ -41,18 +41,20 @@ class Grid:
     duration_us: int = 0
     extra: tuple = field(default_factory=tuple)
 
+    def algorithms(self) -> list:
+        """(adaptation, min, max) of every algorithm: the product, then ``extra``."""
+        out = [(a, lo, hi) for a, (lo, hi) in itertools.product(self.adaptations,
+                                                                self.nr_regions)]
+        return out + [tuple(x) for x in self.extra if tuple(x) not in out]
+
     def cells(self) -> list:
         for w in self.workloads:
             if w not in WORKLOADS:
                 raise InvalidConfig(f"unknown workload {w!r} (known: {', '.join(WORKLOADS)})")
-        out = [Cell(a, w, s, lo, hi, self.sample_us, self.aggr_us,
-                    duration_us=self.duration_us)
-               for w, (a, (lo, hi)), s in itertools.product(
-                   self.workloads, itertools.product(self.adaptations, self.nr_regions),
-                   self.seeds)]
-        out += [c if isinstance(c, Cell) else Cell(**c) for c in self.extra]
-        return sorted(out, key=lambda c: (list(self.workloads).index(c.workload)
-                                          if c.workload in self.workloads else 1 << 30))
+        return [Cell(a, w, s, lo, hi, self.sample_us, self.aggr_us,
+                     duration_us=self.duration_us)
+                for w, (a, lo, hi), s in itertools.product(self.workloads, self.algorithms(),
+                                                           self.seeds)]
 
 
 def _serial(cells):
