@@ -145,11 +145,13 @@ def g_kernel(pid, cfg, end_t):
             "start_s": t0 - t_on}
 
 
-def g_damoncore(pid, cfg, end_t):
-    """damoncore's Context on ``pid`` in a thread until ``end_t``; the thread's CPU clock."""
+def g_damoncore(pid, cfg, end_t, adaptation="kernel"):
+    """damoncore's Context on ``pid`` in a thread until ``end_t``; the thread's CPU clock.
+    ``adaptation``: the region adaptation by name (kernel, edge-split, ...)."""
     import threading
     import time
     from damoncore.core import Attrs, Context, Target
+    from damoncore.core.adaptation import ADAPTATIONS
     from damoncore.ops.vaddr import VaddrOps
     raw = []
 
@@ -160,7 +162,7 @@ def g_damoncore(pid, cfg, end_t):
 
     attrs = Attrs(cfg["sample_us"], cfg["aggr_us"], cfg["update_us"],
                   cfg["min_nr_regions"], cfg["max_nr_regions"])
-    ctx = Context(VaddrOps(), [Target(pid=pid)], attrs)
+    ctx = Context(VaddrOps(), [Target(pid=pid)], attrs, adaptation=ADAPTATIONS[adaptation]())
     ctx.add_callback(cb)
     res = {}
 
@@ -178,8 +180,8 @@ def g_damoncore(pid, cfg, end_t):
 
 
 def g_one(which, cfg):
-    """A fresh moving workload on cpu0, monitored by ``which`` ("kernel", "damoncore" or
-    "both" at once) for its whole schedule; {monitor: result}."""
+    """A fresh moving workload on cpu0, monitored by ``which`` ("kernel", "damoncore",
+    "damoncore:<adaptation>" or "both" at once) for its whole schedule; {monitor: result}."""
     import json
     import threading
     import time
@@ -201,8 +203,11 @@ def g_one(which, cfg):
         res = {"damoncore": g_damoncore(wl.pid, cfg, end_t)}
         kt.join()
         res["kernel"] = kres
+    elif which == "kernel":
+        res = {which: g_kernel(wl.pid, cfg, end_t)}
     else:
-        res = {which: (g_kernel if which == "kernel" else g_damoncore)(wl.pid, cfg, end_t)}
+        ad = which.partition(":")[2] or "kernel"
+        res = {which: g_damoncore(wl.pid, cfg, end_t, ad)}
     wl.p.wait(timeout=120)
     rd.join(timeout=10)
     for r in res.values():
@@ -354,8 +359,10 @@ def main(argv=None) -> int:
     ap.add_argument("--phases", type=int, default=6)
     ap.add_argument("--kernel-regions", choices=("tried", "trace"), default="trace")
     ap.add_argument("--order", default="kernel,damoncore",
-                    help="monitors one after the other, each on a fresh workload; 'both' runs "
-                         "them at once on one workload")
+                    help="monitors one after the other, each on a fresh workload: kernel, "
+                         "damoncore (the kernel's algorithm), damoncore:<adaptation> (e.g. "
+                         "damoncore:edge-split); 'both' runs kernel and damoncore at once on "
+                         "one workload")
     ap.add_argument("--json", help="write config, raw snapshots and summary here")
     ap.add_argument("--report", metavar="JSON", help="no guest run: re-analyze a --json file")
     a = ap.parse_args(argv)
