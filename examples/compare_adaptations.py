@@ -7,7 +7,7 @@ hot range the workload really has.  Add your own adaptation to ADAPTATIONS.
 """
 import statistics
 
-from damoncore import Attrs, Context, FixedRegions, KernelAdaptation, Target
+from damoncore import Attrs, Context, EdgeSplit, FixedRegions, KernelAdaptation, Target
 from damoncore.ops.sim import SimOps
 from damoncore.sim import Workload
 from damoncore.sim.presets import tiering_machine
@@ -19,6 +19,7 @@ HOT = [(0, DEFAULT_BASE + 512 * MiB), (MOVE_US, DEFAULT_BASE + 3 * GiB)]   # (fr
 ADAPTATIONS = {     # name: (a factory of the adaptation, (min_nr_regions, max_nr_regions))
     "kernel": (KernelAdaptation, (10, 1000)),
     "fixed-100": (FixedRegions, (100, 100)),
+    "edge-split": (EdgeSplit, (10, 1000)),
 }
 
 

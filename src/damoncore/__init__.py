@@ -6,8 +6,8 @@ applies :class:`Scheme` s (access pattern, action, :class:`Quota` with :class:`Q
 :class:`Watermarks`, :class:`Filter` s) to what it finds.
 """
 
-from .core import (Adaptation, Attrs, Context, FixedRegions, IntervalsGoal, Kdamond,
-                   KernelAdaptation, Regions, SampleFilter, Snapshot, Target)
+from .core import (Adaptation, Attrs, Context, EdgeSplit, FixedRegions, IntervalsGoal,
+                   Kdamond, KernelAdaptation, Regions, SampleFilter, Snapshot, Target)
 from .errors import (ActionNotSupported, AdaptationError, DamonError, FeatureMissing,
                      InvalidConfig, SyscallError, TargetGone)
 from .ops.base import ApplyResult, Operations
@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AccessPattern", "ActionNotSupported", "Adaptation", "AdaptationError", "ApplyResult",
-    "Attrs", "Context", "DamonError", "FeatureMissing", "Filter", "FixedRegions",
+    "Attrs", "Context", "DamonError", "EdgeSplit", "FeatureMissing", "Filter", "FixedRegions",
     "IntervalsGoal", "InvalidConfig", "Kdamond", "KernelAdaptation", "Operations",
     "Quota", "QuotaGoal", "Regions", "SampleFilter", "Scheme", "SchemeStats", "Snapshot",
     "SyscallError", "Target", "TargetGone", "Watermarks",
