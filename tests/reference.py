@@ -51,7 +51,10 @@ def reset_aggregated(regions):
         r["nr_accesses"] = 0
 
 
-def merge_regions_of(regions, thres, sz_limit):
+def merge_regions_of(regions, thres, sz_limit, mixed_sz_limit=0, nr_samples=0):
+    def mixed(nr):                      # edge-split's rule, off without nr_samples
+        return nr_samples and 4 * nr >= nr_samples and 4 * nr <= 3 * nr_samples
+
     out = []
     for r in regions:
         r = dict(r)
@@ -61,9 +64,12 @@ def merge_regions_of(regions, thres, sz_limit):
             r["age"] += 1
         r["nr_accesses_bp"] = r["nr_accesses"] * 10000
         prev = out[-1] if out else None
+        lim = sz_limit
+        if prev is not None and (mixed(prev["nr_accesses"]) or mixed(r["nr_accesses"])):
+            lim = mixed_sz_limit
         if (prev is not None and prev["end"] == r["start"]
                 and abs(prev["nr_accesses"] - r["nr_accesses"]) <= thres
-                and (prev["end"] - prev["start"]) + (r["end"] - r["start"]) <= sz_limit):
+                and (prev["end"] - prev["start"]) + (r["end"] - r["start"]) <= lim):
             sl, sr = prev["end"] - prev["start"], r["end"] - r["start"]
             prev["nr_accesses"] = (prev["nr_accesses"] * sl + r["nr_accesses"] * sr) // (sl + sr)
             prev["nr_accesses_bp"] = prev["nr_accesses"] * 10000

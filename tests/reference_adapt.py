@@ -2,12 +2,13 @@
 
 Region by region, with Python ints, lists and math.log, so the differential tests in
 tests/core/test_edge_split.py compare the Cython against an independent statement of the
-same rules (including the exact random draws: the splitmix64 of tests/reference.py).
+same rules (including the exact random draws: the splitmix64 of tests/reference.py).  The
+merge's mixed-region rule lives in reference.merge_regions_of, as it does in
+_regions.merge_regions.
 """
 
 import math
 
-from reference import merge_regions_of  # noqa: F401  (the kernel's, for comparison)
 
 
 def _ll(a, n):
@@ -69,35 +70,6 @@ def sample_edges(regions, samples, min_region, min_gain=6.0, min_gain_accessed=6
                 cuts.append(c)
                 last = c
     return cuts
-
-
-def merge_regions(regions, thres, sz_limit, mixed_sz_limit, nr_samples):
-    """The kernel's merge pass with the mixed-region size limit (dict regions)."""
-    def mixed(nr):
-        return 4 * nr >= nr_samples and 4 * nr <= 3 * nr_samples
-
-    out = []
-    for r in regions:
-        r = dict(r)
-        if abs(r["nr_accesses"] - r["last_nr_accesses"]) > thres:
-            r["age"] = 0
-        else:
-            r["age"] += 1
-        r["nr_accesses_bp"] = r["nr_accesses"] * 10000
-        prev = out[-1] if out else None
-        if prev is not None:
-            sl, sr = prev["end"] - prev["start"], r["end"] - r["start"]
-            lim = mixed_sz_limit if mixed(prev["nr_accesses"]) or mixed(r["nr_accesses"]) \
-                else sz_limit
-            if (prev["end"] == r["start"] and abs(prev["nr_accesses"] - r["nr_accesses"]) <= thres
-                    and sl + sr <= lim):
-                prev["nr_accesses"] = (prev["nr_accesses"] * sl + r["nr_accesses"] * sr) // (sl + sr)
-                prev["nr_accesses_bp"] = prev["nr_accesses"] * 10000
-                prev["age"] = (prev["age"] * sl + r["age"] * sr) // (sl + sr)
-                prev["end"] = r["end"]
-                continue
-        out.append(r)
-    return out
 
 
 def split_at(regions, cuts, pieces, min_region, rng):

@@ -148,64 +148,6 @@ def sample_edges(const uint64_t[::1] start, const uint64_t[::1] end,
     return w
 
 
-cdef inline bint is_mixed(uint32_t nr, uint32_t nr_samples) noexcept nogil:
-    """A quarter to three quarters of the samples found an access."""
-    return 4 * <uint64_t>nr >= nr_samples and 4 * <uint64_t>nr <= 3 * <uint64_t>nr_samples
-
-
-def merge_regions(uint64_t[::1] start, uint64_t[::1] end, uint32_t[::1] nr_accesses,
-                  uint32_t[::1] nr_accesses_bp, uint32_t[::1] last_nr_accesses,
-                  uint32_t[::1] age, uint32_t thres, uint64_t sz_limit,
-                  uint64_t mixed_sz_limit, uint32_t nr_samples):
-    """The kernel's merge pass (damon_merge_regions_of()) with one more rule: when either
-    region reads *mixed* (a quarter to three quarters of ``nr_samples`` accessed), the
-    merged size stays within ``mixed_sz_limit`` instead of ``sz_limit``, so averaging does
-    not fold the uncertain edge of a hot set into one large region.
-
-    Ages as the kernel (reset when ``|nr_accesses - last_nr_accesses| > thres``, else +1);
-    merged regions take size-weighted ``nr_accesses`` and ``age``.  Compacts the columns in
-    place and returns the new count.
-    """
-    cdef Py_ssize_t i, w = -1, n = start.shape[0]
-    cdef uint64_t sz_l, sz_r, lim
-    cdef int64_t d
-    with nogil:
-        for i in range(n):
-            d = <int64_t>nr_accesses[i] - <int64_t>last_nr_accesses[i]
-            if d > thres or -d > thres:
-                age[i] = 0
-            else:
-                age[i] += 1
-            nr_accesses_bp[i] = nr_accesses[i] * 10000
-            if w >= 0:
-                d = <int64_t>nr_accesses[w] - <int64_t>nr_accesses[i]
-                sz_l = end[w] - start[w]
-                sz_r = end[i] - start[i]
-                lim = sz_limit
-                if (is_mixed(nr_accesses[w], nr_samples)
-                        or is_mixed(nr_accesses[i], nr_samples)):
-                    lim = mixed_sz_limit
-                if (end[w] == start[i] and d <= thres and -d <= thres
-                        and sz_l + sz_r <= lim):
-                    nr_accesses[w] = <uint32_t>((<uint64_t>nr_accesses[w] * sz_l
-                                                 + <uint64_t>nr_accesses[i] * sz_r)
-                                                / (sz_l + sz_r))
-                    nr_accesses_bp[w] = nr_accesses[w] * 10000
-                    age[w] = <uint32_t>((<uint64_t>age[w] * sz_l + <uint64_t>age[i] * sz_r)
-                                        / (sz_l + sz_r))
-                    end[w] = end[i]
-                    continue
-            w += 1
-            if w != i:
-                start[w] = start[i]
-                end[w] = end[i]
-                nr_accesses[w] = nr_accesses[i]
-                nr_accesses_bp[w] = nr_accesses_bp[i]
-                last_nr_accesses[w] = last_nr_accesses[i]
-                age[w] = age[i]
-    return w + 1
-
-
 cdef inline Py_ssize_t emit(Py_ssize_t w, uint64_t a, uint64_t b, Py_ssize_t i,
                             uint64_t[::1] o_start, uint64_t[::1] o_end,
                             uint32_t[::1] o_nr, uint32_t[::1] o_bp, uint32_t[::1] o_last,

@@ -90,18 +90,29 @@ def reset_aggregated(uint32_t[::1] nr_accesses, uint32_t[::1] last_nr_accesses):
             nr_accesses[i] = 0
 
 
+cdef inline bint is_mixed(uint32_t nr, uint32_t nr_samples) noexcept nogil:
+    """A quarter to three quarters of the samples found an access."""
+    return 4 * <uint64_t>nr >= nr_samples and 4 * <uint64_t>nr <= 3 * <uint64_t>nr_samples
+
+
 def merge_regions(uint64_t[::1] start, uint64_t[::1] end, uint32_t[::1] nr_accesses,
                   uint32_t[::1] nr_accesses_bp, uint32_t[::1] last_nr_accesses,
-                  uint32_t[::1] age, uint32_t thres, uint64_t sz_limit):
+                  uint32_t[::1] age, uint32_t thres, uint64_t sz_limit,
+                  uint64_t mixed_sz_limit=0, uint32_t nr_samples=0):
     """One pass of damon_merge_regions_of(); compacts the columns in place.
 
     Ages every region (reset if |nr_accesses - last_nr_accesses| > thres, else +1), then
     merges adjacent regions whose nr_accesses differ by <= thres and whose summed size is
     <= sz_limit (size-weighted nr_accesses and age).  Returns the new region count; the
     caller truncates the columns to it.
+
+    With ``nr_samples`` (edge-split, not the kernel): a merge where either region reads
+    *mixed* (a quarter to three quarters of ``nr_samples`` accessed) stays within
+    ``mixed_sz_limit`` instead, so averaging does not fold the uncertain edge of a hot set
+    into one large region.
     """
     cdef Py_ssize_t i, w = -1, n = start.shape[0]
-    cdef uint64_t sz_l, sz_r
+    cdef uint64_t sz_l, sz_r, lim
     cdef int64_t d
     with nogil:
         for i in range(n):
@@ -115,8 +126,12 @@ def merge_regions(uint64_t[::1] start, uint64_t[::1] end, uint32_t[::1] nr_acces
                 d = <int64_t>nr_accesses[w] - <int64_t>nr_accesses[i]
                 sz_l = end[w] - start[w]
                 sz_r = end[i] - start[i]
+                lim = sz_limit
+                if nr_samples and (is_mixed(nr_accesses[w], nr_samples)
+                                   or is_mixed(nr_accesses[i], nr_samples)):
+                    lim = mixed_sz_limit
                 if (end[w] == start[i] and d <= thres and -d <= thres
-                        and sz_l + sz_r <= sz_limit):
+                        and sz_l + sz_r <= lim):
                     nr_accesses[w] = <uint32_t>((<uint64_t>nr_accesses[w] * sz_l
                                                  + <uint64_t>nr_accesses[i] * sz_r)
                                                 / (sz_l + sz_r))

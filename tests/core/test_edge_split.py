@@ -106,17 +106,17 @@ def test_merge_regions_matches_reference(seed):
     r = random_regions(seed, 400, gaps=True)
     d = as_dicts(r)
     thres, lim, mixed = 2, 64 * PAGE, 8 * PAGE
-    n = _adapt.merge_regions(r.start, r.end, r.nr_accesses, r.nr_accesses_bp,
-                             r.last_nr_accesses, r.age, thres, lim, mixed, 20)
+    n = _regions.merge_regions(r.start, r.end, r.nr_accesses, r.nr_accesses_bp,
+                               r.last_nr_accesses, r.age, thres, lim, mixed, 20)
     r.truncate(n)
-    assert cols(as_dicts(r)) == cols(refa.merge_regions(d, thres, lim, mixed, 20))
+    assert cols(as_dicts(r)) == cols(ref.merge_regions_of(d, thres, lim, mixed, 20))
 
 
 def test_merge_regions_is_the_kernels_with_a_large_mixed_limit():
     for seed in SEEDS:
         a, b = random_regions(seed, 300), random_regions(seed, 300)
-        na = _adapt.merge_regions(a.start, a.end, a.nr_accesses, a.nr_accesses_bp,
-                                  a.last_nr_accesses, a.age, 2, 1 << 40, 1 << 40, 20)
+        na = _regions.merge_regions(a.start, a.end, a.nr_accesses, a.nr_accesses_bp,
+                                    a.last_nr_accesses, a.age, 2, 1 << 40, 1 << 40, 20)
         nb = _regions.merge_regions(b.start, b.end, b.nr_accesses, b.nr_accesses_bp,
                                     b.last_nr_accesses, b.age, 2, 1 << 40)
         a.truncate(na)
@@ -201,8 +201,8 @@ def test_kernels_keep_the_invariants(r, seed, room, accessed_minority):
     assert r.invariant_error() is None and r.covered() == covered
     assert r.nr <= n0 + max(0, room)
     assert np.all((r.start % PAGE == 0) & (r.end % PAGE == 0))
-    n = _adapt.merge_regions(r.start, r.end, r.nr_accesses, r.nr_accesses_bp,
-                             r.last_nr_accesses, r.age, 2, 16 * PAGE, 4 * PAGE, m)
+    n = _regions.merge_regions(r.start, r.end, r.nr_accesses, r.nr_accesses_bp,
+                               r.last_nr_accesses, r.age, 2, 16 * PAGE, 4 * PAGE, m)
     r.truncate(n)
     assert r.invariant_error() is None and r.covered() == covered
 

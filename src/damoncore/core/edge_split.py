@@ -1,26 +1,33 @@
-"""edge-split: the kernel's region adaptation, with splits placed where each region's own
-samples change between accessed and not accessed instead of at random.
+"""edge-split: region splits placed where each region's own samples change between
+accessed and idle, within a fixed budget of regions per sample.
 
 The kernel's split cuts every region at a random 10-90% point and lets the next merge undo
 the cuts that found nothing.  A region holding a small hot range in a large idle space, or
 the fading edge of a Zipf head, shows it in its samples first: a few of its 20 sampling
 addresses of an aggregation were accessed, the rest not, and *where* they were is known.
 edge-split keeps every sample's address and result for the aggregation (the
-:meth:`~damoncore.core.adaptation.Adaptation.sampled` hook), finds in each region the run of
-address-sorted samples where the minority outcome wins (``_adapt.sample_edges``: a maximum
-sum run, accessed in an idle region or idle in an accessed one), and splits there: at most
-two cuts, halfway between the run's outer samples and their neighbours.  Regions whose
-samples all agree are split the kernel's way, so the number of regions per sample stays the
-kernel's (two pieces per region, three for the regions with a run inside); the merge is the
-kernel's, unchanged (same thresholds, ages, size limit), so a cut the next aggregation does
-not confirm is undone as the kernel's random cuts are.
+:meth:`~damoncore.core.adaptation.Adaptation.sampled` hook) and, at the aggregation end:
+
+1. finds in each region the run of address-sorted samples where the minority outcome wins
+   (``_adapt.sample_edges``: a maximum-sum run, accessed samples in an idle region or idle
+   ones in an accessed region, kept when a log-likelihood test says it is not noise) and
+   cuts at its ends, a quarter of the way from the idle sample to the accessed one;
+2. merges as the kernel does (same threshold doubling, ages, size-weighted counters), except
+   that a merge touching a *mixed* region (a quarter to three quarters of the samples
+   accessed) stays within total / (``mixed_div`` x budget) (``_regions.merge_regions``);
+3. after the snapshot, spends the budget (``_adapt.plan_split``): the edge cuts, a thin
+   *flank* beside every sharp boundary, then even pieces for every region, weighted by size
+   and ``boost`` times more where its samples disagreed (``_adapt.split_at``).
+
+A cut the next aggregation does not confirm is merged away as the kernel's random cuts
+are.  docs/sampling.md has the measurements behind each rule and the parameters.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .. import _adapt
+from .. import _adapt, _regions
 from .adaptation import KernelAdaptation
 
 
@@ -38,12 +45,14 @@ class _Samples:
 
 
 class EdgeSplit(KernelAdaptation):
-    """The kernel's merge; splits spent where each region's samples show an edge.
+    """Splits spent where each region's samples show an edge, within a budget.
 
     ``budget``: regions to sample per sample interval after a split (default
     ``explore_factor * min_nr_regions``, at most ``max_nr_regions``); splits stop there.
-    ``min_gain``: log-likelihood gain (nats) for an edge in a region's samples to count.
-    ``sparse_pieces``: pieces for a mostly idle region with a few accessed samples.
+    ``min_gain`` / ``min_gain_accessed``: log-likelihood gain (nats) for a run of idle
+    samples in an accessed region / accessed samples in an idle region to count as an edge.
+    ``boost``: weight of regions whose samples disagreed when the budget evens regions out.
+    ``mixed_div``: mixed regions merge up to total size / (``mixed_div`` x budget).
     """
 
     name = "edge-split"
@@ -103,7 +112,7 @@ class EdgeSplit(KernelAdaptation):
         while True:
             for t in ctx.active_targets:
                 r = t.regions
-                n = _adapt.merge_regions(r.start, r.end, r.nr_accesses, r.nr_accesses_bp,
+                n = _regions.merge_regions(r.start, r.end, r.nr_accesses, r.nr_accesses_bp,
                                          r.last_nr_accesses, r.age, threshold, ctx.sz_limit,
                                          mixed_limit, max_thres)
                 r.truncate(n)
