@@ -284,3 +284,25 @@ def test_finds_a_small_moved_range_sooner_than_the_kernels():
     kernel = [_found_after_move(KernelAdaptation(), s) for s in range(1, 7)]
     assert max(es) <= 3, es
     assert sum(es) < sum(kernel), (es, kernel)
+
+
+def test_two_targets_and_one_that_exits():
+    """The budget is shared by size; a target that exits mid-run stops being sampled and
+    split, the other goes on; the core checks every merge and split."""
+    m = tiering_machine(4 * GiB, 4 * GiB, seed=7)
+    m.add_workload(Workload.moving_hot(1 * GiB, 16 * MiB, [(0, 0), (1_000_000, 512 * MiB)],
+                                       pid=1000))
+    m.add_workload(Workload.moving_hot(256 * MiB, 8 * MiB, [(0, 64 * MiB)], pid=1001,
+                                       exit_us=1_500_000))
+    ctx = Context(SimOps(m, space="vaddr"), [Target(pid=1000), Target(pid=1001)],
+                  Attrs(sample_us=5000, aggr_us=100_000, min_nr_regions=10,
+                        max_nr_regions=1000), seed=7, adaptation=CheckedEdgeSplit())
+    seen = []
+    ctx.add_callback(lambda c, s: seen.append([(t.pid, len(t.start)) for t in s.targets]))
+    ctx.run(3_000_000)
+    assert ctx.targets[1].obsolete and not ctx.targets[0].obsolete
+    assert all(len(x) == 2 for x in seen[:14]) and all(len(x) == 1 for x in seen[-10:])
+    # both were split beyond their initial regions while alive, within the budget (50)
+    assert max(dict(x)[1001] for x in seen[:14]) > 2
+    assert all(sum(n for _, n in x) <= 50 for x in seen)
+    ctx.targets[0].regions.check_invariants([(BASE, BASE + GiB)])
