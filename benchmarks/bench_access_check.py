@@ -6,7 +6,8 @@
   of linux/_frames; ``vaddr_py`` is the same with PageIdle's Python path as the baseline.
 - paddr idle path: bitmap mark/read only (sampling addresses are frames already).
 - perf reports path: the core's mark_reported over a batch of reports (per report).
-- reverse map: ms per GiB of present memory of one process (PAGEMAP_SCAN + pagemap reads).
+- owner index (paddr's reverse map): ms per GiB of present memory to index one process
+  (PAGEMAP_SCAN + pagemap reads); its steady cost per lookup is in bench_rmap.py.
 
     PYTHONPATH=src python benchmarks/bench_access_check.py
     PYTHONPATH=src python -m pytest benchmarks/bench_access_check.py --benchmark-enable -q
@@ -24,7 +25,9 @@ import pytest
 from damoncore import _regions
 from damoncore.core import Attrs, Context, Target
 from damoncore.linux.page_idle import FileIO, PageIdle
-from damoncore.ops.paddr import PaddrOps, ReverseMap
+from damoncore.linux.pagemap import Pagemap
+from damoncore.ops.paddr import PaddrOps
+from damoncore.ops.rmap import index_process
 from damoncore.ops.vaddr import VaddrOps
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -126,8 +129,9 @@ def test_mark_reported_100k(benchmark, nr):
     benchmark(mark_reported(nr, 100_000))
 
 
-def test_reverse_map_one_gib(benchmark, child):
-    benchmark(ReverseMap().build, [child[0]])
+def test_owner_index_one_gib(benchmark, child):
+    with Pagemap(child[0]) as pm:
+        benchmark(index_process, pm)
 
 
 def main():
@@ -150,19 +154,13 @@ def main():
                 fn()
             mr = (time.perf_counter() - t0) / 20 / 100_000 * 1e9
             print(f"{nr:7d}  {v:20.0f}  {vpy / v:10.1f}  {pa:20.0f}  {mr:23.1f}")
-        rm = ReverseMap()
-        for _ in range(2):
-            t0 = time.perf_counter()
-            rm.build([p.pid])
-            dt = time.perf_counter() - t0
-        print(f"reverse map, one process with 1 GiB present: {dt * 1e3:.1f} ms "
-              f"({len(rm)} frames) = {dt * 1e3 / (len(rm) * PAGE / GIB):.1f} ms/GiB")
-        pids = [int(d) for d in os.listdir("/proc") if d.isdigit()]
-        t0 = time.perf_counter()
-        rm.build(pids)
-        dt = time.perf_counter() - t0
-        print(f"reverse map, all {rm.nr_pids} processes: {dt * 1e3:.1f} ms, {len(rm)} frames "
-              f"({len(rm) * PAGE / GIB:.2f} GiB) = {dt * 1e3 / (len(rm) * PAGE / GIB):.1f} ms/GiB")
+        with Pagemap(p.pid) as pm:
+            for _ in range(2):
+                t0 = time.perf_counter()
+                ext = index_process(pm)
+                dt = time.perf_counter() - t0
+        print(f"owner index, one process with 1 GiB present: {dt * 1e3:.1f} ms "
+              f"(ms/GiB), {len(ext)} extents, {ext.nbytes} bytes")
     finally:
         stop_child(p)
 

@@ -1,4 +1,5 @@
-"""PaddrOps: reverse map, idle-bitmap checks against a fixture, migration of physical ranges."""
+"""PaddrOps: the owner index (PFN -> pid, vaddr) on real children, idle-bitmap checks against a
+fixture, migration and advice of physical ranges."""
 
 import os
 
@@ -12,7 +13,8 @@ from damoncore.linux import kpageflags as kpf
 from damoncore.linux.migrate import move_pages, query_pages
 from damoncore.linux.page_idle import PageIdle, word_runs
 from damoncore.linux.pagemap import Pagemap, pfns, present
-from damoncore.ops.paddr import PaddrOps, ReverseMap
+from damoncore.ops.paddr import PaddrOps
+from damoncore.ops.rmap import Extents, OwnerIndex, index_process, runs_of
 from damoncore.schemes.scheme import AccessPattern, Filter, Scheme
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (PFNs, kpageflags)")
@@ -30,22 +32,220 @@ def _frame_ranges(frames):
     return starts, starts + np.uint64(PAGE)
 
 
-def test_reverse_map_agrees_with_pagemap(make_child):
+def owner_index(pids, **kw):
+    return OwnerIndex(lambda: list(pids), **kw)
+
+
+def _in_ranges(pfn, starts, ends):
+    i = np.searchsorted(starts // np.uint64(PAGE), pfn, side="right") - 1
+    return (i >= 0) & (pfn < ends[np.maximum(i, 0)] // np.uint64(PAGE))
+
+
+def _mapped_now(pid, vaddr):
+    """PFN each of ``pid``'s pages at ``vaddr`` maps now (0: none)."""
+    with Pagemap(pid) as pm:
+        return np.array([int(pfns(pm.read(int(v), int(v) + PAGE))[0]) for v in vaddr], np.uint64)
+
+
+def test_owner_index_agrees_with_pagemap(make_child):
     c = make_child(300)
     c.touch(0, 200)
     frames = frames_of(c)[:200]
-    rm = ReverseMap()
-    rm.build([c.pid])
-    assert rm.nr_pids == 1
-    i = np.searchsorted(rm.pfn, frames)
-    assert (rm.pfn[i] == frames).all()
-    assert (rm.pid[i] == c.pid).all()
-    assert rm.vaddr[i].tolist() == [c.addr + k * PAGE for k in range(200)]
-    # a physical range lookup returns exactly the frames inside it
+    rm = owner_index([c.pid])
+    own = rm.lookup(*_frame_ranges(frames))
+    assert rm.nr_pids == 1 and rm.nr_builds == 1 and rm.nr_denied == 0
+    assert sorted(own.pfn.tolist()) == sorted(frames.tolist())
+    assert (own.pid == c.pid).all()
+    by_pfn = dict(zip(own.pfn.tolist(), own.vaddr.tolist()))
+    assert [by_pfn[int(f)] for f in frames] == [c.addr + k * PAGE for k in range(200)]
+    # one physical range: exactly the child's frames inside it, each with its range index
     lo, hi = int(frames.min()), int(frames.max()) + 1
-    idx, ridx = rm.lookup(np.array([lo * PAGE], np.uint64), np.array([hi * PAGE], np.uint64))
-    assert set(frames.tolist()) <= set(rm.pfn[idx].tolist())
-    assert ((rm.pfn[idx] >= lo) & (rm.pfn[idx] < hi)).all() and (ridx == 0).all()
+    own = rm.lookup(np.array([0, lo * PAGE], np.uint64), np.array([PAGE, hi * PAGE], np.uint64))
+    assert set(frames.tolist()) <= set(own.pfn.tolist())
+    assert ((own.pfn >= lo) & (own.pfn < hi)).all() and (own.ridx == 1).all()
+    # kept across lookups and scope reads: no second indexing
+    rm.refresh_scope()
+    rm.lookup(*_frame_ranges(frames))
+    assert rm.nr_builds == 1
+
+
+def _reference_find(vpn, pfn, a, b):
+    """Plain Python: every (pfn, range) of frames mapped in ranges [a, b), and the vaddrs
+    mapping each frame."""
+    where = {}
+    for v, f in zip(vpn, pfn):
+        where.setdefault(f, set()).add(v)
+    out = set()
+    for r, (lo, hi) in enumerate(zip(a, b)):
+        out |= {(f, r) for f in range(lo, hi) if f in where}
+    return out, where
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_extents_find_matches_a_plain_reference(seed):
+    """Runs of pages contiguous both ways, frames mapped twice, PFNs past 2**32 and vaddrs
+    spread over more than 256 high-bit values: find() returns what a dict would."""
+    rng = np.random.default_rng(seed)
+    n = 3000
+    vpn = np.sort(rng.choice(1 << 20, n, replace=False)).astype(np.uint64)
+    if seed % 3 == 1:
+        vpn = vpn + (rng.integers(0, 300, n).astype(np.uint64) << np.uint64(32))
+        vpn.sort()
+    pfn = np.empty(n, np.uint64)
+    pfn[0] = 1000
+    for i in range(1, n):          # mostly runs, sometimes a jump, sometimes a repeat
+        r = rng.random()
+        pfn[i] = pfn[i - 1] + 1 if r < 0.7 else rng.integers(0, 6000) if r < 0.95 \
+            else pfn[rng.integers(0, i)]
+    if seed % 3 == 2:
+        pfn += np.uint64(1 << 33)
+    ext = Extents(*runs_of(vpn, pfn))
+    base = int(pfn.min())
+    a = np.sort(rng.integers(base, base + 7000, 40)).astype(np.uint64)
+    b = a + rng.integers(0, 400, 40).astype(np.uint64)
+    fr, vp, r = ext.find(a, b)
+    want, where = _reference_find(vpn.tolist(), pfn.tolist(), a.tolist(), b.tolist())
+    got = set(zip(fr.tolist(), r.tolist()))
+    assert len(got) == len(fr) and got == want
+    assert all(v in where[f] for f, v in zip(fr.tolist(), vp.tolist()))    # one of its vaddrs
+    # 11 bytes per extent; a u64 PFN past 2**32 frames, a u64 vaddr past 256 high parts
+    per = 11 + (4 if seed % 3 == 2 else 0) + (3 if seed % 3 == 1 else 0)
+    assert ext.nbytes <= per * len(ext) + 8 * 256
+
+
+def test_index_is_the_same_whatever_the_block_size(make_child):
+    """The build reads pagemap in blocks (bounded memory); block edges change nothing."""
+    c = make_child(1000)
+    c.touch(0, 300)
+    c.touch(500, 1000)
+    with Pagemap(c.pid) as pm:
+        big, small = index_process(pm), index_process(pm, block_pages=7)
+    a = np.array([0], np.uint64)
+    b = np.array([1 << 40], np.uint64)
+    f1, v1, _ = big.find(a, b)
+    f2, v2, _ = small.find(a, b)
+    assert sorted(zip(f1.tolist(), v1.tolist())) == sorted(zip(f2.tolist(), v2.tolist()))
+    mine = set(frames_of(c)[np.r_[0:300, 500:1000]].tolist())
+    assert mine <= set(f1.tolist())
+
+
+def test_frames_of_several_processes_and_shared_pages(make_child, tmp_path):
+    """Two children with their own pages and two sharing one file's page cache: every frame
+    is found once, with an owner that maps it at the vaddr returned."""
+    path = tmp_path / "shared"
+    path.write_bytes(os.urandom(64 * PAGE))
+    a, b = make_child(100), make_child(100)
+    s1, s2 = make_child(64, path), make_child(64, path)
+    for c in (a, b, s1, s2):
+        c.touch()
+    shared = frames_of(s1)
+    assert (frames_of(s2) == shared).all()
+    want = {int(f): a.pid for f in frames_of(a)} | {int(f): b.pid for f in frames_of(b)}
+    frames = np.array(sorted(set(want) | set(shared.tolist())), np.uint64)
+    rm = owner_index([a.pid, b.pid, s1.pid, s2.pid])
+    own = rm.lookup(*_frame_ranges(frames))
+    assert sorted(own.pfn.tolist()) == frames.tolist()           # each frame once
+    for f, p in zip(own.pfn.tolist(), own.pid.tolist()):
+        assert p == want[f] if f in want else p in (s1.pid, s2.pid)
+    for p in set(own.pid.tolist()):
+        sel = own.pid == p
+        assert (_mapped_now(p, own.vaddr[sel]) == own.pfn[sel]).all()
+
+
+def test_candidates_narrowed_by_memcg(make_child):
+    """A process in scope charged to another memcg than the frames is not even indexed."""
+    c = make_child(64)
+    c.touch()
+    rm = owner_index([1, c.pid])
+    if not os.path.exists("/proc/kpagecgroup") or rm._memcg_of(1) == rm._memcg_of(c.pid):
+        pytest.skip("pid 1 shares the children's memcg here")
+    with open("/proc/kpagecgroup", "rb") as f:
+        f.seek(int(frames_of(c)[0]) * 8)
+        assert int.from_bytes(f.read(8), "little") == rm._memcg_of(c.pid)
+    own = rm.lookup(*_frame_ranges(frames_of(c)))
+    assert len(own) == 64 and set(rm.procs) == {c.pid}
+
+
+def test_denied_processes_are_counted_not_reset():
+    """A scope where every process is gone: each counted as denied, and nothing indexed
+    (the old map reset itself and zeroed the count exactly then)."""
+    rm = owner_index([2 ** 22 + 1, 2 ** 22 + 3])
+    own = rm.lookup(np.array([0], np.uint64), np.array([1 << 30], np.uint64))
+    assert len(own) == 0 and rm.nr_denied == 2 and rm.nr_pids == 0
+    rm.lookup(np.array([0], np.uint64), np.array([1 << 30], np.uint64))
+    assert rm.nr_denied == 2                      # not retried until the scope is read again
+
+
+def test_remapped_or_exited_owner_is_never_returned(make_child):
+    """Between the indexing and a lookup the owner drops its pages and faults others, or
+    exits: the stale entries are dropped by the verification, so every owner returned
+    maps the frame now."""
+    c, other = make_child(256), make_child(256)
+    c.touch()
+    old = frames_of(c)
+    rm = owner_index([c.pid, other.pid], retry_s=3600)      # no re-indexing in this test
+    assert len(rm.lookup(*_frame_ranges(old))) == 256
+    c.cmd("drop")
+    other.touch()                                  # may land on c's old frames
+    c.touch()
+    starts, ends = _frame_ranges(old)
+    own = rm.lookup(starts, ends)
+    assert _in_ranges(own.pfn, starts, ends).all()
+    for p in set(own.pid.tolist()):
+        sel = own.pid == p
+        assert (_mapped_now(p, own.vaddr[sel]) == own.pfn[sel]).all()
+    c.exit()
+    own = rm.lookup(starts, ends)
+    assert c.pid not in own.pid.tolist()
+    rm.refresh_scope()
+    assert c.pid not in rm.procs
+
+
+def test_apply_after_owner_exit_moves_nothing(make_child):
+    c = make_child(128)
+    c.touch()
+    frames = frames_of(c)
+    ops = PaddrOps(pids=[c.pid], rmap_retry_s=3600)
+    s = Scheme(AccessPattern(), action="migrate_hot", target_nid=0)
+    t = Target(ranges=[(0, 1 << 40)])
+    ctx = Context(ops, targets=[t], primitives=("page_fault",), schemes=[s])
+    ctx.start()
+    assert ops.apply_scheme(ctx, t, s, *_frame_ranges(frames)).sz_applied == 128 * PAGE
+    c.exit()
+    res = ops.apply_scheme(ctx, t, s, *_frame_ranges(frames))
+    assert res.sz_applied == 0 and res.sz_ops_filter_passed == 0
+    ops.update(ctx)
+    assert ops.rmap.nr_pids == 0
+    ops.cleanup(ctx)
+
+
+def test_new_faults_are_found_by_reindexing_at_most_once_per_retry(make_child):
+    c = make_child(256)
+    c.touch(0, 64)
+    rm = owner_index([c.pid], retry_s=3600)
+    assert len(rm.lookup(*_frame_ranges(frames_of(c)[:64]))) == 64
+    c.touch(64, 256)                              # faults after the indexing
+    starts, ends = _frame_ranges(frames_of(c)[64:])
+    assert len(rm.lookup(starts, ends)) == 0 and rm.nr_builds == 1
+    rm.retry_s = 0
+    own = rm.lookup(starts, ends)
+    assert len(own) == 192 and rm.nr_builds == 2 and rm.nr_retries == 1
+    assert len(rm.lookup(starts, ends)) == 192 and rm.nr_builds == 2   # nothing missing
+
+
+def test_index_memory_is_a_few_bytes_per_page(make_child):
+    """Runs of physically contiguous pages share one 11-byte extent (20 bytes per page
+    before); never more than 11 bytes per page plus a constant."""
+    c = make_child(4096)
+    c.touch()
+    rm = owner_index([c.pid])
+    rm.lookup(*_frame_ranges(frames_of(c)[:1]))
+    po = rm.procs[c.pid]
+    with open(f"/proc/{c.pid}/status") as f:
+        rss = next(int(ln.split()[1]) for ln in f if ln.startswith("VmRSS:")) * 1024 // PAGE
+    assert len(po.main) <= rss
+    assert po.nbytes <= 11 * len(po.main) + 8 * len(po.main.his) + 64
+    print(f"{len(po.main)} extents for {rss} present pages: {po.nbytes / rss:.2f} B/page")
 
 
 @pytest.mark.skipif(os.path.exists(BITMAP), reason="this kernel has idle page tracking")
@@ -138,20 +338,20 @@ def test_migrate_physical_range_to_node0(make_child):
     c = make_child(256)
     c.touch()
     frames = frames_of(c)
-    # no owner-miss rebuild within the test: it checks what a stale map does
+    # no re-indexing on a miss within the test: it checks what stale entries do
     ops = PaddrOps(pids=[c.pid], rmap_retry_s=3600)
     s = Scheme(AccessPattern(), action="migrate_hot", target_nid=0)
     t = Target(ranges=[(0, 1 << 40)])
     ctx = Context(ops, targets=[t], primitives=("page_fault",), schemes=[s])
     ctx.start()
-    assert len(ops.rmap) >= 256
+    assert ops.rmap.nr_pids == 0                     # nothing indexed before it is needed
     # one range per frame of the child's buffer
     starts, ends = _frame_ranges(frames)
     res = ops.apply_scheme(ctx, t, s, starts, ends)
     assert res.sz_applied == 256 * PAGE and res.sz_ops_filter_passed == 256 * PAGE
     assert (res.region_sz_applied == PAGE).all()
     assert (query_pages(c.pid, np.arange(c.addr, c.end, PAGE)) == 0).all()
-    # frames freed and re-faulted elsewhere: stale map entries move nothing
+    # frames freed and re-faulted elsewhere: stale index entries move nothing
     c.cmd("drop")
     c.touch()
     moved = set(frames_of(c).tolist()) & set(frames.tolist())
@@ -159,7 +359,7 @@ def test_migrate_physical_range_to_node0(make_child):
     assert res.nr_failed.get("stale", 0) >= 256 - len(moved)
     assert res.sz_applied <= len(moved) * PAGE
     # unmapped-reject filter passes the mapped anon pages, anon-reject none
-    ops.update(ctx)
+    ops.rmap.retry_s = 0                     # the child faulted since: re-indexed on a miss
     starts, ends = _frame_ranges(frames_of(c))
     keep = Scheme(action="migrate_hot", target_nid=0,
                   filters=[Filter("unmapped", allow=False), Filter("anon", allow=True)])
@@ -171,34 +371,33 @@ def test_migrate_physical_range_to_node0(make_child):
     ops.cleanup(ctx)
 
 
-def test_process_started_after_setup_is_found_by_a_rebuild(make_child):
-    """A process started after the map was built owns frames the map does not know: the
-    migration rebuilds the map (at most once per rmap_retry_s) and retries once."""
+def test_process_started_after_setup_is_found(make_child):
+    """A process started after the scope was read owns frames nobody in scope maps: the
+    lookup reads the scope again (at most once per rmap_retry_s) and indexes it."""
     ops = PaddrOps(rmap_retry_s=60)                  # every process: the monitor's default
     s = Scheme(AccessPattern(), action="migrate_hot", target_nid=0)
     t = Target(ranges=[(0, 1 << 40)])
     ctx = Context(ops, targets=[t], primitives=("page_fault",), schemes=[s])
     ctx.start()
-    built = ops._rmap_built_at
     c = make_child(128)
     c.touch()
     starts, ends = _frame_ranges(frames_of(c))
-    assert not np.isin(starts // np.uint64(PAGE), ops.rmap.pfn).any()
-    # within the rate limit: no rebuild, so no owner and nothing moves
+    # within the rate limit: the scope is not read again, so no owner and nothing moves
     res = ops.apply_scheme(ctx, t, s, starts, ends)
-    assert res.sz_applied == 0 and ops.nr_rmap_retries == 0 and ops._rmap_built_at == built
-    # the limit passed: one rebuild, the child's pages found and moved
-    ops._rmap_built_at -= ops.rmap_retry_s
+    assert res.sz_applied == 0 and c.pid not in ops.rmap.scope
+    # the limit passed: the child is found and moved
+    ops.rmap._scope_read_at -= ops.rmap_retry_s
     res = ops.apply_scheme(ctx, t, s, starts, ends)
-    assert ops.nr_rmap_retries == 1
+    assert c.pid in ops.rmap.procs and ops.nr_rmap_retries == 1
     assert res.sz_applied == 128 * PAGE and (res.region_sz_applied == PAGE).all()
     assert (query_pages(c.pid, np.arange(c.addr, c.end, PAGE)) == 0).all()
-    # every mapped frame of the ranges has a known owner now: no further rebuild
+    # every mapped frame of the ranges has a known owner now: nothing re-read
     starts, ends = _frame_ranges(frames_of(c))
     ops.update(ctx)
-    ops._rmap_built_at -= ops.rmap_retry_s
+    builds = ops.rmap.nr_builds
     res = ops.apply_scheme(ctx, t, s, starts, ends)
-    assert ops.nr_rmap_retries == 1 and res.sz_applied == 128 * PAGE
+    assert ops.nr_rmap_retries == 1 and ops.rmap.nr_builds == builds
+    assert res.sz_applied == 128 * PAGE
     ops.cleanup(ctx)
 
 
