@@ -24,7 +24,11 @@ from .quota import adjust_quota, pattern_mask, scores_for
 
 
 def apply_schemes(ctx) -> None:
-    due = [s for s in ctx.schemes if ctx.passed_sample_intervals >= s.next_apply_sis]
+    # due by sample count (the kernel's rule) or by the clock: a sample loop that cannot keep
+    # its interval (a loaded host, TCG) must not stretch a 1 s apply interval with it
+    now, n = ctx.clock.now_us(), ctx.passed_sample_intervals
+    due = [s for s in ctx.schemes if n >= s.next_apply_sis
+           or (s.next_apply_us is not None and now >= s.next_apply_us)]
     if not due:
         return
     for s in due:

@@ -313,6 +313,7 @@ class Scheme:
         self.stats = SchemeStats()
         self.quota_state = QuotaState()
         self.next_apply_sis = 0
+        self.next_apply_us = None     # the same due time on the context's clock
         self.active = True
         self.next_watermark_check_us = 0
 
@@ -334,6 +335,7 @@ class Scheme:
         a = ctx.attrs
         interval = self.apply_interval_us or a.aggr_us
         self.next_apply_sis = ctx.passed_sample_intervals + max(1, interval // a.sample_us)
+        self.next_apply_us = ctx.clock.now_us() + interval
 
     def __repr__(self):
         return f"Scheme({self.action}, pattern={self.access_pattern})"
