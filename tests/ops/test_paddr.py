@@ -166,13 +166,31 @@ def test_candidates_narrowed_by_memcg(make_child):
     assert len(own) == 64 and set(rm.procs) == {c.pid}
 
 
-def test_denied_processes_are_counted_not_reset():
+def test_indexing_stops_once_every_frame_has_an_owner(make_child):
+    """Candidates are indexed largest first, and only until the frames are all owned."""
+    big, small = make_child(2048), make_child(16)
+    big.touch()
+    small.touch()
+    for c in (big, small):
+        _drain_lru_batches(c)
+    rm = owner_index([small.pid, big.pid])
+    own = rm.lookup(*_frame_ranges(frames_of(big)))
+    assert len(own) == 2048 and set(rm.procs) == {big.pid}
+    own = rm.lookup(*_frame_ranges(np.r_[frames_of(big)[:8], frames_of(small)]))
+    assert len(own) == 24 and set(rm.procs) == {big.pid, small.pid}
+
+
+def test_denied_processes_are_counted_not_reset(make_child):
     """A scope where every process is gone: each counted as denied, and nothing indexed
     (the old map reset itself and zeroed the count exactly then)."""
+    c = make_child(16)
+    c.touch()
+    _drain_lru_batches(c)                           # mapped LRU frames: owners looked for
+    ranges = _frame_ranges(frames_of(c))
     rm = owner_index([2 ** 22 + 1, 2 ** 22 + 3])
-    own = rm.lookup(np.array([0], np.uint64), np.array([1 << 30], np.uint64))
+    own = rm.lookup(*ranges)
     assert len(own) == 0 and rm.nr_denied == 2 and rm.nr_pids == 0
-    rm.lookup(np.array([0], np.uint64), np.array([1 << 30], np.uint64))
+    rm.lookup(*ranges)
     assert rm.nr_denied == 2                      # not retried until the scope is read again
 
 

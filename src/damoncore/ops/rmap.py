@@ -393,8 +393,41 @@ class OwnerIndex:
             pd, va, rx = pd[first], va[first], rx[first]
         return Owners(pfn, pd, va, rx)
 
+    def _rss(self, pid) -> int:
+        try:
+            with open(os.path.join(self.procfs_root, str(pid), "statm")) as f:
+                return int(f.read().split()[1])
+        except (OSError, ValueError, IndexError):
+            return 0
+
+    def _index_until_found(self, pids, a, b, want, parts, got):
+        """(Re)index ``pids``, the largest resident set first, each followed by a lookup,
+        until every frame in ``want`` has an owner (all of them without ``want``)."""
+        for pid in sorted(pids, key=self._rss, reverse=True):
+            if not self.build(pid):
+                continue
+            parts.append(self._find([pid], a, b))
+            if want is not None:
+                got |= np.isin(want, parts[-1].pfn)
+                if got.all():
+                    break
+        return got
+
+    @staticmethod
+    def _merge(parts) -> Owners:
+        parts = [p for p in parts if len(p)]
+        if len(parts) <= 1:
+            return parts[0] if parts else Owners()
+        pfn, first = np.unique(np.concatenate([p.pfn for p in parts]), return_index=True)
+        return Owners(pfn, *(np.concatenate([getattr(p, k) for p in parts])[first]
+                             for k in ("pid", "vaddr", "ridx")))
+
     def lookup(self, starts, ends) -> Owners:
-        """Verified owners of the frames in physical byte ranges [starts, ends)."""
+        """Verified owners of the frames in physical byte ranges [starts, ends).
+
+        Indexed candidates are looked up first; unindexed ones are indexed largest first
+        until every mapped LRU frame of the ranges has an owner, so one big owner does not
+        make every small process in its memcg be read."""
         a = np.asarray(starts, U64) // U64(PAGE_SIZE)
         b = (np.asarray(ends, U64) + U64(PAGE_SIZE - 1)) // U64(PAGE_SIZE)
         if self._scope_read_at is None:
@@ -403,32 +436,36 @@ class OwnerIndex:
             return Owners()
         info = self._frame_info(a, b)
         cands = self._candidates(info)
-        for pid in cands:
-            if pid not in self.procs and pid not in self._denied:
-                self.build(pid)
-        found = self._find(cands, a, b)
-        if info is None:
-            return found
-        frames, flags, memcg = info
-        miss = kpf.has(flags, kpf.MMAP) & kpf.has(flags, kpf.LRU) & ~np.isin(frames, found.pfn)
-        if not miss.any():
-            return found
-        inos = None if memcg is None else set(np.unique(memcg[miss]).tolist())
+        want = wmemcg = got = None
+        if info is not None:
+            frames, flags, memcg = info
+            user = kpf.has(flags, kpf.MMAP) & kpf.has(flags, kpf.LRU)
+            want = frames[user]
+            wmemcg = None if memcg is None else memcg[user]
+        parts = [self._find([p for p in cands if p in self.procs], a, b)]
+        if want is not None:
+            got = np.isin(want, parts[0].pfn)
+            if got.all():
+                return parts[0]
+        new = [p for p in cands if p not in self.procs and p not in self._denied]
+        got = self._index_until_found(new, a, b, want, parts, got)
+        if want is None or got.all():
+            return self._merge(parts)
+        # frames no known process maps: a process started since, or an index gone stale
         now = time.monotonic()
-        added = []
-        if now - self._scope_read_at >= self.retry_s:       # a process started since?
+        todo = []
+        if now - self._scope_read_at >= self.retry_s:
             known = set(self.scope)
             self.refresh_scope()
             cands = self._candidates(info)
-            added = [p for p in cands if p not in known and self.build(p)]
-        redo = [p for p in cands if p in self.procs and self._stale(self.procs[p], now)
-                and (inos is None or (ino := self._memcg_of(p)) is None or ino in inos)]
-        if not redo and not added:
-            return found
-        self.nr_retries += 1
-        for pid in redo:
-            self.build(pid)
-        return self._find(cands, a, b)
+            todo = [p for p in cands if p not in known and p not in self.procs]
+        inos = None if wmemcg is None else set(np.unique(wmemcg[~got]).tolist())
+        todo += [p for p in cands if p in self.procs and self._stale(self.procs[p], now)
+                 and (inos is None or (ino := self._memcg_of(p)) is None or ino in inos)]
+        if todo:
+            self.nr_retries += 1
+            self._index_until_found(todo, a, b, want, parts, got)
+        return self._merge(parts)
 
     def note_moved(self, pid, vaddrs) -> None:
         """Re-read ``pid``'s pages at ``vaddrs`` (just migrated: new frames) into its overlay
