@@ -238,7 +238,7 @@ class OwnerIndex:
         self._scope_read_at = None
         self._denied: set[int] = set()        # not readable since the scope was last read
         self.nr_denied = self.nr_builds = self.nr_retries = 0
-        self._memcg: dict[int, int | None] = {}
+        self._memcg_dirs = None               # memcg inode -> cgroup dirs charged to it
         self._kpf = self._kpc = None
         self._no_memcg = False
 
@@ -267,10 +267,7 @@ class OwnerIndex:
                 alive = False
             if not alive:
                 del self.procs[pid]
-                self._memcg.pop(pid, None)
-        for pid in list(self._memcg):
-            if pid not in inscope:
-                del self._memcg[pid]
+        self._memcg_dirs = None
 
     def build(self, pid) -> bool:
         """(Re)index one process; False if it cannot be read."""
@@ -299,33 +296,45 @@ class OwnerIndex:
         return st != po.start_time or faults != po.faults
 
     # --- memcg narrowing ------------------------------------------------------------------
-    def _memcg_of(self, pid):
-        """Inode of the memcg ``pid`` is charged to (cgroup v1 memory hierarchy, or the
-        nearest v2 ancestor with the memory controller), None if unknown."""
-        if pid in self._memcg:
-            return self._memcg[pid]
-        ino = None
-        try:
-            with open(os.path.join(self.procfs_root, str(pid), "cgroup")) as f:
-                lines = [ln.rstrip("\n").split(":", 2) for ln in f]
-            v1 = [p for _, c, p in lines if "memory" in c.split(",")]
-            if v1:
-                ino = os.stat(os.path.join(self.cgroupfs_root, "memory", v1[0].lstrip("/"))).st_ino
-            else:
-                v2 = [p for h, c, p in lines if h == "0" and c == ""]
-                if v2:
-                    root = self.cgroupfs_root
-                    if os.path.isdir(os.path.join(root, "unified")):
-                        root = os.path.join(root, "unified")
-                    d = os.path.join(root, v2[0].lstrip("/"))
-                    while d.rstrip("/") != root.rstrip("/") and \
-                            not os.path.exists(os.path.join(d, "memory.current")):
-                        d = os.path.dirname(d.rstrip("/"))
+    def _memcg_map(self):
+        """{memcg inode: cgroup directories whose processes are charged to it}: the cgroup
+        v1 memory hierarchy, or on cgroup v2 each directory with ``memory.current`` (and the
+        root) with its descendants that have none.  One walk of the cgroup tree per scope
+        read; None without a cgroup filesystem."""
+        if self._memcg_dirs is not None:
+            return self._memcg_dirs or None
+        v1 = os.path.join(self.cgroupfs_root, "memory")
+        root = v1 if os.path.exists(os.path.join(v1, "cgroup.procs")) else self.cgroupfs_root
+        out = {}
+        stack = [(root, None)]
+        while stack:
+            d, ino = stack.pop()
+            try:
+                if root == v1 or ino is None or os.path.exists(os.path.join(d, "memory.current")):
                     ino = os.stat(d).st_ino
-        except (OSError, ValueError):
-            ino = None
-        self._memcg[pid] = ino
-        return ino
+                out.setdefault(ino, []).append(d)
+                stack += [(e.path, ino) for e in os.scandir(d) if e.is_dir(follow_symlinks=False)]
+            except OSError:
+                continue
+        if not os.path.exists(os.path.join(root, "cgroup.procs")):
+            out = {}
+        self._memcg_dirs = out
+        return out or None
+
+    def _procs_in(self, inos):
+        """Pids charged to the memcgs ``inos`` (their cgroup.procs), None if unknown."""
+        m = self._memcg_map()
+        if m is None:
+            return None
+        pids = set()
+        for ino in inos:
+            for d in m.get(int(ino), ()):
+                try:
+                    with open(os.path.join(d, "cgroup.procs")) as f:
+                        pids.update(int(x) for x in f.read().split())
+                except (OSError, ValueError):
+                    continue
+        return pids
 
     def _frame_info(self, a, b):
         """Frames of the ranges with their kpageflags and memcg inodes, or None past
@@ -354,9 +363,8 @@ class OwnerIndex:
         if info is None or info[2] is None:
             return list(self.scope)
         frames, flags, memcg = info
-        inos = set(np.unique(memcg[kpf.has(flags, kpf.MMAP)]).tolist())
-        return [p for p in self.scope
-                if (ino := self._memcg_of(p)) is None or ino in inos]
+        procs = self._procs_in(np.unique(memcg[kpf.has(flags, kpf.MMAP)]).tolist())
+        return list(self.scope) if procs is None else [p for p in self.scope if p in procs]
 
     # --- lookup ---------------------------------------------------------------------------
     def _find(self, pids, a, b) -> Owners:
@@ -459,9 +467,9 @@ class OwnerIndex:
             self.refresh_scope()
             cands = self._candidates(info)
             todo = [p for p in cands if p not in known and p not in self.procs]
-        inos = None if wmemcg is None else set(np.unique(wmemcg[~got]).tolist())
+        procs = None if wmemcg is None else self._procs_in(np.unique(wmemcg[~got]).tolist())
         todo += [p for p in cands if p in self.procs and self._stale(self.procs[p], now)
-                 and (inos is None or (ino := self._memcg_of(p)) is None or ino in inos)]
+                 and (procs is None or p in procs)]
         if todo:
             self.nr_retries += 1
             self._index_until_found(todo, a, b, want, parts, got)
