@@ -103,9 +103,13 @@ def measure(gib, steady_rounds=5):
             assert res.sz_applied == MOVE, (res.sz_applied, res.nr_failed)
         held = tracemalloc.get_traced_memory()[0] - base
         tracemalloc.stop()
+        rm = ops.rmap
+        index = getattr(rm, "nbytes", None)               # the owner index alone
+        extents = sum(len(p.main) for p in rm.procs.values()) if hasattr(rm, "procs") else None
         ops.cleanup(ctx)
         return {"gib": gib, "cold_s": cold, "steady_s": statistics.median(steady),
-                "held_b": held, "peak_b": peak, "ranges": len(starts)}
+                "held_b": held, "peak_b": peak, "ranges": len(starts), "index_b": index,
+                "extents": extents}
     finally:
         tracemalloc.stop()
         stop_child(p)
@@ -127,11 +131,14 @@ def main(sizes):
             continue
         rows.append(measure(gib))
     print(f"moving {MOVE >> 20} MiB ({MOVE // PAGE} frames) to node 0 out of one process")
-    print("  GiB mapped   ranges   cold CPU ms   steady CPU ms   held MiB   cold peak MiB")
+    print("  GiB mapped   cold CPU ms   steady CPU ms   held MiB   cold peak MiB   index "
+          "(extents, B/page)")
     for r in rows:
-        print(f"  {r['gib']:10d}  {r['ranges']:7d}  {r['cold_s'] * 1e3:12.1f}  "
+        idx = "" if r["index_b"] is None else \
+            f"{r['extents']} extents, {r['index_b'] / (r['gib'] * GIB // PAGE):.2f} B/page"
+        print(f"  {r['gib']:10d}  {r['cold_s'] * 1e3:12.1f}  "
               f"{r['steady_s'] * 1e3:14.1f}  {r['held_b'] / 2**20:9.2f}  "
-              f"{r['peak_b'] / 2**20:14.2f}")
+              f"{r['peak_b'] / 2**20:14.2f}   {idx}")
     if len(rows) > 1:
         b = rows[0]
         for r in rows[1:]:

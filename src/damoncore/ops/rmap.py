@@ -8,9 +8,12 @@ indexed.  Design:
 
 - **Candidates by memory cgroup.**  For the frames of the ranges acted on, one
   /proc/kpageflags and one /proc/kpagecgroup read (O(frames acted on)) give the frames that
-  are mapped and the memcgs they are charged to; only processes in scope whose memcg is
-  one of those are candidates (their memcg read once from /proc/PID/cgroup).  Without
-  kpagecgroup, or for more than ``MAX_CHECK_FRAMES`` frames, every process in scope is one.
+  are mapped and the memcgs they are charged to; only processes in scope listed in those
+  memcgs' cgroup.procs are candidates (the memcg -> cgroup directories map: one walk of
+  the cgroup tree per scope read).  Without kpagecgroup or a cgroup filesystem, for a
+  scope of one process, or for more than ``MAX_CHECK_FRAMES`` frames, every process in
+  scope is one.  Unindexed candidates are indexed largest resident set first, and only
+  until every mapped LRU frame of the ranges has an owner.
 - **A compact per-process extent index, built lazily, kept incrementally.**  A candidate
   is indexed the first time it is needed: PAGEMAP_SCAN finds its present pages, pagemap is
   read in blocks of ``BLOCK_PAGES`` (so memory during the build stays a few MiB), and runs
@@ -31,8 +34,8 @@ indexed.  Design:
   maps it now, and the caller re-checks once more right before moving.
 
 Cost, steady state (nothing in scope faulted since its build): per lookup
-O(processes in scope + frames in the ranges + found * log(extents)); memory 11 bytes per
-extent.  Worst cases: (1) the first lookup that needs a process, and every rebuild, reads
+O(candidates + frames in the ranges + found * log(extents)); memory 11 bytes per extent;
+per ops update O(processes in scope) (the scope is read again).  Worst cases: (1) the first lookup that needs a process, and every rebuild, reads
 its whole pagemap: O(its present pages) time (~15-25 ms per GiB here, kernel-side mostly),
 a few MiB of memory; a process that faults all the time and owns missed frames is rebuilt
 once per ``retry_s``.  (2) Memory is one extent per run of physically contiguous pages: on a
