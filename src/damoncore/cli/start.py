@@ -109,12 +109,17 @@ def run(args, out=sys.stderr, ready=None) -> list:
         for r in runners:
             r.stop()
     old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    switch = sys.getswitchinterval()
     try:
         if ready:
             ready(kdamonds)
         if len(runners) == 1:
             runners[0].run(duration)
         else:
+            # kdamond threads share the GIL: one back from a syscall waits out the other's
+            # switch interval (5 ms by default), a convoy that multiplied the cost of the
+            # syscall-heavy steps (access checks, owner lookups) in the guest
+            sys.setswitchinterval(0.0005)
             threads = [threading.Thread(target=r.run, args=(duration,), daemon=True)
                        for r in runners]
             for t in threads:
@@ -123,6 +128,7 @@ def run(args, out=sys.stderr, ready=None) -> list:
                 for t in threads:
                     t.join(0.2)
     finally:
+        sys.setswitchinterval(switch)
         for s, h in old.items():
             signal.signal(s, h)
         if server:
