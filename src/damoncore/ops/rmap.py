@@ -36,12 +36,12 @@ indexed.  Design:
 Cost, steady state (nothing in scope faulted since its build): per lookup
 O(candidates + frames in the ranges + found * log(extents)); memory 11 bytes per extent;
 per ops update O(processes in scope) (the scope is read again).  Worst cases: (1) the first lookup that needs a process, and every rebuild, reads
-its whole pagemap: O(its present pages) time (~15-25 ms per GiB here, kernel-side mostly),
-a few MiB of memory; a process that faults all the time and owns missed frames is rebuilt
-once per ``retry_s``.  (2) Memory is one extent per run of physically contiguous pages: on a
-fragmented host (runs of ~4 pages measured here) ~2.6 bytes per mapped page, with no
-physical contiguity at all (pages faulted in random order on fragmented memory) 11 bytes per
-page; THP-backed memory ~0.02 bytes per page.  (3) Frames of a process that changed memcg
+its whole pagemap: O(its present pages) time (~25-35 ms per GiB here, kernel-side mostly),
+and ~100 bytes per extent while the extents are sorted; a process that faults all the time
+and owns missed frames is rebuilt once per ``retry_s``.  (2) Memory is one extent per run of
+physically contiguous pages: on a fragmented host (runs of ~3-5 pages measured here) 2.1-3.0
+bytes per mapped page, with no physical contiguity at all (pages faulted in random order on
+fragmented memory) 11 bytes per page; THP-backed memory ~0.02 bytes per page.  (3) Frames of a process that changed memcg
 after they were charged, or of processes outside the scope, are never found (as before).
 """
 
