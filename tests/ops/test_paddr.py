@@ -114,19 +114,20 @@ def test_extents_find_matches_a_plain_reference(seed):
 
 
 def test_index_is_the_same_whatever_the_block_size(make_child):
-    """The build reads pagemap in blocks (bounded memory); block edges change nothing."""
+    """The build reads pagemap in blocks (bounded memory); block edges change nothing: the
+    child's buffer pages are found at their vaddrs, each frame once."""
     c = make_child(1000)
     c.touch(0, 300)
     c.touch(500, 1000)
+    buf = frames_of(c)
+    want = {int(buf[k]): c.addr + k * PAGE for k in [*range(300), *range(500, 1000)]}
+    a, b = np.array([0], np.uint64), np.array([1 << 40], np.uint64)
     with Pagemap(c.pid) as pm:
-        big, small = index_process(pm), index_process(pm, block_pages=7)
-    a = np.array([0], np.uint64)
-    b = np.array([1 << 40], np.uint64)
-    f1, v1, _ = big.find(a, b)
-    f2, v2, _ = small.find(a, b)
-    assert sorted(zip(f1.tolist(), v1.tolist())) == sorted(zip(f2.tolist(), v2.tolist()))
-    mine = set(frames_of(c)[np.r_[0:300, 500:1000]].tolist())
-    assert mine <= set(f1.tolist())
+        for blocks in (1 << 16, 7, 512):
+            f, v, _ = index_process(pm, block_pages=blocks).find(a, b)
+            assert len(np.unique(f)) == len(f)
+            got = dict(zip(f.tolist(), (v * np.uint64(PAGE)).tolist()))
+            assert {k: got.get(k) for k in want} == want, blocks
 
 
 def test_frames_of_several_processes_and_shared_pages(make_child, tmp_path):
