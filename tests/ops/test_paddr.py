@@ -225,15 +225,21 @@ def test_remapped_or_exited_owner_is_never_returned(make_child):
     assert c.pid not in rm.procs
 
 
-def test_apply_after_owner_exit_moves_nothing(make_child):
-    c = make_child(128)
-    c.touch()
-    frames = frames_of(c)
-    ops = PaddrOps(pids=[c.pid], rmap_retry_s=3600)
+def _migrate_hot_ctx(**kw):
+    """A started context whose paddr backend (``kw``) migrates everything to node 0."""
+    ops = PaddrOps(**kw)
     s = Scheme(AccessPattern(), action="migrate_hot", target_nid=0)
     t = Target(ranges=[(0, 1 << 40)])
     ctx = Context(ops, targets=[t], primitives=("page_fault",), schemes=[s])
     ctx.start()
+    return ops, ctx, t, s
+
+
+def test_apply_after_owner_exit_moves_nothing(make_child):
+    c = make_child(128)
+    c.touch()
+    frames = frames_of(c)
+    ops, ctx, t, s = _migrate_hot_ctx(pids=[c.pid], rmap_retry_s=3600)
     assert ops.apply_scheme(ctx, t, s, *_frame_ranges(frames)).sz_applied == 128 * PAGE
     c.exit()
     res = ops.apply_scheme(ctx, t, s, *_frame_ranges(frames))
@@ -363,11 +369,7 @@ def test_migrate_physical_range_to_node0(make_child):
     c.touch()
     frames = frames_of(c)
     # no re-indexing on a miss within the test: it checks what stale entries do
-    ops = PaddrOps(pids=[c.pid], rmap_retry_s=3600)
-    s = Scheme(AccessPattern(), action="migrate_hot", target_nid=0)
-    t = Target(ranges=[(0, 1 << 40)])
-    ctx = Context(ops, targets=[t], primitives=("page_fault",), schemes=[s])
-    ctx.start()
+    ops, ctx, t, s = _migrate_hot_ctx(pids=[c.pid], rmap_retry_s=3600)
     assert ops.rmap.nr_pids == 0                     # nothing indexed before it is needed
     # one range per frame of the child's buffer
     starts, ends = _frame_ranges(frames)
@@ -398,11 +400,7 @@ def test_migrate_physical_range_to_node0(make_child):
 def test_process_started_after_setup_is_found(make_child):
     """A process started after the scope was read owns frames nobody in scope maps: the
     lookup reads the scope again (at most once per rmap_retry_s) and indexes it."""
-    ops = PaddrOps(rmap_retry_s=60)                  # every process: the monitor's default
-    s = Scheme(AccessPattern(), action="migrate_hot", target_nid=0)
-    t = Target(ranges=[(0, 1 << 40)])
-    ctx = Context(ops, targets=[t], primitives=("page_fault",), schemes=[s])
-    ctx.start()
+    ops, ctx, t, s = _migrate_hot_ctx(rmap_retry_s=60)   # every process: the default
     c = make_child(128)
     c.touch()
     starts, ends = _frame_ranges(frames_of(c))
