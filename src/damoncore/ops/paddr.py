@@ -173,6 +173,8 @@ class PaddrOps(Operations):
             self.refresh_rmap()
         own = self.rmap.lookup(starts, ends)
         res = ApplyResult(region_sz_applied=np.zeros(len(starts), U64))
+        if own.nr_stale:                      # index entries that no longer held
+            res.nr_failed["stale"] = own.nr_stale
         ok = self.filters.passed(scheme.ops_filters, own.pfn)
         res.sz_ops_filter_passed = int(ok.sum()) * PAGE_SIZE
         pfn, pids, vaddr, ridx = own.pfn[ok], own.pid[ok], own.vaddr[ok], own.ridx[ok]

@@ -182,11 +182,23 @@ def index_process(pm, block_pages: int = BLOCK_PAGES) -> Extents:
     return Extents(*(np.concatenate(c) for c in zip(*out)))
 
 
+def _read_small(path) -> bytes:
+    """A small /proc or cgroup file in three syscalls (a text-mode open() makes seven: in
+    the guest, with a sampling thread holding the GIL between them, each one counts)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        out = [os.read(fd, 1 << 16)]
+        while len(out[-1]) == 1 << 16:                # a cgroup.procs of many processes
+            out.append(os.read(fd, 1 << 16))
+        return b"".join(out)
+    finally:
+        os.close(fd)
+
+
 def _read_stat(procfs_root, pid):
     """(start time, minflt + majflt) of a process from /proc/PID/stat."""
     try:
-        with open(os.path.join(procfs_root, str(pid), "stat")) as f:
-            f = f.read().rsplit(")", 1)[1].split()
+        f = _read_small(os.path.join(procfs_root, str(pid), "stat")).rsplit(b")", 1)[1].split()
     except (FileNotFoundError, ProcessLookupError) as err:
         raise TargetGone(pid) from err
     return int(f[19]), int(f[7]) + int(f[9])
@@ -209,12 +221,14 @@ class ProcessOwners:
 
 class Owners:
     """Frames found mapped, one owner each: ``pfn``, ``pid``, ``vaddr`` (bytes) and ``ridx``
-    (index of the range holding the frame)."""
+    (index of the range holding the frame); ``nr_stale``: index entries that no longer held
+    when read back (dropped)."""
 
-    def __init__(self, pfn=_EMPTY, pid=None, vaddr=_EMPTY, ridx=None):
+    def __init__(self, pfn=_EMPTY, pid=None, vaddr=_EMPTY, ridx=None, nr_stale=0):
         self.pfn, self.vaddr = pfn, vaddr
         self.pid = np.zeros(0, np.int32) if pid is None else pid
         self.ridx = np.zeros(0, np.int64) if ridx is None else ridx
+        self.nr_stale = nr_stale
 
     def __len__(self):
         return len(self.pfn)
@@ -333,8 +347,8 @@ class OwnerIndex:
         for ino in inos:
             for d in m.get(int(ino), ()):
                 try:
-                    with open(os.path.join(d, "cgroup.procs")) as f:
-                        pids.update(int(x) for x in f.read().split())
+                    pids.update(int(x) for x in _read_small(os.path.join(d, "cgroup.procs"))
+                                .split())
                 except (OSError, ValueError):
                     continue
         return pids
@@ -372,6 +386,7 @@ class OwnerIndex:
     # --- lookup ---------------------------------------------------------------------------
     def _find(self, pids, a, b) -> Owners:
         pf, pd, va, rx = [], [], [], []
+        stale = 0
         dups = False                    # a frame may be found twice (shared, or stale+new)
         for pid in pids:
             po = self.procs.get(pid)
@@ -391,23 +406,23 @@ class OwnerIndex:
             except (TargetGone, SyscallError, PermissionError):
                 continue
             ok = pmap.present(ent) & ((ent & pmap.PFN_MASK) == fr)
+            stale += int((~ok).sum())
             dups = dups or bool(pf)
             pf.append(fr[ok])
             va.append(vaddr[ok])
             rx.append(r[ok])
             pd.append(np.full(int(ok.sum()), pid, np.int32))
         if not pf:
-            return Owners()
+            return Owners(nr_stale=stale)
         pfn, pd, va, rx = (np.concatenate(x) for x in (pf, pd, va, rx))
         if dups:                        # one owner per frame
             pfn, first = np.unique(pfn, return_index=True)
             pd, va, rx = pd[first], va[first], rx[first]
-        return Owners(pfn, pd, va, rx)
+        return Owners(pfn, pd, va, rx, stale)
 
     def _rss(self, pid) -> int:
         try:
-            with open(os.path.join(self.procfs_root, str(pid), "statm")) as f:
-                return int(f.read().split()[1])
+            return int(_read_small(os.path.join(self.procfs_root, str(pid), "statm")).split()[1])
         except (OSError, ValueError, IndexError):
             return 0
 
@@ -426,12 +441,15 @@ class OwnerIndex:
 
     @staticmethod
     def _merge(parts) -> Owners:
+        stale = sum(p.nr_stale for p in parts)
         parts = [p for p in parts if len(p)]
         if len(parts) <= 1:
-            return parts[0] if parts else Owners()
+            out = parts[0] if parts else Owners()
+            out.nr_stale = stale
+            return out
         pfn, first = np.unique(np.concatenate([p.pfn for p in parts]), return_index=True)
         return Owners(pfn, *(np.concatenate([getattr(p, k) for p in parts])[first]
-                             for k in ("pid", "vaddr", "ridx")))
+                             for k in ("pid", "vaddr", "ridx")), stale)
 
     def lookup(self, starts, ends) -> Owners:
         """Verified owners of the frames in physical byte ranges [starts, ends).
