@@ -313,10 +313,21 @@ class Context:
             if not got:
                 return np.zeros(r.nr, np.uint64)
             return count_in_regions(r.start, r.end, np.concatenate(got))
+
+        def report_addrs(i, r):
+            """The kept reports' addresses inside the target's regions, sorted."""
+            if not counted:
+                return None
+            got = reports.get(i)
+            addrs = np.concatenate(got) if got else np.zeros(0, np.uint64)
+            k = np.searchsorted(r.start, addrs, side="right") - 1
+            ok = k >= 0
+            ok[ok] = addrs[ok] < r.end[k[ok]]
+            return np.sort(addrs[ok])
         snap = Snapshot(self._aggr_start_us, now, a.sample_us, a.aggr_us, a.aggr_samples,
                         [TargetSnapshot(i, t.pid, t.regions.start.copy(), t.regions.end.copy(),
                                         t.regions.nr_accesses.copy(), t.regions.age.copy(),
-                                        nr_reports(i, t.regions))
+                                        nr_reports(i, t.regions), report_addrs(i, t.regions))
                          for i, t in enumerate(self.targets) if not t.obsolete])
         for cb in self.callbacks:
             if cb(self, snap):

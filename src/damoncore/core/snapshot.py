@@ -15,6 +15,9 @@ class TargetSnapshot:
     per region (counted by their address; uint64), or None without the ``page_fault``
     primitive.  ``nr_accesses`` says in how many samples a region was accessed at all;
     ``nr_reports`` says how much: one report and ten thousand look the same to the former.
+    ``report_addrs``: the addresses of those reports, sorted (uint64; None without the
+    ``page_fault`` primitive): which pages were accessed, for policies that act on the
+    pages a report named rather than on whole regions.
     """
 
     target_idx: int
@@ -24,6 +27,7 @@ class TargetSnapshot:
     nr_accesses: np.ndarray
     age: np.ndarray
     nr_reports: np.ndarray | None = None
+    report_addrs: np.ndarray | None = None
 
 
 @dataclass
