@@ -79,6 +79,9 @@ class MoveResult:
 
     moved: dict
     nr_failed: int = 0
+    #: the key ranges that moved, ``(kstart, kend)`` (sorted, disjoint): for the move counts
+    #: of :mod:`damoncore.sim.moves`
+    ranges: tuple = ()
 
     @property
     def sz_moved(self) -> int:
@@ -308,9 +311,12 @@ class SimMachine:
         live[live] = self._alive[pidx[live]]
         return ((self.rng.random(len(keys)) < -np.expm1(-lam)) | scan) & live
 
-    def sample_accesses(self, t0_us: int, t1_us: int, max_per_accessor: int):
-        """A sample of the accesses in ``[t0, t1)``: ``(keys, accessor_idx, time_us)``."""
-        parts = [rm.sample(self.rng, self._alive, a, b, max_per_accessor, self.page_size)
+    def sample_accesses(self, t0_us: int, t1_us: int, max_per_accessor: int,
+                        period: float = 1.0):
+        """A sample of the accesses in ``[t0, t1)``: ``(keys, accessor_idx, time_us)``; one
+        report per ``period`` accesses on average, at most ``max_per_accessor`` each."""
+        parts = [rm.sample(self.rng, self._alive, a, b, max_per_accessor, self.page_size,
+                           period)
                  for rm, a, b in self._epochs(t0_us, t1_us)]
         return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
 
@@ -353,7 +359,7 @@ class SimMachine:
         self.extents.remap(zs, ze, zp)
         moved = np.bincount(src, weights=(ze - zs).astype(float), minlength=len(self.nodes))
         res = MoveResult({(int(n), dst): int(moved[n]) for n in np.flatnonzero(moved)},
-                         (total - take) // self.page_size)
+                         (total - take) // self.page_size, (zs, ze))
         self.acct.record_move(res)
         return res
 

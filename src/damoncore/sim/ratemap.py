@@ -96,12 +96,13 @@ class RateMap:
         return hit
 
     def sample(self, rng, alive, t0_us: int, t1_us: int, max_per_accessor: int,
-               page_size: int):
+               page_size: int, period: float = 1.0):
         """Access reports for ``[t0_us, t1_us)``: ``(keys, accessor_idx, time_us)``.
 
-        Per accessor, Poisson(expected accesses) reports capped at ``max_per_accessor``,
-        spread over pieces in proportion to their expected accesses (so report counts per
-        range follow the rates), uniform within a piece.
+        Per accessor, Poisson(expected accesses / ``period``) reports (one report per
+        ``period`` accesses on average, like a perf sample period) capped at
+        ``max_per_accessor``, spread over pieces in proportion to their expected accesses
+        (so report counts per range follow the rates), uniform within a piece.
         """
         npages = ((self.b[1:] - self.b[:-1]) // U64(page_size)).astype(float)
         pidx = (self.b[:-1] >> U64(KEY_SHIFT)).astype(np.int64)
@@ -115,7 +116,7 @@ class RateMap:
             tot = float(exp.sum())
             if tot <= 0:
                 continue
-            k = min(int(max_per_accessor), int(rng.poisson(tot)))
+            k = min(int(max_per_accessor), int(rng.poisson(tot / period)))
             if k == 0:
                 continue
             idx = rng.choice(len(exp), size=k, p=exp / tot)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .extents import SWAPPED, overlap_pairs
+from .moves import MoveCounts
 
 
 class Accounting:
@@ -23,6 +24,7 @@ class Accounting:
         self.node_acc = np.zeros((0, n + 1))     # [accessor, node (last: swap)] accesses
         self.cost = np.zeros(0)
         self.migrated = {}
+        self.moves = MoveCounts()         # per-key move counts (sim/moves.py)
         self.nr_failed = 0
         self.swapped_out = 0
         self.swapped_in = 0
@@ -88,6 +90,8 @@ class Accounting:
     def record_move(self, res) -> None:
         for k, v in res.moved.items():
             self.migrated[k] = self.migrated.get(k, 0) + v
+        if res.ranges:
+            self.moves.add(*res.ranges)
         self.nr_failed += res.nr_failed
 
     def stats(self) -> dict:
