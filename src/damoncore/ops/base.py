@@ -18,6 +18,12 @@ Mirrors the kernel's ``struct damon_operations`` (include/linux/damon.h).  The c
 - ``target_valid(target)`` before each sample: False ends monitoring of that target.
 - ``cleanup(ctx)`` once, when monitoring ends.
 
+Queries policies may make (never called by the core; defaults say "unknown"):
+
+- ``node_ranges(ctx, target, starts, ends)``: which node holds each part of the ranges.
+- ``page_keys(ctx, target, addrs)``: a stable identity of the page at each address, the
+  same after the page migrates (so a policy's history of a page survives its move).
+
 Optional attributes the core looks for:
 
 - ``clock``: an object with ``now_us()`` and ``sleep_us(us)``.  The simulated backend
@@ -36,6 +42,10 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+
+
+#: a page key the backend could not tell (:meth:`Operations.page_keys`)
+KEY_NONE = (1 << 64) - 1
 
 
 class RealClock:
@@ -107,6 +117,22 @@ class Operations:
 
     def target_valid(self, target) -> bool:
         return True
+
+    def node_ranges(self, ctx, target, starts, ends):
+        """Which node holds the memory of ``target``'s ranges ``[starts, ends)`` (bytes,
+        sorted, disjoint): ``(s, e, node)`` arrays (uint64, uint64, int64) of the present
+        parts, in address order, each on one node; pages not present are left out.
+        Default None: the backend cannot tell."""
+        return None
+
+    def page_keys(self, ctx, target, addrs):
+        """A key (uint64) per address of ``target`` naming the page there, unchanged when
+        the page migrates (a physical target: its owner and virtual page; a virtual one:
+        the virtual page); ``KEY_NONE`` where unknown.  Keys count pages: the next page of
+        the owner's address space has the next key.  Default None: the backend cannot
+        tell (a policy's per-address history then restarts at a migrated page's new
+        frame)."""
+        return None
 
     def cleanup(self, ctx) -> None:
         pass

@@ -33,7 +33,7 @@ from ..errors import InvalidConfig, TargetGone
 from ..linux import pagemap as pmap
 from ..linux.perf import (DEFAULT_SAMPLE_PERIOD, PERF_COUNT_SW_DUMMY, PageFaultSampler,
                           online_cpus, remapped_after)
-from .base import Operations
+from .base import KEY_NONE, Operations
 from .common import PAGE_SIZE, pagemap_entries
 from .vaddr import VaddrOps
 
@@ -84,6 +84,9 @@ class PerfOps(Operations):
         self._clock_offset_us = 0
         self._pagemaps = {}
         self._lost_closed = 0
+        self._keys = (np.zeros(0, np.uint64), np.zeros(0, np.uint64), np.zeros(0, np.int64))
+        self._key_batches = []
+        self._nr_key_batched = 0
 
     @property
     def supported_actions(self):
@@ -241,7 +244,42 @@ class PerfOps(Operations):
             out[sel] = (ent & pmap.PFN_MASK) * np.uint64(PAGE_SIZE) + addr[sel] % np.uint64(PAGE_SIZE)
             keep[sel] = ok
         self.nr_untranslated += int((~keep).sum())
+        self._remember_keys(out[keep] // np.uint64(PAGE_SIZE), got["pid"][keep],
+                            addr[keep] // np.uint64(PAGE_SIZE))
         return out[keep], keep
+
+    #: translations kept for :meth:`page_keys`
+    KEYS_KEPT = 1 << 20
+
+    def _remember_keys(self, pfn, pid, vpage) -> None:
+        """Queue PFN -> (pid << 36 | virtual page) of a drain's translations (merged by
+        :meth:`_merged_keys`, at the next page_keys call or when too many queue up)."""
+        key = (pid.astype(np.uint64) << np.uint64(36)) | vpage.astype(np.uint64)
+        self._key_batches.append((pfn.astype(np.uint64), key))
+        self._nr_key_batched += len(pfn)
+        if self._nr_key_batched > self.KEYS_KEPT:
+            self._merged_keys()
+
+    def _merged_keys(self):
+        """The newest ``KEYS_KEPT`` translations, sorted by PFN (the newest wins for a PFN
+        translated twice): ``(pfn, key, seq)``."""
+        batches, self._key_batches, self._nr_key_batched = self._key_batches, [], 0
+        if not batches:
+            return self._keys
+        kp, kk, ks = self._keys
+        seq0 = int(ks.max(initial=0)) + 1
+        # newest first, so that np.unique's first index is the newest translation
+        pf = np.concatenate([b[0][::-1] for b in reversed(batches)] + [kp])
+        ky = np.concatenate([b[1][::-1] for b in reversed(batches)] + [kk])
+        sq = np.concatenate([np.full(len(b[0]), seq0 + i, np.int64)
+                             for i, b in reversed(list(enumerate(batches)))] + [ks])
+        pf, first = np.unique(pf, return_index=True)
+        ky, sq = ky[first], sq[first]
+        if len(pf) > self.KEYS_KEPT:
+            keep = np.sort(np.argsort(-sq, kind="stable")[:self.KEYS_KEPT])
+            pf, ky, sq = pf[keep], ky[keep], sq[keep]
+        self._keys = (pf, ky, sq)
+        return self._keys
 
     # --- delegated callbacks -------------------------------------------------------------
     def update(self, ctx) -> None:
@@ -256,6 +294,24 @@ class PerfOps(Operations):
 
     def apply_scheme(self, ctx, target, scheme, starts, ends):
         return self.base.apply_scheme(ctx, target, scheme, starts, ends)
+
+    def node_ranges(self, ctx, target, starts, ends):
+        return self.base.node_ranges(ctx, target, starts, ends)
+
+    def page_keys(self, ctx, target, addrs):
+        """paddr base: the (pid, virtual page) each physical page had when a fault on it
+        was translated (the last ``KEYS_KEPT`` translations); else the base's answer."""
+        if self.base.name != "paddr":
+            return self.base.page_keys(ctx, target, addrs)
+        pfn = np.asarray(addrs, np.uint64) // np.uint64(PAGE_SIZE)
+        with self._lock:
+            kp, kk, _ = self._merged_keys()
+        out = np.full(len(pfn), KEY_NONE, np.uint64)
+        if len(kp):
+            j = np.minimum(np.searchsorted(kp, pfn), len(kp) - 1)
+            hit = kp[j] == pfn
+            out[hit] = kk[j[hit]]
+        return out
 
     def target_valid(self, target) -> bool:
         return self.base.target_valid(target)

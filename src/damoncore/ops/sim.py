@@ -68,7 +68,9 @@ class SimOps(Operations):
     ``space``: ``"vaddr"`` (targets are processes; ``pid`` is the default for targets
     without one) or ``"paddr"`` (targets are physical ranges; default: all memory).
     ``max_reports_per_accessor``: cap of access reports per accessor per sample interval
-    (``page_fault`` primitive).  ``active_aggrs``: window of the ``active`` filter and the
+    (``page_fault`` primitive).  ``report_period``: one report per this many accesses on
+    average, for every accessor alike (a perf sample period; default 1: every access, so
+    the cap decides, and two accessors' report counts are scaled differently).  ``active_aggrs``: window of the ``active`` filter and the
     active/inactive metrics, in aggregation intervals.
     """
 
@@ -77,9 +79,13 @@ class SimOps(Operations):
                                    "willneed"})
 
     def __init__(self, machine, space: str = "vaddr", pid=None,
-                 max_reports_per_accessor: int = 256, active_aggrs: int = 3):
+                 max_reports_per_accessor: int = 256, active_aggrs: int = 3,
+                 report_period: float = 1.0):
         if space not in ("vaddr", "paddr"):
             raise InvalidConfig(f"sim ops space must be vaddr or paddr, got {space!r}")
+        if not report_period >= 1:
+            raise InvalidConfig(f"report_period must be >= 1 access, got {report_period!r}")
+        self.report_period = float(report_period)
         self.machine = machine
         self.clock = machine.clock
         self.space = space
@@ -147,7 +153,8 @@ class SimOps(Operations):
         m = self.machine
         if t1 <= t0:
             return
-        keys, acc, times = m.sample_accesses(t0, t1, self.max_reports_per_accessor)
+        keys, acc, times = m.sample_accesses(t0, t1, self.max_reports_per_accessor,
+                                             self.report_period)
         if len(keys) == 0:
             return
         accs = m.accessors
@@ -170,6 +177,27 @@ class SimOps(Operations):
     def cleanup(self, ctx) -> None:
         self._prepared_us.pop(id(ctx), None)
         self._checked_us.pop(id(ctx), None)
+
+    def node_ranges(self, ctx, target, starts, ends):
+        """Present parts of the ranges and their nodes (vaddr: the process' pages, swapped
+        ones left out; paddr: the ranges cut at node boundaries)."""
+        m = self.machine
+        starts, ends = u64(starts), u64(ends)
+        if self.space == "vaddr":
+            k = m.pidx(self._pid(target))
+            s, e, _, node = m.segments(key_of(k, starts), key_of(k, ends))
+            ok = node < len(m.nodes)
+            return s[ok] & VADDR_MASK, e[ok] & VADDR_MASK, node[ok].astype(np.int64)
+        b = np.append(m.bases, U64(m.total_bytes))
+        _, j, lo, hi = overlap_pairs(starts, ends, b[:-1], b[1:])
+        return lo, hi, j.astype(np.int64)
+
+    def page_keys(self, ctx, target, addrs):
+        """The simulated page: its extent-table key (process index and virtual address)
+        in pages, unchanged by migrations; free frames give ``KEY_NONE``."""
+        ps = U64(self.machine.page_size)
+        k = self._keys(target, u64(addrs) // ps * ps)
+        return np.where(k == KEY_END, k, k // ps)
 
     # --- schemes -------------------------------------------------------------------------
     def _pieces(self, target, starts, ends):

@@ -172,6 +172,25 @@ class VaddrOps(Operations):
         if self.filters is not None:
             self.filters.close()
 
+    def node_ranges(self, ctx, target, starts, ends):
+        """Runs of present pages on one node (move_pages(2) query of every page)."""
+        addrs, _ = pages_of_ranges(starts, ends, PAGE_SIZE)
+        if len(addrs) == 0:
+            z = np.zeros(0, np.uint64)
+            return z, z, np.zeros(0, np.int64)
+        node = query_pages(target.pid, addrs).astype(np.int64)
+        ok = node >= 0
+        addrs, node = addrs[ok], node[ok]
+        brk = np.ones(len(addrs), bool)
+        brk[1:] = (node[1:] != node[:-1]) | (addrs[1:] != addrs[:-1] + np.uint64(PAGE_SIZE))
+        first = np.flatnonzero(brk)
+        last = np.append(first[1:], len(addrs)) - 1
+        return addrs[first], addrs[last] + np.uint64(PAGE_SIZE), node[first]
+
+    def page_keys(self, ctx, target, addrs):
+        """The virtual page number: it does not change when the page moves."""
+        return np.asarray(addrs, np.uint64) // np.uint64(PAGE_SIZE)
+
     def _pagemap(self, t):
         pm = self._pagemaps.get(id(t))
         if pm is None:
