@@ -1,15 +1,10 @@
 """TPP tiering on the simulated tiering topology (node 0 DRAM, node 1 CXL)."""
 
-import os
-import sys
-
 import pytest
 
 from damoncore import InvalidConfig
+from damoncore.policies.evaluation import tpp as eval_tpp
 from damoncore.policies.tpp import TppConfig
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks"))
-import eval_tpp  # noqa: E402
 
 MiB = 1 << 20
 

@@ -37,7 +37,7 @@ MiB = 1 << 20
 # would make a whole region hot: a region needs 16 faults per MiB (1 per 64 pages) in an
 # aggregation to count; pages that hint-fault give ~256 per MiB (every page, once).
 DEFAULTS = {
-    "sim": {"sample": "5ms", "aggr": "100ms", "ops_update": "60s", "hot": "25%",
+    "sim": {"sample": "5ms", "aggr": "100ms", "ops_update": "60s", "hot": "10%",
             "min_age": "3", "promote_from_top": "yes", "min_reports_per_mib": "0"},
     "real": {"sample": "1s", "aggr": "1s", "ops_update": "10s", "hot": "1%",
              "min_age": "1", "promote_from_top": "no", "min_reports_per_mib": "16"},
@@ -70,9 +70,11 @@ def set_argparser(p):
                    help="demote out of a node while its free memory is below this share "
                         "(percent, or basis points; default 0.5%%)")
     p.add_argument("--hot", metavar="<percent>",
-                   help="minimum access rate (share of samples per aggregation) that makes "
-                        "memory hot for an accessor (default: sim 25%%; real 1%%, i.e. any "
-                        "sample with a fault: hint faults come once per scan, in a burst)")
+                   help="memory is hot for an accessor when its access reports per page "
+                        "reach this share of the accessor's typical density (the median over "
+                        "the pages it touches, by reports): relative, so independent of the "
+                        "sampling ratio and of region sizes (default: sim 10%%; real 1%%: "
+                        "hint faults come once per page and scan, so any faulting page)")
     p.add_argument("--min_age", metavar="<aggregations>",
                    help="hysteresis: aggregation intervals memory must stay hot (cold) at "
                         "its place before it is promoted (demoted); default: sim 3; real 1, "
@@ -96,12 +98,12 @@ def set_argparser(p):
                         "pages never hint-fault: faults there are first touches and "
                         "migrations, which do not tell who uses a page")
     p.add_argument("--min_reports_per_mib", metavar="<number>",
-                   help="a region with fewer access reports per MiB in one aggregation "
-                        "counts as not accessed (the hot test only asks whether a sample saw "
-                        "any report, so one stray fault would make a whole region hot and "
-                        "its promotion would carry every other page in it along); 0 turns "
-                        "it off; default: sim 0; real 16 (one fault per 64 pages; pages "
-                        "that hint-fault give ~256 per MiB)")
+                   help="memory with fewer access reports per MiB per aggregation (moving "
+                        "average over 256 KiB pieces of the owners' address space) is never "
+                        "hot, whatever --hot says (one stray fault must not make a piece hot "
+                        "for an accessor that does not use it); 0 turns it off; default: sim "
+                        "0; real 16 (one fault per 64 pages; pages that hint-fault give ~256 "
+                        "per MiB)")
     p.add_argument("--ops_update", metavar="<time>",
                    help="ops update interval: the real backend rebuilds its PFN -> process "
                         "map then (and, at most once a second, when a migration finds pages "
@@ -204,7 +206,9 @@ def build(args):
         m, _ = backends.sim_machine(args.sim_preset)
         source, accessors = m.latency, cpu_accessors(m)
         node_ranges = {x.nid: [m.node_range(x.nid)] for x in m.nodes}
-        ops = SimOps(m, space="paddr", max_reports_per_accessor=2048)
+        # one report per 32 accesses for every accessor (a common perf sample period), so
+        # the accessors' report densities compare
+        ops = SimOps(m, space="paddr", max_reports_per_accessor=4096, report_period=32)
         tids = frozenset(pids) if pids else None
         if args.cgroup:
             raise InvalidConfig("--cgroup: the simulated presets put every process in /")
