@@ -1,20 +1,15 @@
 """Dynamic weighted interleaving on the simulated seed topology."""
 
-import os
-import sys
-
 import numpy as np
 import pytest
 
 from damoncore import InvalidConfig, Target
 from damoncore.core.context import Kdamond
 from damoncore.ops.sim import SimOps
+from damoncore.policies.evaluation import interleave as ev
 from damoncore.policies.interleave import (DynamicInterleave, InterleaveConfig,
                                            peak_from_topology, weights_from_shares)
 from damoncore.sim.bandwidth import GB, node_shares, node_traffic, sim_node_bytes
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks"))
-import eval_interleave as ev  # noqa: E402
 
 GiB, MiB = 1 << 30, 1 << 20
 NODES = [0, 1, 2, 3]
