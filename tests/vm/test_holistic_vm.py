@@ -6,7 +6,11 @@ context per CPU node, paddr + move_pages), built by ``numa_migrate.build()`` wit
 backend's defaults (1 s samples and aggregations, hot = any faulting sample, min_age 1, 10 s
 ops updates, no promotions out of another socket's DRAM, the monitor's own faults dropped;
 DC_HOLISTIC_ARGV adds options), must bring >= 90% of each thread's hot
-pages to its own socket's nodes.  The monitor runs at nice -10 and the workload at 0: under
+pages to its own socket's nodes, and leave the cold data next to it where it is: each thread
+also has ``COLD_MIB`` of cold data on the same CXL node, first-touched in alternating 1 MiB
+chunks with the hot data (frames side by side, so a region-granular promotion would take it
+along) without user page faults (MADV_POPULATE_WRITE) and never touched again: only the
+pages the faults named may move.  The monitor runs at nice -10 and the workload at 0: under
 TCG a monitor sample costs ~30 ms of an idle vCPU and several times that when it shares
 both vCPUs with the workload's two spinning threads (see the guest function).
 
@@ -32,13 +36,14 @@ import harness
 pytestmark = pytest.mark.vm
 
 HOT_MIB = 32
+COLD_MIB = 32
 DURATION_S = 40
 OWN = {"a": (0, 1), "b": (2, 3)}
 # numa-migrate's real-backend defaults; DC_HOLISTIC_ARGV="--aggr 2s ..." to try others
 ARGV = os.environ.get("DC_HOLISTIC_ARGV", "").split()
 
 
-def guest_holistic(hot_mib, duration_s, argv):
+def guest_holistic(hot_mib, duration_s, argv, cold_mib=0):
     """Runs in the guest: the policy ``damoncore numa-migrate <argv>`` builds (real backend:
     one PerfOps(PaddrOps) context per CPU node, every fault sampled), started before the
     workload, in this process; returns the placement series, the policy's stats and
@@ -116,12 +121,14 @@ def guest_holistic(hot_mib, duration_s, argv):
             raise RuntimeError("the holistic contexts did not open their perf events")
         time.sleep(0.2)
     time.sleep(1)
-    wl = w.Workload("two_threads", hot_mib=hot_mib, a_node=3, b_node=1)
+    wl = w.Workload("two_threads", hot_mib=hot_mib, a_node=3, b_node=1, cold_mib=cold_mib)
     t1 = time.monotonic()
     for tid in [wl.pid, *wl.info["tids"].values()]:
         os.setpriority(os.PRIO_PROCESS, tid, 0)        # the workload at the usual nice 0
     bufs = {k: wl.info[k] for k in "ab"}
     out["start"] = {k: w.query_nodes(wl.pid, *b) for k, b in bufs.items()}
+    colds = {k: wl.info[f"{k}_cold"] for k in "ab" if f"{k}_cold" in wl.info}
+    out["cold_start"] = {k: w.query_nodes(wl.pid, *b) for k, b in colds.items()}
     series = []
     while th.is_alive():
         time.sleep(1)
@@ -129,6 +136,7 @@ def guest_holistic(hot_mib, duration_s, argv):
                        **{k: w.query_nodes(wl.pid, *b) for k, b in bufs.items()}})
     out["series"] = series
     out["end"] = {k: w.query_nodes(wl.pid, *b) for k, b in bufs.items()}
+    out["cold_end"] = {k: w.query_nodes(wl.pid, *b) for k, b in colds.items()}
     out["stats"] = {a: {"sz_promoted": s["sz_promoted"], "sz_demoted": s["sz_demoted"],
                         "migrated": {f"{x}->{y}": v for (x, y), v in s["migrated"].items()}}
                     for a, s in pol.stats().items()}
@@ -154,7 +162,7 @@ def _share(counts, nodes):
 @pytest.fixture(scope="module")
 def holistic(guest):
     from test_tpp_vm import guest_src_env
-    return harness.run_python(guest_holistic, HOT_MIB, DURATION_S, ARGV, timeout=400,
+    return harness.run_python(guest_holistic, HOT_MIB, DURATION_S, ARGV, COLD_MIB, timeout=400,
                               env={"DC_NUMA_BALANCING": "2", "PYTHONFAULTHANDLER": "1",
                                    **guest_src_env()})
 
@@ -181,8 +189,17 @@ def test_each_threads_hot_data_ends_on_its_socket(holistic):
           f" ms per sample, rmap retries {r['rmap_retries']}, own faults dropped "
           f"{r['self_dropped']}, faults on remapped addresses dropped {r.get('remapped')}, "
           f"sparse (piece, accessor) hot pairs ignored {r.get('sparse_rejected')}")
+    moved = sum(sum(a["migrated"].values()) for a in r["stats"].values())
+    print(f"holistic: moved {moved / 2**20:.1f} MiB for {2 * HOT_MIB} MiB of hot data; cold "
+          f"data at the start {r['cold_start']}, at the end {r['cold_end']}")
     for k in "ab":
         assert _share(r["end"][k], OWN[k]) >= 0.9, (k, r["end"], r["stats"], r["samples"],
                                                     r["trace"])
+    # the cold neighbours stay on the CXL node they were first-touched on (a policy that
+    # promotes whole regions takes them along with the hot pages' first-touch faults,
+    # before the first query already)
+    for k, far in (("a", 3), ("b", 1)):
+        assert sum(v for n, v in r["cold_end"][k].items() if int(n) >= 0) >= 8000
+        assert _share(r["cold_end"][k], [far]) >= 0.9, (k, r["cold_end"], r["stats"])
     # the kernel promoted nothing itself (rate limit 0): the moves are damoncore's
     assert r["vmstat"].get("pgpromote_success", 0) == 0, r["vmstat"]

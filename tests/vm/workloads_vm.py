@@ -27,6 +27,7 @@ SYS_mbind = 237
 SYS_move_pages = 279
 MPOL_DEFAULT, MPOL_BIND = 0, 2
 MADV_NOHUGEPAGE = 15
+MADV_POPULATE_WRITE = 23
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -48,21 +49,51 @@ def mbind(addr: int, length: int, mode: int, nodes=()) -> None:
 
 
 class Buf:
-    """Anonymous 4 KiB-page mapping, first-touched on ``node`` (mbind, then policy reset)."""
+    """Anonymous 4 KiB-page mapping, first-touched on ``node`` (mbind, then policy reset);
+    ``fill=False`` leaves it empty (see :func:`side_by_side`)."""
 
-    def __init__(self, size: int, node: int):
+    def __init__(self, size: int, node: int, fill: bool = True):
         self.size = size - size % PAGE
         self.map = mmap.mmap(-1, self.size)
         self.map.madvise(MADV_NOHUGEPAGE)
         self.addr = ctypes.addressof(ctypes.c_char.from_buffer(self.map))
         self.mv = memoryview(self.map)
-        mbind(self.addr, self.size, MPOL_BIND, [node])
+        if fill:
+            mbind(self.addr, self.size, MPOL_BIND, [node])
+            self.fill()
+            mbind(self.addr, self.size, MPOL_DEFAULT)     # later moves are not re-bound
+
+    def fill(self, lo: int = 0, hi: int | None = None, populate: bool = False) -> None:
+        """First-touch [lo, hi): by writing it (user page faults), or with ``populate`` by
+        MADV_POPULATE_WRITE (the kernel faults the pages in itself: no user page fault, so
+        perf's page-fault event does not see them)."""
+        hi = self.size if hi is None else hi
+        if populate:
+            self.map.madvise(MADV_POPULATE_WRITE, lo, hi - lo)
+            return
         step = MiB                  # fill in chunks (a big bytes object would take node memory)
         chunk = b"\x5a" * step
-        for off in range(0, self.size, step):
-            n = min(step, self.size - off)
+        for off in range(lo, hi, step):
+            n = min(step, hi - off)
             self.map[off:off + n] = chunk[:n]
-        mbind(self.addr, self.size, MPOL_DEFAULT)     # later moves are not re-bound
+
+
+def side_by_side(hot_size: int, cold_size: int, node: int, chunk: int = MiB):
+    """A hot and a cold :class:`Buf` on ``node``, first-touched in alternating ``chunk``s
+    so that their frames lie side by side: the cold one's pages are the hot pages'
+    neighbours in physical memory.  The cold one is populated without user page faults
+    (it is never touched afterwards, so nothing reports it)."""
+    hot, cold = Buf(hot_size, node, fill=False), Buf(cold_size, node, fill=False)
+    for b in (hot, cold):
+        mbind(b.addr, b.size, MPOL_BIND, [node])
+    for off in range(0, max(hot.size, cold.size), chunk):
+        if off < hot.size:
+            hot.fill(off, min(off + chunk, hot.size))
+        if off < cold.size:
+            cold.fill(off, min(off + chunk, cold.size), populate=True)
+    for b in (hot, cold):
+        mbind(b.addr, b.size, MPOL_DEFAULT)
+    return hot, cold
 
     def touch(self, lo: int = 0, hi: int | None = None) -> int:
         """Read one byte of every page in [lo, hi) (C speed: a strided memoryview copy)."""
@@ -207,9 +238,12 @@ def _two_threads(args) -> None:
     """Thread A pinned to cpu0 with hot data on ``a_node``, thread B pinned to cpu1 with hot
     data on ``b_node``; each first-touches (after pinning, so even the first-touch faults
     carry its own CPU) and then touches its own buffer (memchr over it: a ctypes call that
-    releases the GIL) until stdin closes.  Reports the threads' tids."""
+    releases the GIL) until stdin closes.  Reports the threads' tids.  With ``cold_mib``,
+    each thread also has that much cold data side by side with its hot data in physical
+    memory (:func:`side_by_side`), never touched again (``a_cold``, ``b_cold``)."""
     size = args["hot_mib"] * MiB
-    bufs, tids, passes = {}, {}, {"a": 0, "b": 0}
+    cold_size = args.get("cold_mib", 0) * MiB
+    bufs, tids, passes, colds = {}, {}, {"a": 0, "b": 0}, {}
     cpus, nodes = {"a": 0, "b": 1}, {"a": args["a_node"], "b": args["b_node"]}
     stop = threading.Event()
     ready = threading.Barrier(3)
@@ -220,7 +254,11 @@ def _two_threads(args) -> None:
     def worker(k):
         os.sched_setaffinity(0, {cpus[k]})
         tids[k] = threading.get_native_id()
-        b = bufs[k] = Buf(size, nodes[k])
+        if cold_size:
+            b, colds[k] = side_by_side(size, cold_size, nodes[k])
+            bufs[k] = b
+        else:
+            b = bufs[k] = Buf(size, nodes[k])
         ready.wait()
         while not stop.is_set():
             memchr(b.addr, 1, b.size)        # reads every byte; never finds 0x01
@@ -229,7 +267,8 @@ def _two_threads(args) -> None:
     for t in ths:
         t.start()
     ready.wait()
-    print(json.dumps({"tids": tids, **{k: [b.addr, b.size] for k, b in bufs.items()}}),
+    print(json.dumps({"tids": tids, **{k: [b.addr, b.size] for k, b in bufs.items()},
+                      **{f"{k}_cold": [b.addr, b.size] for k, b in colds.items()}}),
           flush=True)
     sys.stdin.read()
     stop.set()
