@@ -22,18 +22,16 @@ weights get this right only for one load situation; this policy keeps it right:
 4. Re-placement, minimal: when a migration episode starts, the hot data's layout is read
    from the ops backend (:meth:`~damoncore.Operations.node_ranges`: which node holds each
    part), each node's share of the hot traffic is compared with the weights, and only each
-   node's *surplus* moves, to the nodes in *deficit*, nothing else: a surplus node gives
-   the same fraction of each of its runs of hot pages (spread evenly over the address
-   range, a Bresenham walk over its pages), and the pieces it gives are dealt to the
-   deficit nodes in address order by their deficits, the way the kernel's weighted
-   interleave index deals pages to nodes (chunk index modulo the weight total).  The plan
-   runs in address order, ``max_bytes_per_s * aggr_us`` bytes per aggregation: one
-   ``migrate_hot`` scheme per node (``target_nid`` = the node) applies every aggregation
-   with ``addr`` allow filters on its next pieces and a size quota of the same bytes.  A
-   page in place is never in a plan, so re-planning is idempotent, and a page moves once
-   per weight change.  (Cutting the hot data into one contiguous part per node instead
-   moved most pages of every node: 2216 MiB for a 5:3:5:3 -> 20:12:20:3 change that needed
-   about 408 MiB.)
+   node's *surplus* moves, to the nodes in *deficit*, nothing else (:func:`plan_moves`: a
+   surplus node gives whole 1 MiB chunks of its hot pages, spread evenly over the address
+   range; the chunks are dealt to the deficit nodes in address order by their deficits,
+   the way the kernel's weighted interleave index deals pages).  The plan runs in address
+   order, ``max_bytes_per_s * aggr_us`` bytes per aggregation: one ``migrate_hot`` scheme
+   per node (``target_nid`` = the node) applies every aggregation with ``addr`` allow
+   filters on its next pieces and a size quota of the same bytes.  A page in place is
+   never in a plan, so re-planning is idempotent, and a page moves once per weight change.
+   (Cutting the hot data into one contiguous part per node instead moved most pages of
+   every node: 2216 MiB for a 5:3:5:3 -> 20:12:20:3 change that needed 408 MiB.)
 5. New allocations: ``set_weights({nid: weight})`` is called on every change; on Linux pass
    :func:`sysfs_weights_setter` (system-wide sysfs weights, used by every process under
    MPOL_WEIGHTED_INTERLEAVE); the simulator has no fault-time allocation, so there the
@@ -146,19 +144,23 @@ class InterleaveConfig:
             raise InvalidConfig(f"max_ranges must be >= 1, got {self.max_ranges}")
 
 
-def plan_moves(rs, re, rn, weight, nodes, shares, page: int, unit: int = 1 << 20):
+def plan_moves(rs, re, rn, weight, nodes, shares, page: int, unit: int = 1 << 20,
+               bridge: int = 16):
     """The least moves that give ``nodes`` the traffic ``shares`` of hot data.
 
     ``rs``/``re``/``rn``: runs of hot pages (bytes, address order) and the node holding
     each; ``weight``: traffic per byte of each run (e.g. its region's ``nr_accesses``).
-    Node ``n``'s share of the traffic is ``cur[n]``, its target ``shares[n]``: a node with
-    a surplus gives the fraction ``surplus / cur`` of every one of its runs (a Bresenham
-    walk over its pages in address order, so the pages it keeps stay spread like the rest),
-    and the pieces given, in address order, are cut into ``unit`` chunks dealt to the
-    deficit nodes like the kernel's weighted interleave deals pages: chunk ``c`` goes to
-    the node whose slot holds ``c mod sum(w)``, ``w`` the deficits scaled to at most
-    ``INTERLEAVE_WEIGHT_MAX``.  Runs on nodes outside ``nodes`` are left alone.  Returns
-    ``(starts, ends, node index)`` sorted by address.
+    Node ``n``'s share of the traffic is ``cur[n]``, its target ``shares[n]``.  A node with
+    a surplus gives the fraction ``surplus / cur`` of its pages, spread evenly over the
+    ``unit``-byte chunks of the address space and in whole chunks where possible (error
+    diffusion over its chunks in address order: few, large pieces).  The given chunks, in address order, are
+    dealt to the deficit nodes like the kernel's weighted interleave deals pages: the
+    ``c``-th goes to the node whose slot holds ``c mod sum(w)``, ``w`` the deficits scaled
+    to at most ``INTERLEAVE_WEIGHT_MAX``.  Pieces bound for one node are joined across gaps
+    of at most ``bridge`` pages that lie on that node already (a page-level interleave
+    would give one range per page otherwise; a page already there does not move).  Runs on
+    nodes outside ``nodes`` are left alone.  Returns ``(starts, ends, node index)`` sorted
+    by address.
     """
     rs, re = np.asarray(rs, np.int64), np.asarray(re, np.int64)
     rn, weight = np.asarray(rn, np.int64), np.asarray(weight, float)
@@ -179,37 +181,89 @@ def plan_moves(rs, re, rn, weight, nodes, shares, page: int, unit: int = 1 << 20
     deficit = np.maximum(want - cur, 0)
     if surplus.sum() <= 0 or deficit.sum() <= 0:
         return empty
-    # each surplus node gives that share of its traffic, as the same share of its pages
-    pages = (re - rs) // page
     frac = np.divide(surplus, cur, out=np.zeros(len(nodes)), where=cur > 0)
-    gs, ge = [], []
+    # the runs cut at unit chunks of the address space
+    c0, c1 = rs // unit, (re - 1) // unit
+    ncut = c1 - c0 + 1
+    rep = np.repeat(np.arange(len(rs)), ncut)
+    ch = np.repeat(c0, ncut) + (np.arange(int(ncut.sum())) - np.repeat(np.cumsum(ncut) - ncut,
+                                                                         ncut))
+    ps, pe, pk = np.maximum(rs[rep], ch * unit), np.minimum(re[rep], (ch + 1) * unit), k[rep]
+    pages = (pe - ps) // page
+    gs, ge, gkey = [], [], []
     for n in np.flatnonzero(frac > 0):
-        m = np.flatnonzero(k == n)
-        cum = np.cumsum(pages[m])
-        took = np.floor(frac[n] * cum + 0.5).astype(np.int64)
-        take = np.diff(np.concatenate([[0], took]))
-        sel = take > 0
-        gs.append(rs[m][sel])
-        ge.append(rs[m][sel] + take[sel] * page)
-    gs, ge = np.concatenate(gs), np.concatenate(ge)
-    o = np.argsort(gs, kind="stable")
-    gs, ge = gs[o], ge[o]
-    # cut the given pieces at unit boundaries of the stream they form, deal the chunks
-    ln = ge - gs
-    off = np.cumsum(ln) - ln                        # stream offset of each piece
-    first, last = off // unit, (off + ln - 1) // unit
-    n_cut = last - first + 1
-    rep = np.repeat(np.arange(len(gs)), n_cut)
-    chunk = np.repeat(first, n_cut) + (np.arange(int(n_cut.sum()))
-                                       - np.repeat(np.cumsum(n_cut) - n_cut, n_cut))
-    s = np.maximum(gs[rep], gs[rep] + chunk * unit - off[rep])
-    e = np.minimum(ge[rep], gs[rep] + (chunk + 1) * unit - off[rep])
+        m = np.flatnonzero(pk == n)
+        chunks, inv = np.unique(ch[m], return_inverse=True)
+        per = np.bincount(inv, pages[m], minlength=len(chunks)).astype(np.int64)
+        take = _diffuse(per, frac[n])                          # pages per chunk
+        # the first ``take`` of the node's pages in each chunk
+        before = np.cumsum(pages[m]) - pages[m]
+        before -= np.concatenate([[0], np.cumsum(per)[:-1]])[inv]
+        mine = np.clip(take[inv] - before, 0, pages[m])
+        sel = mine > 0
+        gs.append(ps[m][sel])
+        ge.append(ps[m][sel] + mine[sel] * page)
+        gkey.append(ch[m][sel] * len(nodes) + n)
+    gs, ge, gkey = np.concatenate(gs), np.concatenate(ge), np.concatenate(gkey)
+    # deal the given (chunk, node) parts to the deficit nodes, in address order
+    parts, pinv = np.unique(gkey, return_inverse=True)
     w = np.where(deficit > 0, np.maximum(1, np.rint(deficit / deficit.max()
                                                     * INTERLEAVE_WEIGHT_MAX)), 0)
     w = w.astype(np.int64)
-    slot = np.searchsorted(np.cumsum(w), chunk % int(w.sum()), side="right")
-    keep = e > s
-    return s[keep], e[keep], slot[keep]
+    slot = np.searchsorted(np.cumsum(w), np.arange(len(parts)) % int(w.sum()), side="right")
+    dst = slot[pinv]
+    o = np.lexsort((gs, dst))
+    gs, ge, dst = gs[o], ge[o], dst[o]
+    # join pieces bound for one node across short gaps already on that node
+    gap_ok = np.zeros(len(gs), bool)
+    if len(gs) > 1:
+        a, b, d = ge[:-1], gs[1:], dst[:-1]
+        same = (dst[1:] == d) & (b - a <= bridge * page)
+        on_d = np.zeros(len(a), np.int64)
+        for x in np.unique(d[same]):
+            sel = same & (d == x)
+            on_d[sel] = _bytes_below(rs, re, k == x, b[sel]) - _bytes_below(rs, re, k == x,
+                                                                              a[sel])
+        gap_ok[1:] = same & (on_d == b - a)
+    first = np.flatnonzero(~gap_ok)
+    last = np.append(first[1:], len(gs)) - 1
+    s, e, d = gs[first], ge[last], dst[first]
+    o = np.argsort(s, kind="stable")
+    return s[o], e[o], d[o]
+
+
+def _diffuse(per, frac: float) -> np.ndarray:
+    """Pages to take from each chunk holding ``per`` pages so that ``frac`` of them are
+    taken (to a page) and spread evenly, in whole chunks: error diffusion, a chunk is taken
+    when at least half of it is owed; the last taken chunks are trimmed (or the last
+    chunks topped up) to the exact total.  (Once per plan, over the chunks.)"""
+    per = np.asarray(per, np.int64)
+    take = np.zeros(len(per), np.int64)
+    owed = 0.0
+    for i, p in enumerate(per.tolist()):
+        owed += frac * p
+        if p and owed >= p / 2:
+            take[i] = p
+            owed -= p
+    fix = int(np.floor(owed + 0.5))                  # pages still owed (< 0: too many)
+    for i in range(len(per) - 1, -1, -1):
+        if fix == 0:
+            break
+        d = max(fix, -int(take[i])) if fix < 0 else min(fix, int(per[i] - take[i]))
+        take[i] += d
+        fix -= d
+    return take
+
+
+def _bytes_below(rs, re, mask, x):
+    """Bytes of the runs ``[rs, re)`` (sorted, disjoint) selected by ``mask`` below each
+    address of ``x``."""
+    ln = np.where(mask, re - rs, 0)
+    cum = np.concatenate([[0], np.cumsum(ln)])
+    j = np.searchsorted(rs, x, side="left")                  # runs starting below x
+    jc = np.maximum(j - 1, 0)
+    over = np.where((j > 0) & mask[jc] & (re[jc] > x), re[jc] - x, 0)
+    return cum[j] - over
 
 
 @dataclass
