@@ -180,7 +180,7 @@ def dynamic_retune(mib=64, nodes=(0, 2), peak_gbs=30, load_gbs=20, max_mib_s=16,
                                  d.weights_loss_bp, d.placement_loss_bp, d.migrating, d.retuned]
                                 for d in pol.history]
             out["quota_bytes"] = {str(sc.target_nid): sc.quota.sz_bytes for sc in pol.schemes}
-            out["parts"] = {str(k): [a - addr, b - addr] for k, (a, b) in pol.parts.items()}
+            out["plan"] = {"plans": pol.nr_plans, "planned_bytes": pol.sz_planned}
             out["sz_migrated"] = pol.sz_migrated
             out["max_bytes_per_s"] = cfg.max_bytes_per_s
         finally:

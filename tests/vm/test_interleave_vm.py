@@ -132,7 +132,7 @@ def test_retuning_moves_pages_toward_the_new_ratio_within_the_quota(interleave_r
     start, end = r["start"], r["end"]
     print(f"dynamic interleave: guest {R['dynamic_s']} s of {R['uptime_s']} s uptime "
           f"(qemu {R['boot_s']} s); start {start}; end {end}; weights {r['weights_log']}; "
-          f"moved {r['sz_migrated'] >> 20} MiB (reported); settled at {r.get('settled_at_s')} s; quota {r['quota_bytes']}; parts {r['parts']}")
+          f"moved {r['sz_migrated'] >> 20} MiB (reported); settled at {r.get('settled_at_s')} s; quota {r['quota_bytes']}; plan {r['plan']}")
     for row in r["series"]:
         print(f"  t={row['t']:5.1f} s node0 share {_share0(row['shares']):.3f} "
               f"weights {row['weights']} moved {row['sz_migrated'] >> 20} MiB")
@@ -164,5 +164,8 @@ def test_retuning_moves_pages_toward_the_new_ratio_within_the_quota(interleave_r
     assert sum(r["quota_bytes"].values()) <= r["max_bytes_per_s"], r["quota_bytes"]
     # and the quota was the limit: some window charged all of it
     assert any(charged >= quota for _n, _w, quota, _e, _m, _r, charged, _t in r["applies"])
+    # (c) only node 2's surplus moved: a quarter of the buffer, not a re-cut of all of it
+    moved = sum(a[4] for a in r["applies"])
+    assert moved <= 1.2 * NPAGES * 4096 // 4, (moved, r["plan"])
     print(f"  moved per window (MiB): "
           f"{[round(v / 2**20, 1) for _, v in sorted(by_win.items())]}")
