@@ -77,6 +77,10 @@ class Buf:
             n = min(step, hi - off)
             self.map[off:off + n] = chunk[:n]
 
+    def touch(self, lo: int = 0, hi: int | None = None) -> int:
+        """Read one byte of every page in [lo, hi) (C speed: a strided memoryview copy)."""
+        return len(bytes(self.mv[lo:self.size if hi is None else hi:PAGE]))
+
 
 def side_by_side(hot_size: int, cold_size: int, node: int, chunk: int = MiB):
     """A hot and a cold :class:`Buf` on ``node``, first-touched in alternating ``chunk``s
@@ -94,10 +98,6 @@ def side_by_side(hot_size: int, cold_size: int, node: int, chunk: int = MiB):
     for b in (hot, cold):
         mbind(b.addr, b.size, MPOL_DEFAULT)
     return hot, cold
-
-    def touch(self, lo: int = 0, hi: int | None = None) -> int:
-        """Read one byte of every page in [lo, hi) (C speed: a strided memoryview copy)."""
-        return len(bytes(self.mv[lo:self.size if hi is None else hi:PAGE]))
 
 
 def move_pages_raw(pid: int, addrs, node=None) -> list:
