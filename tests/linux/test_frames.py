@@ -140,8 +140,11 @@ def test_pagemap_at_matches_file_reference(tmp_path, max_gap):
     want = np.where(pages < 4096, entries[np.minimum(pages, 4095).astype(np.int64)], 0)
     assert np.array_equal(out, want)
     u = np.unique(pages)
-    assert nr_calls == 1 + int((np.diff(u) > max_gap + 1).sum())
     span_starts = np.concatenate([u[:1], u[1:][np.diff(u) > max_gap + 1]])
+    span_lasts = np.concatenate([u[:-1][np.diff(u) > max_gap + 1], u[-1:]])
+    # a span that runs past the end is read on after its short read, which returns nothing
+    straddling = int(((span_starts < 4096) & (span_lasts >= 4096)).sum())
+    assert nr_calls == len(span_starts) + straddling
     assert nr_empty == int((span_starts >= 4096).sum()) > 0      # reads past the end
 
 
@@ -180,3 +183,54 @@ def test_entries_at_on_exited_process_is_target_gone():
     with pytest.raises(TargetGone):
         pm.entries_at([1 << 20, 5])
     pm.close()
+
+
+KERNFS_BIN = "/sys/kernel/btf/vmlinux"      # a sysfs bin file, like the idle bitmap
+
+
+@pytest.mark.skipif(not os.access(KERNFS_BIN, os.R_OK), reason=f"no readable {KERNFS_BIN}")
+def test_reads_go_on_after_kernfs_short_reads():
+    """kernfs hands out at most PAGE_SIZE bytes of a sysfs bin file per read: a span of words
+    longer than that must be read on, not zero-filled (the idle bitmap at 1000s of regions)."""
+    fd = os.open(KERNFS_BIN, os.O_RDONLY)
+    try:
+        assert len(os.pread(fd, 4 * PAGE, 0)) == PAGE, "kernfs no longer caps reads"
+        raw = b"".join(os.pread(fd, PAGE, off) for off in range(0, 4 * PAGE, PAGE))
+        words = np.frombuffer(raw, "<u8")
+        idx = np.arange(words.size, dtype=np.uint64)[::-1].copy()
+        out = np.empty(idx.size, np.uint64)
+        nr_calls, nr_empty = _frames.pagemap_at(fd, idx, out)
+        assert np.array_equal(out, words[idx.astype(np.int64)]) and nr_empty == 0
+        assert nr_calls == 4                            # one span, four capped preads
+        bits = np.empty(idx.size * 64, np.uint8)
+        pfns = np.arange(idx.size * 64, dtype=np.uint64)
+        _frames.idle_read(fd, pfns, bits)
+        want = (words[(pfns // 64).astype(np.int64)] >> (pfns % np.uint64(64))) & np.uint64(1)
+        assert np.array_equal(bits, want)
+    finally:
+        os.close(fd)
+
+
+class CappedIO(PythonIO):
+    """At most one page per pread/pwrite call, as kernfs does."""
+
+    def pread(self, nbytes, offset):
+        return super().pread(min(nbytes, PAGE), offset)
+
+    def pwrite(self, data, offset):
+        return super().pwrite(bytes(data[:PAGE]), offset)
+
+
+def test_python_path_goes_on_after_short_transfers(tmp_path):
+    (tmp_path / "c").write_bytes(b"\0" * (NR_PFNS // 8))
+    (tmp_path / "py").write_bytes(b"\0" * (NR_PFNS // 8))
+    pfns = np.arange(0, NR_PFNS, 3, dtype=np.uint64)    # one span of NR_PFNS / 64 words
+    c = PageIdle(io=FileIO(str(tmp_path / "c")))
+    py = PageIdle(io=CappedIO(str(tmp_path / "py")))
+    c.mark_idle(pfns)
+    py.mark_idle(pfns)
+    assert (tmp_path / "c").read_bytes() == (tmp_path / "py").read_bytes()
+    assert py.nr_syscalls == NR_PFNS // 8 // PAGE
+    assert py.read_idle(pfns).all() and not py.read_idle(pfns + np.uint64(1)).any()
+    c.close()
+    py.close()

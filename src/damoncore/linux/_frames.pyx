@@ -9,11 +9,13 @@ block.  Input arrays may be unsorted and hold duplicates; results follow the inp
 
 Spans: sorted distinct words (bitmap words, or pagemap entries, one per page) no more than
 ``max_gap`` words apart share one syscall; gap words are written as 0 (which the idle bitmap
-ignores) or read and dropped.  Reads that come back short (the end of memory, TASK_SIZE, or an
-exited process) leave the missing words 0.  Words are little-endian, as the kernel lays them out.
+ignores) or read and dropped.  A short read or write (kernfs moves at most PAGE_SIZE bytes of the
+idle bitmap per call) goes on where it stopped; reads that return nothing (the end of memory,
+TASK_SIZE, or an exited process) leave the missing words 0.  Words are little-endian, as the
+kernel lays them out.
 """
 
-from libc.errno cimport errno
+from libc.errno cimport ENXIO, errno
 from libc.stdint cimport uint8_t, uint64_t
 from libc.stdlib cimport free, malloc, qsort
 from libc.string cimport memcpy, memset
@@ -85,24 +87,34 @@ cdef Py_ssize_t _longest_span(const uint64_t *w, Py_ssize_t m, uint64_t max_gap)
 cdef int _gather(int fd, uint64_t *w, Py_ssize_t m, uint64_t max_gap, uint64_t *vals,
                  Py_ssize_t *nr_calls, Py_ssize_t *nr_empty) noexcept nogil:
     """Read the 8-byte words at indices ``w[0:m]`` (sorted, distinct) of ``fd`` into ``vals``,
-    one pread per span.  Returns 0, an errno, or -1 for an allocation failure."""
+    one pread per span.  Returns 0, an errno, or -1 for an allocation failure.
+
+    A short read is continued where it stopped (kernfs hands out at most PAGE_SIZE bytes per
+    read of a sysfs bin file such as the idle bitmap); a read that returns nothing ends the
+    span (the end of memory, TASK_SIZE or an exited process) and the rest reads as 0."""
     cdef Py_ssize_t i = 0, j, k, nw
-    cdef ssize_t got
+    cdef ssize_t got, done
     cdef uint64_t *buf = <uint64_t *>malloc(_longest_span(w, m, max_gap) * WORD_BYTES + 1)
     if buf == NULL:
         return -1
     while i < m:
         j = _span_end(w, i, m, max_gap)
         nw = w[j - 1] - w[i] + 1
-        got = pread(fd, buf, nw * WORD_BYTES, <long>(w[i] * WORD_BYTES))
-        if got < 0:
-            free(buf)
-            return errno
-        nr_calls[0] += 1
-        if got == 0:
-            nr_empty[0] += 1
-        if got < nw * WORD_BYTES:
-            memset(<char *>buf + got, 0, nw * WORD_BYTES - got)
+        done = 0
+        while done < nw * WORD_BYTES:
+            got = pread(fd, <char *>buf + done, nw * WORD_BYTES - done,
+                        <long>(w[i] * WORD_BYTES + done))
+            if got < 0:
+                free(buf)
+                return errno
+            nr_calls[0] += 1
+            if got == 0:
+                if done == 0:
+                    nr_empty[0] += 1
+                break
+            done += got
+        if done < nw * WORD_BYTES:
+            memset(<char *>buf + done, 0, nw * WORD_BYTES - done)
         for k in range(i, j):
             vals[k] = le64toh(buf[w[k] - w[i]])
         i = j
@@ -116,55 +128,136 @@ cdef _raise(int err, str call):
     raise SyscallError(err, call)
 
 
+# nogil entry points (declared in _frames.pxd): the def functions below wrap them for Python,
+# and damoncore.ops._idle_sample calls them straight from its sample loop.
+
+cdef int idle_mark_c(int fd, const uint64_t *pfns, Py_ssize_t n, uint64_t max_gap,
+                     Py_ssize_t *nr_calls) noexcept nogil:
+    """Mark frames ``pfns[0:n]`` idle; 0, an errno or -1 (no memory).  See :func:`idle_mark`."""
+    cdef Py_ssize_t m, i = 0, j, k, nw
+    cdef ssize_t put, done
+    cdef uint64_t *w
+    cdef uint64_t *bits
+    cdef uint64_t *buf = NULL
+    cdef int err = 0
+    if n == 0:
+        return 0
+    w = <uint64_t *>malloc(n * sizeof(uint64_t))
+    bits = <uint64_t *>malloc(n * sizeof(uint64_t))
+    if w == NULL or bits == NULL:
+        err = -1
+    else:
+        memcpy(w, pfns, n * sizeof(uint64_t))
+        m = _sort_unique(w, n)          # sorted distinct frames, then ...
+        k = 0
+        for i in range(m):              # ... distinct words, their bits ORed
+            if k and w[i] >> 6 == w[k - 1]:
+                bits[k - 1] |= <uint64_t>1 << (w[i] & 63)
+            else:
+                bits[k] = <uint64_t>1 << (w[i] & 63)
+                w[k] = w[i] >> 6
+                k += 1
+        m = k
+        buf = <uint64_t *>malloc(_longest_span(w, m, max_gap) * WORD_BYTES + 1)
+        if buf == NULL:
+            err = -1
+        i = 0
+        while err == 0 and i < m:
+            j = _span_end(w, i, m, max_gap)
+            nw = w[j - 1] - w[i] + 1
+            memset(buf, 0, nw * WORD_BYTES)
+            for k in range(i, j):
+                buf[w[k] - w[i]] = htole64(bits[k])
+            # a short write (kernfs takes at most PAGE_SIZE bytes per call) goes on where it
+            # stopped; nothing written, or ENXIO on a later part, is the end of memory
+            done = 0
+            while done < nw * WORD_BYTES:
+                put = pwrite(fd, <char *>buf + done, nw * WORD_BYTES - done,
+                             <long>(w[i] * WORD_BYTES + done))
+                if put < 0:
+                    if done == 0 or errno != ENXIO:
+                        err = errno
+                    else:
+                        nr_calls[0] += 1
+                    break
+                nr_calls[0] += 1
+                if put == 0:
+                    break
+                done += put
+            i = j
+    free(w)
+    free(bits)
+    free(buf)
+    return err
+
+
+cdef int idle_read_c(int fd, const uint64_t *pfns, Py_ssize_t n, uint8_t *out_idle,
+                     uint64_t max_gap, Py_ssize_t *nr_calls) noexcept nogil:
+    """``out_idle[i]`` = frame ``pfns[i]`` still idle; 0, an errno or -1.  See :func:`idle_read`."""
+    cdef Py_ssize_t m = 0, i, nr_empty = 0
+    cdef uint64_t *w
+    cdef uint64_t *vals
+    cdef uint64_t p
+    cdef int err = 0
+    if n == 0:
+        return 0
+    w = <uint64_t *>malloc(n * sizeof(uint64_t))
+    vals = <uint64_t *>malloc(n * sizeof(uint64_t))
+    if w == NULL or vals == NULL:
+        err = -1
+    else:
+        for i in range(n):
+            w[i] = pfns[i] >> 6
+        m = _sort_unique(w, n)
+        err = _gather(fd, w, m, max_gap, vals, nr_calls, &nr_empty)
+        if err == 0:
+            for i in range(n):
+                p = pfns[i]
+                out_idle[i] = (vals[_find(w, m, p >> 6)] >> (p & 63)) & 1
+    free(w)
+    free(vals)
+    return err
+
+
+cdef int pagemap_at_c(int fd, const uint64_t *pages, Py_ssize_t n, uint64_t *out,
+                      uint64_t max_gap, Py_ssize_t *nr_calls, Py_ssize_t *nr_empty) noexcept nogil:
+    """``out[i]`` = pagemap entry of page ``pages[i]``; 0, an errno or -1.  See :func:`pagemap_at`."""
+    cdef Py_ssize_t m = 0, i
+    cdef uint64_t *w
+    cdef uint64_t *vals
+    cdef int err = 0
+    if n == 0:
+        return 0
+    w = <uint64_t *>malloc(n * sizeof(uint64_t))
+    vals = <uint64_t *>malloc(n * sizeof(uint64_t))
+    if w == NULL or vals == NULL:
+        err = -1
+    else:
+        memcpy(w, pages, n * sizeof(uint64_t))
+        m = _sort_unique(w, n)
+        err = _gather(fd, w, m, max_gap, vals, nr_calls, nr_empty)
+        if err == 0:
+            for i in range(n):
+                out[i] = vals[_find(w, m, pages[i])]
+    free(w)
+    free(vals)
+    return err
+
+
 def idle_mark(int fd, const uint64_t[::1] pfns, Py_ssize_t max_gap_words=0):
     """Mark the page frames ``pfns`` idle in the idle page bitmap open at ``fd``.
 
     Bits of one word are ORed into one write; one pwrite per span of words at most
-    ``max_gap_words`` apart.  Returns the number of pwrite calls.
+    ``max_gap_words`` apart (more when the kernel takes a span in parts).  Returns the number
+    of pwrite calls.
     """
-    cdef Py_ssize_t n = pfns.shape[0], m, i = 0, j, k, nw, nr_calls = 0
-    cdef uint64_t *w
-    cdef uint64_t *bits
-    cdef uint64_t *buf = NULL
-    cdef uint64_t gap = max_gap_words if max_gap_words > 0 else 0
-    cdef int err = 0
-    if n == 0:
+    cdef Py_ssize_t nr_calls = 0
+    cdef int err
+    if pfns.shape[0] == 0:
         return 0
     with nogil:
-        w = <uint64_t *>malloc(n * sizeof(uint64_t))
-        bits = <uint64_t *>malloc(n * sizeof(uint64_t))
-        if w == NULL or bits == NULL:
-            err = -1
-        else:
-            memcpy(w, &pfns[0], n * sizeof(uint64_t))
-            m = _sort_unique(w, n)          # sorted distinct frames, then ...
-            k = 0
-            for i in range(m):              # ... distinct words, their bits ORed
-                if k and w[i] >> 6 == w[k - 1]:
-                    bits[k - 1] |= <uint64_t>1 << (w[i] & 63)
-                else:
-                    bits[k] = <uint64_t>1 << (w[i] & 63)
-                    w[k] = w[i] >> 6
-                    k += 1
-            m = k
-            buf = <uint64_t *>malloc(_longest_span(w, m, gap) * WORD_BYTES + 1)
-            if buf == NULL:
-                err = -1
-            i = 0
-            while err == 0 and i < m:
-                j = _span_end(w, i, m, gap)
-                nw = w[j - 1] - w[i] + 1
-                memset(buf, 0, nw * WORD_BYTES)
-                for k in range(i, j):
-                    buf[w[k] - w[i]] = htole64(bits[k])
-                if pwrite(fd, buf, nw * WORD_BYTES, <long>(w[i] * WORD_BYTES)) < 0:
-                    err = errno
-                    break
-                nr_calls += 1
-                i = j
-        free(w)
-        free(bits)
-        free(buf)
+        err = idle_mark_c(fd, &pfns[0], pfns.shape[0],
+                          max_gap_words if max_gap_words > 0 else 0, &nr_calls)
     if err:
         _raise(err, "pwrite")
     return nr_calls
@@ -178,31 +271,15 @@ def idle_read(int fd, const uint64_t[::1] pfns, uint8_t[::1] out_idle,
     the kernel checks every frame a read covers).  Frames past the end read as not idle.
     Returns the number of pread calls.
     """
-    cdef Py_ssize_t n = pfns.shape[0], m = 0, i, nr_calls = 0, nr_empty = 0
-    cdef uint64_t *w
-    cdef uint64_t *vals
-    cdef uint64_t p, gap = max_gap_words if max_gap_words > 0 else 0
-    cdef int err = 0
+    cdef Py_ssize_t n = pfns.shape[0], nr_calls = 0
+    cdef int err
     if out_idle.shape[0] != n:
         raise ValueError("out_idle must have one entry per frame")
     if n == 0:
         return 0
     with nogil:
-        w = <uint64_t *>malloc(n * sizeof(uint64_t))
-        vals = <uint64_t *>malloc(n * sizeof(uint64_t))
-        if w == NULL or vals == NULL:
-            err = -1
-        else:
-            for i in range(n):
-                w[i] = pfns[i] >> 6
-            m = _sort_unique(w, n)
-            err = _gather(fd, w, m, gap, vals, &nr_calls, &nr_empty)
-            if err == 0:
-                for i in range(n):
-                    p = pfns[i]
-                    out_idle[i] = (vals[_find(w, m, p >> 6)] >> (p & 63)) & 1
-        free(w)
-        free(vals)
+        err = idle_read_c(fd, &pfns[0], n, &out_idle[0],
+                          max_gap_words if max_gap_words > 0 else 0, &nr_calls)
     if err:
         _raise(err, "pread")
     return nr_calls
@@ -213,32 +290,18 @@ def pagemap_at(int fd, const uint64_t[::1] pages, uint64_t[::1] out, Py_ssize_t 
 
     One pread per span of pages at most ``max_gap`` apart.  Entries a read did not return
     (TASK_SIZE, an exited process) are 0.  Returns ``(nr_preads, nr_empty)``; ``nr_empty``
-    counts preads that returned nothing, which the caller tells apart from the top of the
-    address space (an exited process returns nothing even at address 0).
+    counts spans whose first pread returned nothing, which the caller tells apart from the top
+    of the address space (an exited process returns nothing even at address 0).
     """
-    cdef Py_ssize_t n = pages.shape[0], m = 0, i, nr_calls = 0, nr_empty = 0
-    cdef uint64_t *w
-    cdef uint64_t *vals
-    cdef uint64_t gap = max_gap if max_gap > 0 else 0
-    cdef int err = 0
+    cdef Py_ssize_t n = pages.shape[0], nr_calls = 0, nr_empty = 0
+    cdef int err
     if out.shape[0] != n:
         raise ValueError("out must have one entry per page")
     if n == 0:
         return 0, 0
     with nogil:
-        w = <uint64_t *>malloc(n * sizeof(uint64_t))
-        vals = <uint64_t *>malloc(n * sizeof(uint64_t))
-        if w == NULL or vals == NULL:
-            err = -1
-        else:
-            memcpy(w, &pages[0], n * sizeof(uint64_t))
-            m = _sort_unique(w, n)
-            err = _gather(fd, w, m, gap, vals, &nr_calls, &nr_empty)
-            if err == 0:
-                for i in range(n):
-                    out[i] = vals[_find(w, m, pages[i])]
-        free(w)
-        free(vals)
+        err = pagemap_at_c(fd, &pages[0], n, &out[0], max_gap if max_gap > 0 else 0,
+                           &nr_calls, &nr_empty)
     if err:
         _raise(err, "pread")
     return nr_calls, nr_empty

@@ -223,25 +223,47 @@ class PageIdle:
                         dtype=bool).reshape(q.shape)
 
     def _pwrite_all(self, offsets, buffers):
+        # a short write goes on where it stopped, as in _frames (kernfs takes at most
+        # PAGE_SIZE bytes of a sysfs bin file per call); ENXIO there is the end of memory
         pwrite, done = self.io.pwrite, 0
         try:
             for off, buf in zip(offsets, buffers):
-                pwrite(buf, off)
-                done += 1
+                pos, size = 0, len(buf)
+                while pos < size:
+                    try:
+                        put = pwrite(buf[pos:] if pos else buf, off + pos)
+                    except OSError as err:
+                        if not pos or err.errno != errno.ENXIO:
+                            raise
+                        done += 1
+                        break
+                    done += 1
+                    if not put:
+                        break
+                    pos += put
         except OSError as err:
             raise self._error(err, "pwrite") from err
         finally:
             self.nr_syscalls += done
 
     def _pread_all(self, offsets, sizes):
-        pread, chunks = self.io.pread, []
+        # a short read goes on where it stopped (see _pwrite_all); nothing returned ends it
+        pread, chunks, done = self.io.pread, [], 0
         try:
             for off, size in zip(offsets, sizes):
-                chunks.append(pread(size, off))
+                chunk = pread(size, off)
+                done += 1
+                while 0 < len(chunk) < size:
+                    more = pread(size - len(chunk), off + len(chunk))
+                    done += 1
+                    if not more:
+                        break
+                    chunk += more
+                chunks.append(chunk)
         except OSError as err:
             raise self._error(err, "pread") from err
         finally:
-            self.nr_syscalls += len(chunks)
+            self.nr_syscalls += done
         return chunks
 
     @staticmethod
