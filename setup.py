@@ -13,6 +13,7 @@ EXTENSIONS = [
     ("damoncore._adapt", "src/damoncore/_adapt.pyx"),
     ("damoncore.linux._move_pages", "src/damoncore/linux/_move_pages.pyx"),
     ("damoncore.linux._frames", "src/damoncore/linux/_frames.pyx"),
+    ("damoncore.ops._idle_sample", "src/damoncore/ops/_idle_sample.pyx"),
 ]
 
 ext_modules = [

@@ -45,13 +45,43 @@ def rand_draw(uint64_t[::1] rng, uint64_t lo, uint64_t hi):
     return rand_range(&rng[0], lo, hi)
 
 
+cdef void pick_sampling_addrs_c(const uint64_t *start, const uint64_t *end,
+                                uint64_t *sampling_addr, Py_ssize_t n,
+                                uint64_t *rng) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        sampling_addr[i] = rand_range(rng, start[i], end[i])
+
+
 def pick_sampling_addrs(const uint64_t[::1] start, const uint64_t[::1] end,
                         uint64_t[::1] sampling_addr, uint64_t[::1] rng):
     """Pick one random address in every region (prepare_access_checks' damon_rand)."""
-    cdef Py_ssize_t i, n = start.shape[0]
+    cdef Py_ssize_t n = start.shape[0]
+    if n == 0:
+        return
     with nogil:
-        for i in range(n):
-            sampling_addr[i] = rand_range(&rng[0], start[i], end[i])
+        pick_sampling_addrs_c(&start[0], &end[0], &sampling_addr[0], n, &rng[0])
+
+
+cdef uint32_t update_accesses_c(uint32_t *nr_accesses, uint32_t *nr_accesses_bp,
+                                const uint32_t *last_nr_accesses, const uint8_t *accessed,
+                                Py_ssize_t n, uint32_t len_window) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef uint32_t mx = 0
+    cdef uint64_t sub, bp
+    if len_window == 0:
+        len_window = 1
+    for i in range(n):
+        sub = <uint64_t>last_nr_accesses[i] * 10000 / len_window
+        bp = nr_accesses_bp[i]
+        bp = bp - sub if bp > sub else 0
+        if accessed[i]:
+            bp += 10000
+            nr_accesses[i] += 1
+        nr_accesses_bp[i] = <uint32_t>bp
+        if nr_accesses[i] > mx:
+            mx = nr_accesses[i]
+    return mx
 
 
 def update_accesses(uint32_t[::1] nr_accesses, uint32_t[::1] nr_accesses_bp,
@@ -62,22 +92,13 @@ def update_accesses(uint32_t[::1] nr_accesses, uint32_t[::1] nr_accesses_bp,
     Mirrors damon_update_region_access_rate(): the pseudo moving sum
     ``bp = bp - last*10000/len_window + (accessed ? 10000 : 0)``.
     """
-    cdef Py_ssize_t i, n = nr_accesses.shape[0]
-    cdef uint32_t mx = 0
-    cdef uint64_t sub, bp
-    if len_window == 0:
-        len_window = 1
+    cdef Py_ssize_t n = nr_accesses.shape[0]
+    cdef uint32_t mx
+    if n == 0:
+        return 0
     with nogil:
-        for i in range(n):
-            sub = <uint64_t>last_nr_accesses[i] * 10000 / len_window
-            bp = nr_accesses_bp[i]
-            bp = bp - sub if bp > sub else 0
-            if accessed[i]:
-                bp += 10000
-                nr_accesses[i] += 1
-            nr_accesses_bp[i] = <uint32_t>bp
-            if nr_accesses[i] > mx:
-                mx = nr_accesses[i]
+        mx = update_accesses_c(&nr_accesses[0], &nr_accesses_bp[0], &last_nr_accesses[0],
+                               &accessed[0], n, len_window)
     return mx
 
 

@@ -9,7 +9,9 @@ to callbacks, resets and splits.
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 
 import numpy as np
 
@@ -92,6 +94,7 @@ class Context:
         self._aggr_reports = {}       # target index -> [addresses of kept reports]
         self.started = False
         self.stopped = threading.Event()
+        self._wake = None             # eventfd that ends a native run's wait (issue 13)
 
     # --- configuration -------------------------------------------------------------------
     @property
@@ -154,11 +157,14 @@ class Context:
         if time_us is None:
             time_us = self.clock.now_us()
         self.reports.push(addr, size, cpu, tid, pid, is_write, time_us)
+        if "page_fault" in self.primitives:
+            self._wake_native()           # a native run ends at the sample boundary
 
     # --- the loop ------------------------------------------------------------------------
     def stop(self) -> None:
         """Ask the loop to end after the current sample (callable from any thread)."""
         self.stopped.set()
+        self._wake_native()
 
     def run(self, duration_us: int | None = None) -> None:
         """Monitor until ``duration_us`` passes (clock time), stop() or all targets end."""
@@ -216,6 +222,59 @@ class Context:
         if "page_table" in self.primitives:
             self.ops.prepare_access_checks(self)
         self._sample_start_us = self.clock.now_us()
+
+    # --- native sample path (issue 13) ----------------------------------------------------
+    def begin_samples(self, until_us: int | None = None) -> int:
+        """Begin the next sample; return its deadline (clock time, us).
+
+        Where the backend offers a native sample path (``Operations.native_sampler``) and the
+        clock is real, the backend's C loop begins it and goes on through every following
+        sample whose end needs nothing Python-side (see :meth:`native_max_ends`), as long as
+        their deadlines are not after ``until_us`` and nothing wakes it (:meth:`stop`, an
+        access report, an exiting target); it leaves one sample begun, whose end
+        :meth:`sample_end` does.  Otherwise :meth:`sample_begin`.
+        """
+        sampler = None
+        if "page_table" in self.primitives and isinstance(self.clock, RealClock):
+            sampler = self.ops.native_sampler(self)
+        targets = self.active_targets if sampler is not None else None
+        if targets:
+            wake = self._wake_fd()
+            try:
+                os.eventfd_read(wake)         # consume old wakeups; their causes are seen below
+            except BlockingIOError:
+                pass
+            run = sampler.run(self, targets, self.native_max_ends(), until_us, wake)
+            if run is not None:
+                self.passed_sample_intervals += run.nr_ends
+                if run.nr_ends:
+                    self._max_nr_accesses = run.max_nr_accesses
+                    self._reports_from_us = run.check_us
+                self._sample_start_us = run.begin_us
+                return run.deadline_us
+        self.sample_begin()
+        return self.clock.now_us() + self.attrs.sample_us
+
+    def native_max_ends(self) -> int:
+        """How many sample ends in a row need nothing Python-side: before the next
+        aggregation, scheme apply or ops update; none while a stop or access reports are
+        pending."""
+        if self.stopped.is_set() or ("page_fault" in self.primitives and self.reports.pending()):
+            return 0
+        due = min([self.next_aggregation_sis, self.next_ops_update_sis]
+                  + [s.next_apply_sis for s in self.schemes])
+        return max(0, due - self.passed_sample_intervals - 1)
+
+    def _wake_fd(self) -> int:
+        if self._wake is None:
+            fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            weakref.finalize(self, os.close, fd)
+            self._wake = fd
+        return self._wake
+
+    def _wake_native(self) -> None:
+        if self._wake is not None:
+            os.eventfd_write(self._wake, 1)
 
     def sample_end(self) -> None:
         """Everything kdamond_fn does after the sleep of one sample interval."""
@@ -407,8 +466,8 @@ class Kdamond:
         try:
             for c in self.contexts:
                 c.start()
-                c.sample_begin()
-                deadlines[id(c)] = clock.now_us() + c.attrs.sample_us
+                # alone, a context may run samples natively from the start (issue 13)
+                deadlines[id(c)] = c.begin_samples(end if len(self.contexts) == 1 else 0)
             while not self._stop.is_set():
                 live = [c for c in self.contexts if not c.stopped.is_set()]
                 if not live:
@@ -427,8 +486,10 @@ class Kdamond:
                 c.sample_end()
                 if c.stopped.is_set():
                     continue
-                c.sample_begin()
-                deadlines[id(c)] = clock.now_us() + c.attrs.sample_us
+                # native samples may not pass another context's turn or the end (issue 13)
+                until = [deadlines[id(x)] - 1 for x in live if x is not c]
+                until = min(until + ([end] if end is not None else []), default=None)
+                deadlines[id(c)] = c.begin_samples(until)
         finally:
             if cleanup or self._stop.is_set():
                 for c in self.contexts:

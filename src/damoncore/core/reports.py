@@ -129,6 +129,10 @@ class ReportBuffer:
             self._batches.append(b)
             self._nr += n
 
+    def pending(self) -> int:
+        """Reports pushed and not drained yet."""
+        return self._nr
+
     def drain(self) -> ReportBatch:
         with self._lock:
             batches, self._batches, self._nr = self._batches, [], 0

@@ -160,6 +160,13 @@ class PageIdle:
         # a subclass may change the semantics (test fixtures): only a plain FileIO goes to C
         self._in_c = type(self.io) is FileIO
 
+    @property
+    def raw_fd(self):
+        """The bitmap's fd when C loops may use it (a plain :class:`FileIO`: the real bitmap,
+        or a file with its syscalls), else None (an io with other semantics); the native sample
+        path (ops/native.py) needs it."""
+        return self.io.fd if self._in_c else None
+
     def mark_idle(self, pfns) -> None:
         """Mark every page frame in ``pfns`` idle (clears its young bits in the kernel)."""
         q = np.asarray(pfns, dtype=np.uint64).ravel()

@@ -113,6 +113,10 @@ class Pagemap:
             raise TargetGone(self.pid)
         return out
 
+    def fileno(self) -> int:
+        """The open pagemap's fd (for C loops such as the native sample path)."""
+        return self._fd
+
     def _mm_alive(self) -> bool:
         try:
             return len(os.pread(self._fd, ENTRY_BYTES, 0)) == ENTRY_BYTES

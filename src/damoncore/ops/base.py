@@ -34,6 +34,14 @@ Optional attributes the core looks for:
 - ``metric(name, nid=None, memcg_path=None)``: current value of a DAMOS quota goal metric,
   so that goals read the backend's own memory (the simulated machine reports its own node
   usage).  Returns an int (basis points, or microseconds for ``some_mem_psi_us``).
+
+Native sample path (declared below, default: not offered):
+
+- ``native_sampler(ctx)`` at every sample begin on a real clock: None, or an object whose
+  ``run(ctx, targets, max_ends, until_us, wake_fd)`` does in C what ``prepare_access_checks``,
+  the wait and ``check_accesses`` + the counter update do, for up to ``max_ends`` samples in a
+  row, and returns a :class:`NativeRun` (or None: use the generic path this time).  It always
+  leaves one sample begun for the generic ``check_accesses`` to end.
 """
 
 from __future__ import annotations
@@ -89,6 +97,23 @@ class ApplyResult:
             self.nr_failed[k] = self.nr_failed.get(k, 0) + v
 
 
+@dataclass
+class NativeRun:
+    """What one native run did (see ``Operations.native_sampler``).
+
+    ``nr_ends``: samples ended (counters updated) in C.  ``begin_us``/``deadline_us``: when
+    the sample it left begun started, and when that sample ends.  ``check_us``: when the last
+    native end started (no access report was pending then).  ``max_nr_accesses``: the max
+    over the targets after the last native end.
+    """
+
+    nr_ends: int
+    begin_us: int
+    deadline_us: int
+    check_us: int = 0
+    max_nr_accesses: int = 0
+
+
 class Operations:
     """Base class for ops backends; every callback defaults to doing nothing.
 
@@ -136,3 +161,8 @@ class Operations:
 
     def cleanup(self, ctx) -> None:
         pass
+
+    def native_sampler(self, ctx):
+        """The native sample path for ``ctx``, or None: not offered (the default; Python
+        backends such as sim and perf keep the generic per-sample path)."""
+        return None

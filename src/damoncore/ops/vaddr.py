@@ -47,6 +47,7 @@ from ..linux.page_idle import BITMAP_PATH, PageIdle
 from .base import ApplyResult, Operations
 from .common import PAGE_SIZE, PageFilters, ProcessWatch, fit_regions, page_runs, \
     pagemap_entries, pages_of_ranges, read_maps, dests_by_address
+from .native import IdleNative
 
 ADVICE = {"pageout": md.MADV_PAGEOUT, "cold": md.MADV_COLD, "willneed": md.MADV_WILLNEED}
 MIGRATE = ("migrate_hot", "migrate_cold")
@@ -92,7 +93,8 @@ class VaddrOps(Operations):
     ``"idle"`` or ``"soft_dirty"``.  ``page_idle``: a :class:`PageIdle` to use instead of
     the one at ``page_idle_path`` (tests pass a fixture).  ``move_all``: migrate shared pages
     too (MPOL_MF_MOVE_ALL; default when root).  ``max_gap_pages``: sampling pages this close
-    share one pagemap pread.
+    share one pagemap pread.  ``native``: run whole samples in C when the idle bitmap is a
+    plain file (:mod:`damoncore.ops.native`); False keeps the generic per-sample path.
     """
 
     name = "vaddr"
@@ -100,7 +102,7 @@ class VaddrOps(Operations):
 
     def __init__(self, procfs_root="/proc", sysfs_root="/sys", access_check="auto",
                  page_idle_path=BITMAP_PATH, page_idle=None, move_all=None,
-                 max_gap_pages=16):
+                 max_gap_pages=16, native=True):
         if access_check not in ("auto", "idle", "soft_dirty"):
             raise InvalidConfig(f"access_check must be auto, idle or soft_dirty, "
                                 f"got {access_check!r}")
@@ -117,6 +119,7 @@ class VaddrOps(Operations):
         self._watch = {}
         self._pagemaps = {}
         self._sampled = {}            # id(target) -> (PFNs of the present sampled pages, present)
+        self.native, self._native = native, None     # native sample path (issue 13)
 
     # --- setup ---------------------------------------------------------------------------
     def _choose_check(self, ctx):
@@ -169,6 +172,7 @@ class VaddrOps(Operations):
         self._watch.clear()
         self._pagemaps.clear()
         self._sampled.clear()
+        self._native = None
         if self.filters is not None:
             self.filters.close()
 
@@ -245,6 +249,23 @@ class VaddrOps(Operations):
             out[i][present] = ~idle[pos:pos + len(tp)]
             pos += len(tp)
         return out
+
+    # --- native sample path (issue 13): ops/native.py runs the idle check's samples in C --
+    def native_sampler(self, ctx):
+        if not self.native or self.check != "idle" or self.page_idle.raw_fd is None:
+            return None
+        if self._native is None:
+            self._native = IdleNative(self, self.page_idle, PAGE_SIZE, self.max_gap_pages - 1)
+        return self._native
+
+    def native_fds(self, t):
+        return self._pagemap(t).fileno(), self._watch[id(t)].fd
+
+    def native_handoff(self, targets, entries) -> None:
+        """The sample begun in C, as prepare_access_checks leaves it."""
+        for t, ent in zip(targets, entries):
+            present = pmap.present(ent)
+            self._sampled[id(t)] = ((ent & pmap.PFN_MASK)[present], present)
 
     def _entries(self, t, addrs):
         try:

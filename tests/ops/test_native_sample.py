@@ -1,0 +1,273 @@
+"""The native sample path (ops/_idle_sample.pyx via Context.begin_samples) against the generic
+per-sample path: the same RNG stream and the same kernel answers must give the same regions,
+counters, snapshots and scheme stats.
+
+The kernel here is files: a fake procfs (``<pid>/pagemap`` with crafted entries, ``<pid>/maps``)
+and an idle bitmap that answers from a fixed pattern.  The bitmap file is opened with O_APPEND,
+so the marking pwrites land past its end (Linux appends on pwrite with O_APPEND) while the
+reads keep returning the pattern: a frame reads idle (not accessed) or not by its bit, sample
+after sample, on both paths.  The answers come through the same syscalls as the real bitmap's
+(the real interface runs in the guest: tests/vm/test_native_vm.py).
+"""
+
+import os
+import shutil
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from damoncore.core import Attrs, Context, Kdamond, Target
+from damoncore.core.attrs import IntervalsGoal
+from damoncore.linux.page_idle import FileIO, PageIdle
+from damoncore.ops.vaddr import VaddrOps
+from damoncore.schemes.scheme import AccessPattern, Scheme
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+NR_PFNS = 1 << 18
+PRESENT = 1 << 63
+# (start page, nr pages): two ranges of target 0 (explicit), one VMA pair for target 1
+# (from maps), and a VMA that appears in maps after the third aggregation
+A = (0x10000, 16384)
+B = (0x14000, 4096)
+C = (0x20000, 2048)
+D = (0x22000, 1024)
+LATE = (0x30000, 2048)
+
+
+def vma(r):
+    return r[0] * PAGE, (r[0] + r[1]) * PAGE
+
+
+class World:
+    """Fake procfs + idle-bitmap answers, built from ``seed``: pages in 1 MiB chunks of
+    different hotness, 10% of pages absent, frames shared by several pages now and then."""
+
+    def __init__(self, root, seed):
+        rng = np.random.default_rng(seed)
+        self.root, self.pid = root, os.getpid()
+        words = rng.integers(0, 1 << 63, NR_PFNS // 64, dtype=np.uint64)
+        words |= rng.integers(0, 2, NR_PFNS // 64, dtype=np.uint64) << np.uint64(63)
+        self.answers = words.astype("<u8").tobytes()
+        p = np.arange(NR_PFNS, dtype=np.uint64)
+        idle = (words[(p // 64).astype(np.int64)] >> (p % np.uint64(64))) & np.uint64(1)
+        busy, quiet = p[idle == 0], p[idle == 1]
+        first = min(r[0] for r in (A, B, C, D, LATE))
+        last = max(r[0] + r[1] for r in (A, B, C, D, LATE))
+        ent = np.zeros(last - first, np.uint64)
+        chunk = 256                                     # pages of one hotness
+        for r in (A, B, C, D, LATE):
+            n = r[1]
+            hot = np.repeat(rng.choice([0.0, 0.05, 0.5, 0.95, 1.0], -(-n // chunk)), chunk)[:n]
+            acc = rng.random(n) < hot
+            pf = np.where(acc, rng.choice(busy, n), rng.choice(quiet, n))
+            present = rng.random(n) < 0.9
+            ent[r[0] - first:r[0] - first + n] = np.where(present, pf | np.uint64(PRESENT), 0)
+        self.entries, self.first = ent, first
+
+    def make(self, name):
+        """A fresh copy (procfs dir, bitmap path) for one run."""
+        d = self.root / name / str(self.pid)
+        d.mkdir(parents=True)
+        with open(d / "pagemap", "wb") as f:
+            f.seek(self.first * 8)
+            f.write(self.entries.tobytes())
+        self.write_maps(d, late=False)
+        bitmap = self.root / name / "bitmap"
+        bitmap.write_bytes(self.answers)
+        return self.root / name, bitmap
+
+    @staticmethod
+    def write_maps(d, late):
+        lines = [f"{a:x}-{b:x} rw-p 00000000 00:00 0" for a, b in map(vma, (C, D))]
+        if late:
+            lines.append("%x-%x rw-p 00000000 00:00 0" % vma(LATE))
+        (d / "maps").write_text("\n".join(lines) + "\n")
+
+
+def answering_bitmap(path):
+    """A PageIdle whose marks append past the answers (see the module docstring)."""
+    io = FileIO(str(path))
+    os.close(io.fd)
+    io.fd = os.open(path, os.O_RDWR | os.O_APPEND)
+    pi = PageIdle(io=io)
+    assert pi.raw_fd is not None, "a plain FileIO: the C loops may use it"
+    return pi
+
+
+def run(world, name, native, attrs, nr_aggrs, schemes=(), primitives=("page_table",),
+        reports_at=()):
+    root, bitmap = world.make(name)
+    ops = VaddrOps(procfs_root=str(root), page_idle=answering_bitmap(bitmap), native=native)
+    t0 = Target(pid=world.pid, ranges=[vma(A), vma(B)])
+    t1 = Target(pid=world.pid)                          # ranges from maps, refit on update
+    ctx = Context(ops, [t0, t1], attrs, schemes=[s() for s in schemes],
+                  primitives=primitives, seed=11)
+    out = {"snaps": [], "sampler": None}
+
+    def cb(c, snap):
+        out["snaps"].append((c.passed_sample_intervals, snap.sample_us, snap.aggr_us,
+                             [(t.start.tolist(), t.end.tolist(), t.nr_accesses.tolist(),
+                               t.age.tolist(), None if t.nr_reports is None
+                               else t.nr_reports.tolist()) for t in snap.targets]))
+        n = len(out["snaps"])
+        if n == 3:
+            World.write_maps(root / str(world.pid), late=True)
+        if n in reports_at:          # reports pushed in the loop's thread: deterministic
+            a, b = vma(A)
+            c.report_access(np.arange(a, b, 64 * PAGE, dtype=np.uint64), time_us=None)
+        out["sampler"] = out["sampler"] or c.ops.native_sampler(c)
+        return n >= nr_aggrs
+
+    ctx.add_callback(cb)
+    ctx.run()
+    out["regions"] = [{c: getattr(t.regions, c).tolist() for c in
+                       ("start", "end", "nr_accesses", "nr_accesses_bp", "last_nr_accesses",
+                        "age")} for t in ctx.targets]
+    out["passed"] = ctx.passed_sample_intervals
+    out["rng"] = int(ctx.rng[0])
+    out["stats"] = [vars(s.stats) for s in ctx.schemes]
+    return out
+
+
+def stat_every(samples, sample_us):
+    return lambda: Scheme(AccessPattern(min_nr_accesses=1), action="stat",
+                          apply_interval_us=samples * sample_us)
+
+
+CASES = {
+    # kernel defaults' shape: 20 samples an aggregation, an ops update every 3 aggregations
+    "plain": dict(attrs=Attrs(200, 4_000, 12_000, 10, 300), nr_aggrs=12),
+    # a scheme due every 7 samples (not a multiple of the aggregation), a second every 13
+    "schemes": dict(attrs=Attrs(200, 4_000, 30_000, 10, 300), nr_aggrs=10,
+                    schemes=(stat_every(7, 200), stat_every(13, 200))),
+    # intervals auto-tuning changes sample_us (and so the native loop's deadlines) on the way
+    "tuning": dict(attrs=Attrs(300, 6_000, 50_000, 10, 300,
+                               IntervalsGoal(access_bp=2000, aggrs=2, min_sample_us=100,
+                                             max_sample_us=2_000)), nr_aggrs=10),
+    # page-fault reports next to the idle checks: pending reports end a native run
+    "reports": dict(attrs=Attrs(200, 4_000, 12_000, 10, 300), nr_aggrs=8,
+                    primitives=("page_table", "page_fault"), reports_at=(2, 5)),
+}
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_native_equals_generic(tmp_path, case, seed):
+    world = World(tmp_path, seed)
+    kw = CASES[case]
+    generic = run(world, "generic", False, **kw)
+    native = run(world, "native", True, **kw)
+    assert generic["sampler"] is None
+    s = native["sampler"].sampler
+    # most sample ends ran in C: all but one per aggregation/ops update/scheme apply/report
+    assert s.nr_ends >= native["passed"] // 3, (s.nr_ends, native["passed"])
+    assert native["passed"] == generic["passed"]
+    assert len(native["snaps"]) == len(generic["snaps"]) == kw["nr_aggrs"]
+    for k, (g, n) in enumerate(zip(generic["snaps"], native["snaps"])):
+        assert n == g, f"aggregation {k} differs"
+    assert native["regions"] == generic["regions"]
+    assert native["stats"] == generic["stats"]
+    assert native["rng"] == generic["rng"]
+    # the answers were not trivial: some regions hot, some cold, some in between
+    nr = np.concatenate([np.array(t[2]) for t in native["snaps"][-1][3]])
+    mx = native["snaps"][-1][2] // native["snaps"][-1][1]
+    assert (nr == 0).any() and (nr >= mx * 0.9).any() and ((nr > 0) & (nr < mx * 0.9)).any()
+
+
+def test_late_vma_is_monitored_after_the_ops_update(tmp_path):
+    world = World(tmp_path, 3)
+    out = run(world, "n", True, Attrs(200, 4_000, 12_000, 10, 300), 9)
+    lo, hi = vma(LATE)
+    starts = out["regions"][1]["start"]
+    assert any(lo <= a < hi for a in starts), "the VMA added to maps got regions"
+
+
+def test_native_runs_are_long_and_python_calls_per_sample_few(tmp_path):
+    """One aggregation of 100 samples: the native path makes O(1) Python calls per run, the
+    generic path dozens per sample (sys.setprofile counts every call)."""
+    world = World(tmp_path, 4)
+    calls = {}
+    for native in (False, True):
+        root, bitmap = world.make(f"p{native}")
+        ops = VaddrOps(procfs_root=str(root), page_idle=answering_bitmap(bitmap), native=native)
+        ctx = Context(ops, [Target(pid=world.pid, ranges=[vma(A)])],
+                      Attrs(100, 10_000, 10_000_000, 10, 100))
+        ctx.add_callback(lambda c, s: c.nr_aggregations >= 3)
+        n = [0]
+
+        def prof(frame, event, arg):
+            if event in ("call", "c_call"):
+                n[0] += 1
+        sys.setprofile(prof)
+        try:
+            ctx.run()
+        finally:
+            sys.setprofile(None)
+        calls[native] = n[0] / ctx.passed_sample_intervals
+    assert calls[False] > 20 and calls[True] < 5, calls
+
+
+def test_stop_from_another_thread_ends_a_native_wait_at_once(tmp_path):
+    world = World(tmp_path, 5)
+    root, bitmap = world.make("s")
+    ops = VaddrOps(procfs_root=str(root), page_idle=answering_bitmap(bitmap))
+    # 1 s samples: without a wakeup the run would sleep through them
+    ctx = Context(ops, [Target(pid=world.pid, ranges=[vma(A)])],
+                  Attrs(1_000_000, 100_000_000, 1_000_000_000, 10, 100))
+    timer = threading.Timer(0.3, ctx.stop)
+    timer.start()
+    t0 = time.monotonic()
+    ctx.run()
+    timer.join()
+    assert time.monotonic() - t0 < 0.9
+    assert ops._native is None, "cleanup dropped the sampler"
+
+
+def test_report_from_another_thread_ends_the_native_run_and_counts(tmp_path):
+    world = World(tmp_path, 6)
+    root, bitmap = world.make("r")
+    ops = VaddrOps(procfs_root=str(root), page_idle=answering_bitmap(bitmap))
+    t = Target(pid=world.pid, ranges=[vma(A)])
+    ctx = Context(ops, [t], Attrs(20_000, 2_000_000, 100_000_000, 10, 10),
+                  primitives=("page_table", "page_fault"))
+    a, b = vma(A)
+    got = []
+
+    def cb(c, snap):
+        got.append(snap.targets[0].nr_reports.copy())
+        return True
+    ctx.add_callback(cb)
+
+    def push():
+        time.sleep(0.5)
+        ctx.report_access(np.full(5, a + PAGE, np.uint64))
+    th = threading.Thread(target=push)
+    th.start()
+    ctx.run()
+    th.join()
+    assert got and int(got[0][0]) == 5, "the five reports counted in the first region"
+
+
+def test_target_exit_ends_monitoring_cleanly(make_child, tmp_path):
+    """A real process: its pidfd ends the native wait; the generic end marks it obsolete."""
+    c = make_child(64)
+    c.touch()
+    world = World(tmp_path, 7)
+    _, bitmap = world.make("x")
+    ops = VaddrOps(page_idle=answering_bitmap(bitmap))
+    t = Target(pid=c.pid, ranges=[(c.addr, c.end)])
+    ctx = Context(ops, [t], Attrs(200_000, 20_000_000, 100_000_000, 10, 10))
+    threading.Timer(0.5, c.exit).start()
+    t0 = time.monotonic()
+    ctx.run(duration_us=20_000_000)
+    assert t.obsolete and time.monotonic() - t0 < 3
+
+
+def test_python_backends_keep_the_generic_path():
+    from damoncore.ops.sim import SimOps
+    from damoncore.ops.base import Operations
+    assert Operations().native_sampler(None) is None
+    assert SimOps.native_sampler is Operations.native_sampler
