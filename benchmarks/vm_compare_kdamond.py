@@ -145,9 +145,10 @@ def g_kernel(pid, cfg, end_t):
             "start_s": t0 - t_on}
 
 
-def g_damoncore(pid, cfg, end_t, adaptation="kernel"):
+def g_damoncore(pid, cfg, end_t, adaptation="kernel", native=True):
     """damoncore's Context on ``pid`` in a thread until ``end_t``; the thread's CPU clock.
-    ``adaptation``: the region adaptation by name (kernel, edge-split, ...)."""
+    ``adaptation``: the region adaptation by name (kernel, edge-split, ...); ``native=False``:
+    the generic per-sample path (VaddrOps(native=False))."""
     import threading
     import time
     from damoncore.core import Attrs, Context, Target
@@ -162,7 +163,8 @@ def g_damoncore(pid, cfg, end_t, adaptation="kernel"):
 
     attrs = Attrs(cfg["sample_us"], cfg["aggr_us"], cfg["update_us"],
                   cfg["min_nr_regions"], cfg["max_nr_regions"])
-    ctx = Context(VaddrOps(), [Target(pid=pid)], attrs, adaptation=ADAPTATIONS[adaptation]())
+    ctx = Context(VaddrOps(native=native), [Target(pid=pid)], attrs,
+                  adaptation=ADAPTATIONS[adaptation]())
     ctx.add_callback(cb)
     res = {}
 
@@ -176,12 +178,13 @@ def g_damoncore(pid, cfg, end_t, adaptation="kernel"):
     snaps = [{"t": t, "regions": [[int(a), int(b), int(n), int(g)]
                                   for a, b, n, g in zip(s, e, nr, age)]}
              for t, s, e, nr, age in raw]
-    return {"snaps": snaps, "check": ctx.ops.check, **res}
+    return {"snaps": snaps, "check": ctx.ops.check, "native": native, **res}
 
 
 def g_one(which, cfg):
     """A fresh moving workload on cpu0, monitored by ``which`` ("kernel", "damoncore",
-    "damoncore:<adaptation>" or "both" at once) for its whole schedule; {monitor: result}."""
+    "damoncore:<adaptation>", "generic" (damoncore without its native sample path) or "both"
+    at once) for its whole schedule; {monitor: result}."""
     import json
     import threading
     import time
@@ -207,7 +210,8 @@ def g_one(which, cfg):
         res = {which: g_kernel(wl.pid, cfg, end_t)}
     else:
         ad = which.partition(":")[2] or "kernel"
-        res = {which: g_damoncore(wl.pid, cfg, end_t, ad)}
+        res = {which: g_damoncore(wl.pid, cfg, end_t, ad,
+                                  native=not which.startswith("generic"))}
     wl.p.wait(timeout=120)
     rd.join(timeout=10)
     for r in res.values():
@@ -361,8 +365,8 @@ def main(argv=None) -> int:
     ap.add_argument("--order", default="kernel,damoncore",
                     help="monitors one after the other, each on a fresh workload: kernel, "
                          "damoncore (the kernel's algorithm), damoncore:<adaptation> (e.g. "
-                         "damoncore:edge-split); 'both' runs kernel and damoncore at once on "
-                         "one workload")
+                         "damoncore:edge-split), generic (damoncore's generic per-sample "
+                         "path); 'both' runs kernel and damoncore at once on one workload")
     ap.add_argument("--json", help="write config, raw snapshots and summary here")
     ap.add_argument("--report", metavar="JSON", help="no guest run: re-analyze a --json file")
     a = ap.parse_args(argv)

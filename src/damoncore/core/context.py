@@ -224,43 +224,54 @@ class Context:
         self._sample_start_us = self.clock.now_us()
 
     # --- native sample path (issue 13) ----------------------------------------------------
-    def begin_samples(self, until_us: int | None = None) -> int:
-        """Begin the next sample; return its deadline (clock time, us).
+    def begin_samples(self, until_us: int | None = None) -> int | None:
+        """Begin the next sample; return its deadline (clock time, us), or None if the
+        context stopped on the way.
 
         Where the backend offers a native sample path (``Operations.native_sampler``) and the
         clock is real, the backend's C loop begins it and goes on through every following
-        sample whose end needs nothing Python-side (see :meth:`native_max_ends`), as long as
-        their deadlines are not after ``until_us`` and nothing wakes it (:meth:`stop`, an
-        access report, an exiting target); it leaves one sample begun, whose end
-        :meth:`sample_end` does.  Otherwise :meth:`sample_begin`.
+        sample whose end needs nothing Python-side (see :meth:`native_max_ends`), then ends
+        the one that does too, unless a deadline lies after ``until_us`` or something wakes
+        it (:meth:`stop`, an access report, an exiting target); the Python-side work of that
+        end (:meth:`sample_end_due`) runs here and the loop goes on.  It leaves one sample
+        begun, whose end :meth:`sample_end` does.  Otherwise :meth:`sample_begin`.
         """
         sampler = None
         if "page_table" in self.primitives and isinstance(self.clock, RealClock):
             sampler = self.ops.native_sampler(self)
-        targets = self.active_targets if sampler is not None else None
-        if targets:
+        while sampler is not None:
+            targets = self.active_targets
+            if not targets:
+                break
             wake = self._wake_fd()
             try:
                 os.eventfd_read(wake)         # consume old wakeups; their causes are seen below
             except BlockingIOError:
                 pass
-            run = sampler.run(self, targets, self.native_max_ends(), until_us, wake)
-            if run is not None:
-                self.passed_sample_intervals += run.nr_ends
-                if run.nr_ends:
-                    self._max_nr_accesses = run.max_nr_accesses
-                    self._reports_from_us = run.check_us
+            free = self.native_max_ends()
+            run = sampler.run(self, targets, max(free, 0), until_us, wake, end_due=free >= 0)
+            if run is None:
+                break
+            self.passed_sample_intervals += run.nr_ends
+            if run.nr_ends:
+                self._max_nr_accesses = run.max_nr_accesses
+                self._reports_from_us = run.check_us
+            if not run.ended:
                 self._sample_start_us = run.begin_us
                 return run.deadline_us
+            self.sample_end_due()
+            if self.stopped.is_set():
+                return None
+            sampler = self.ops.native_sampler(self)
         self.sample_begin()
         return self.clock.now_us() + self.attrs.sample_us
 
     def native_max_ends(self) -> int:
-        """How many sample ends in a row need nothing Python-side: before the next
-        aggregation, scheme apply or ops update; none while a stop or access reports are
-        pending."""
+        """How many sample ends in a row need nothing Python-side: those before the next
+        aggregation, scheme apply or ops update; -1 (not even the due one may end natively)
+        while a stop or access reports are pending."""
         if self.stopped.is_set() or ("page_fault" in self.primitives and self.reports.pending()):
-            return 0
+            return -1
         due = min([self.next_aggregation_sis, self.next_ops_update_sis]
                   + [s.next_apply_sis for s in self.schemes])
         return max(0, due - self.passed_sample_intervals - 1)
@@ -299,9 +310,14 @@ class Context:
             mx = max(mx, _regions.update_accesses(r.nr_accesses, r.nr_accesses_bp,
                                                   r.last_nr_accesses, acc, a.aggr_samples))
         self._max_nr_accesses = mx
+        self.sample_end_due()
+
+    def sample_end_due(self) -> None:
+        """The part of a sample's end after the counter update: what is due at this sample
+        (merge, schemes, aggregation, ops update); the native path calls it alone."""
         aggregating = self.passed_sample_intervals >= self.next_aggregation_sis
         if aggregating:
-            self._adapt("merge", mx // 10)
+            self._adapt("merge", self._max_nr_accesses // 10)
         if self.schemes:
             from ..schemes.apply import apply_schemes
             apply_schemes(self)
@@ -487,7 +503,8 @@ class Kdamond:
                 if c.stopped.is_set():
                     continue
                 # native samples may not pass another context's turn or the end (issue 13)
-                until = [deadlines[id(x)] - 1 for x in live if x is not c]
+                until = [deadlines[id(x)] - 1 for x in live
+                         if x is not c and deadlines[id(x)] is not None]
                 until = min(until + ([end] if end is not None else []), default=None)
                 deadlines[id(c)] = c.begin_samples(until)
         finally:

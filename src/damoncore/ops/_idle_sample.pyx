@@ -57,6 +57,7 @@ UNTIL = 1           # the next deadline lies after until_us
 WOKEN = 2           # the wake fd or a pidfd became readable, or a signal came
 INCOMPLETE = 3      # the last begin picked its addresses but could not translate/mark
 END_FAILED = 4      # reading the bitmap back failed; the begun sample is still to be ended
+ENDED = 5           # the run ended with a sample ended and none begun (``end_due``)
 
 cdef enum:
     S_DONE = 0
@@ -64,6 +65,7 @@ cdef enum:
     S_WOKEN = 2
     S_INCOMPLETE = 3
     S_END_FAILED = 4
+    S_ENDED = 5
 
 
 cdef struct target_t:
@@ -119,8 +121,11 @@ cdef class IdleSampler:
         self.kpageflags_gap = max(kpageflags_gap, 0)
 
     def run(self, list targets, uint64_t[::1] rng, uint32_t len_window, int64_t sample_us,
-            Py_ssize_t max_ends, int64_t until_us, int wake_fd, const int[::1] pid_fds):
-        """Begin a sample, then wait, end and begin again up to ``max_ends`` times.
+            Py_ssize_t max_ends, int64_t until_us, int wake_fd, const int[::1] pid_fds,
+            bint end_due=False):
+        """Begin a sample, then wait, end and begin again up to ``max_ends`` times; with
+        ``end_due``, then wait and end one more sample (whose end has Python-side work due)
+        and return ENDED with no sample begun.
 
         ``targets``: one tuple per active target, ``(pagemap_fd, start, end, sampling_addr,
         nr_accesses, nr_accesses_bp, last_nr_accesses, entries)`` (the region columns and a
@@ -128,7 +133,8 @@ cdef class IdleSampler:
         ``pid_fds`` (-1 entries ignored) end a wait when readable.
 
         Returns ``(status, nr_ends, begin_us, deadline_us, check_us, max_nr_accesses)``:
-        ``begin_us``/``deadline_us`` of the sample left begun (unset when INCOMPLETE),
+        ``begin_us``/``deadline_us`` of the sample left begun (unset when INCOMPLETE; of the
+        last sample ended when ENDED),
         ``check_us`` when the last end started (its wait's end), ``max_nr_accesses`` over the
         targets after the last end.
         """
@@ -206,7 +212,7 @@ cdef class IdleSampler:
                 if status != S_INCOMPLETE:
                     begin_us = now_us()
                     deadline = begin_us + sample_us
-                    while ends < max_ends:
+                    while ends < max_ends + end_due:
                         if until_us >= 0 and deadline > until_us:
                             status = S_UNTIL
                             break
@@ -228,6 +234,9 @@ cdef class IdleSampler:
                             status = S_END_FAILED
                             break
                         ends += 1
+                        if ends > max_ends:
+                            status = S_ENDED        # the end_due one: nothing begun
+                            break
                         status = self._begin(tg, nt, &rng[0], pages, pfns, &m)
                         if status == S_INCOMPLETE:
                             break

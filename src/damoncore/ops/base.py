@@ -38,10 +38,11 @@ Optional attributes the core looks for:
 Native sample path (declared below, default: not offered):
 
 - ``native_sampler(ctx)`` at every sample begin on a real clock: None, or an object whose
-  ``run(ctx, targets, max_ends, until_us, wake_fd)`` does in C what ``prepare_access_checks``,
-  the wait and ``check_accesses`` + the counter update do, for up to ``max_ends`` samples in a
-  row, and returns a :class:`NativeRun` (or None: use the generic path this time).  It always
-  leaves one sample begun for the generic ``check_accesses`` to end.
+  ``run(ctx, targets, max_ends, until_us, wake_fd, end_due)`` does in C what
+  ``prepare_access_checks``, the wait and ``check_accesses`` + the counter update do, for up
+  to ``max_ends`` samples in a row, and returns a :class:`NativeRun` (or None: use the generic
+  path this time).  It leaves one sample begun for the generic ``check_accesses`` to end, or,
+  with ``end_due``, ends that one too (``NativeRun.ended``) for the core to finish.
 """
 
 from __future__ import annotations
@@ -104,7 +105,8 @@ class NativeRun:
     ``nr_ends``: samples ended (counters updated) in C.  ``begin_us``/``deadline_us``: when
     the sample it left begun started, and when that sample ends.  ``check_us``: when the last
     native end started (no access report was pending then).  ``max_nr_accesses``: the max
-    over the targets after the last native end.
+    over the targets after the last native end.  ``ended``: the run's last step was an end
+    (of a sample with Python-side work due); no sample is begun.
     """
 
     nr_ends: int
@@ -112,6 +114,7 @@ class NativeRun:
     deadline_us: int
     check_us: int = 0
     max_nr_accesses: int = 0
+    ended: bool = False
 
 
 class Operations:

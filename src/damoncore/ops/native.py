@@ -51,7 +51,8 @@ class IdleNative:
             kpageflags_gap=kgap)
         self._entries = {}            # id(target) -> uint64 buffer, one entry per region
 
-    def run(self, ctx, targets, max_ends: int, until_us, wake_fd: int) -> NativeRun | None:
+    def run(self, ctx, targets, max_ends: int, until_us, wake_fd: int,
+            end_due: bool = False) -> NativeRun | None:
         cols, pid_fds = [], []
         try:
             for t in targets:
@@ -68,7 +69,10 @@ class IdleNative:
         a = ctx.attrs
         status, ends, begin_us, deadline_us, check_us, mx = self.sampler.run(
             cols, ctx.rng, a.aggr_samples, a.sample_us, max_ends,
-            -1 if until_us is None else int(until_us), wake_fd, np.array(pid_fds, np.intc))
+            -1 if until_us is None else int(until_us), wake_fd, np.array(pid_fds, np.intc),
+            end_due)
+        if status == _idle_sample.ENDED:
+            return NativeRun(ends, begin_us, deadline_us, check_us, mx, ended=True)
         if status == _idle_sample.INCOMPLETE:
             self.ops.prepare_access_checks(ctx)
             begin_us = ctx.clock.now_us()
