@@ -57,8 +57,8 @@ sys.stdin.readline()
 PM_READ, BM_WRITE, BM_READ, WAIT, SAMPLE = range(5)
 
 
-def build_floor(tmp: str) -> str:
-    exe = os.path.join(tmp, "syscall_floor")
+def build_floor(out_dir: str) -> str:
+    exe = os.path.join(out_dir, "syscall_floor")
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         sys.exit("bench_native_sample: needs a C compiler (cc) for syscall_floor.c")
@@ -78,10 +78,22 @@ def spans(sorted_ids: np.ndarray, max_gap: int):
 
 
 class Trace:
-    """The syscalls of a run of samples, in the order the native path issues them."""
+    """The syscalls of a run of samples, in the order the native path issues them.
 
-    def __init__(self):
+    ``io_cap``: bytes the bitmap file moves per call at most (the real one is a sysfs bin
+    file: kernfs moves one page per read or write, and the C loops go on after a short one);
+    None for a plain file.
+    """
+
+    def __init__(self, io_cap=None):
         self.parts, self.count = [], {k: 0 for k in range(4)}
+        self.io_cap = io_cap
+
+    def bitmap_op(self, kind, nbytes, offset, payload=b""):
+        step = self.io_cap or nbytes
+        for pos in range(0, nbytes, step):
+            n = min(step, nbytes - pos)
+            self.op(kind, n, offset + pos, payload[pos:pos + n] if payload else b"")
 
     def op(self, kind, nbytes, offset, payload=b""):
         self.parts.append(struct.pack("<IIQ", kind, nbytes, offset) + payload)
@@ -97,46 +109,53 @@ class Trace:
         for first, last in spans(np.array(sorted(words), np.uint64), mark_gap):
             payload = b"".join(words.get(w, 0).to_bytes(8, "little")
                                for w in range(first, last + 1))
-            self.op(BM_WRITE, len(payload), first * 8, payload)
+            self.bitmap_op(BM_WRITE, len(payload), first * 8, payload)
 
     def end(self, pfns, read_gap):
         self.op(WAIT, 0, 0)
         for first, last in spans(np.unique(pfns >> np.uint64(6)), read_gap):
-            self.op(BM_READ, (last - first + 1) * 8, first * 8)
+            self.bitmap_op(BM_READ, (last - first + 1) * 8, first * 8)
         self.op(SAMPLE, 0, 0)
 
     def write(self, path):
         Path(path).write_bytes(b"".join(self.parts))
 
 
-def context(pid, addr, nr, bitmap, native=True, aggr_samples=None):
-    ops = VaddrOps(page_idle=PageIdle(io=FileIO(bitmap)), native=native)
+def context(pid, ranges, nr, bitmap, native=True, aggr_samples=None, mark_gap=16):
+    ops = VaddrOps(page_idle=PageIdle(io=FileIO(bitmap), max_gap_words=mark_gap),
+                   native=native)
     big = 1 << 31                  # no aggregation, no ops update (len_window is a u32)
     attrs = Attrs(sample_us=1, aggr_us=aggr_samples or big, ops_update_us=big,
                   min_nr_regions=nr, max_nr_regions=nr)
-    ctx = Context(ops, [Target(pid=pid, ranges=[(addr, addr + GIB)])], attrs)
+    ctx = Context(ops, [Target(pid=pid, ranges=ranges)], attrs)
     return ctx
 
 
-def native_run(pid, addr, nr, bitmap, nr_samples):
+def native_run(pid, ranges, nr, bitmap, nr_samples, mark_gap=16):
     """(seconds wall, seconds CPU, sampler counters, the run's trace)."""
-    ctx = context(pid, addr, nr, bitmap)
+    ctx = context(pid, ranges, nr, bitmap, mark_gap=mark_gap)
     ctx.start()
     ops, t = ctx.ops, ctx.targets[0]
-    native = ops.native_sampler(ctx)
+    s = ops.native_sampler(ctx).sampler
     wake = os.eventfd(0, os.EFD_NONBLOCK)
     rng0 = ctx.rng.copy()
-    s = native.sampler
     before = (s.nr_pagemap_reads, s.nr_bitmap_writes, s.nr_bitmap_reads, s.nr_waits)
+    # the C loop itself (IdleNative.run adds a few numpy calls per run), with a deadline at
+    # the sample's begin: the wait is one ppoll that returns at once, as in the floor
+    r = t.regions
+    cols = [(ops.native_fds(t)[0], r.start, r.end, r.sampling_addr, r.nr_accesses,
+             r.nr_accesses_bp, r.last_nr_accesses, np.empty(r.nr, np.uint64))]
+    pid_fds = np.array([ops.native_fds(t)[1]], np.intc)
     t0, c0 = time.perf_counter(), time.thread_time()
-    run = native.run(ctx, [t], nr_samples, None, wake)
+    status, ends, *_ = s.run(cols, ctx.rng, ctx.attrs.aggr_samples, 0, nr_samples, -1, wake,
+                             pid_fds)
     wall, cpu = time.perf_counter() - t0, time.thread_time() - c0
     os.close(wake)
-    assert run.nr_ends == nr_samples, run
+    assert ends == nr_samples, (status, ends)
     counts = [a - b for a, b in zip((s.nr_pagemap_reads, s.nr_bitmap_writes,
                                      s.nr_bitmap_reads, s.nr_waits), before)]
     # the same samples again, from the same RNG stream, as a list of syscalls
-    r, rng, tr = t.regions, rng0, Trace()
+    rng, tr = rng0, Trace(PAGE if os.path.realpath(bitmap).startswith("/sys/") else None)
     sa = np.empty(r.nr, np.uint64)
     pi = ops.page_idle
     with Pagemap(pid) as pm:
@@ -153,20 +172,25 @@ def native_run(pid, addr, nr, bitmap, nr_samples):
     assert [tr.count[k] for k in range(4)] == counts, (tr.count, counts)
     assert np.array_equal(rng, ctx.rng), "the trace follows the run's RNG stream"
     ops.cleanup(ctx)
+    ops.page_idle.close()
     return wall, cpu, counts, tr
 
 
-def floor_run(exe, pid, bitmap, trace_path, repeat):
-    out = subprocess.run([exe, f"/proc/{pid}/pagemap", bitmap, trace_path, str(repeat)],
+def floor_run(exe, pid, bitmap, trace_path, repeat, by_kind=False):
+    """(seconds wall, seconds CPU) per sample; with ``by_kind`` the floor's whole JSON."""
+    out = subprocess.run([exe, f"/proc/{pid}/pagemap", bitmap, trace_path, str(repeat)]
+                         + (["by-kind"] if by_kind else []),
                          check=True, capture_output=True, text=True).stdout
     res = json.loads(out)
     assert res["failed"] == 0, res
+    if by_kind:
+        return res
     return res["wall_ns_per_sample"] * 1e-9, res["cpu_ns_per_sample"] * 1e-9
 
 
-def loop_run(pid, addr, nr, bitmap, native, nr_aggrs, aggr_samples=20):
+def loop_run(pid, ranges, nr, bitmap, native, nr_aggrs, aggr_samples=20):
     """Whole Kdamond loop, an aggregation every ``aggr_samples``: seconds per sample."""
-    ctx = context(pid, addr, nr, bitmap, native=native, aggr_samples=aggr_samples)
+    ctx = context(pid, ranges, nr, bitmap, native=native, aggr_samples=aggr_samples)
     ctx.add_callback(lambda c, s: c.nr_aggregations >= nr_aggrs)
     t0, c0 = time.perf_counter(), time.thread_time()
     Kdamond([ctx]).run()
@@ -188,6 +212,7 @@ def measure(nr_list, nr_samples, rounds, aggrs):
     with open(bitmap, "wb") as f:
         f.truncate(NR_PFNS // 8)
     p, addr = start_child(GIB)
+    ranges = [(addr, addr + GIB)]
     rows = []
     try:
         for nr in nr_list:
@@ -195,14 +220,14 @@ def measure(nr_list, nr_samples, rounds, aggrs):
             best = {}
             counts = None
             for _ in range(rounds):
-                wall, cpu, counts, tr = native_run(p.pid, addr, nr, bitmap, k)
+                wall, cpu, counts, tr = native_run(p.pid, ranges, nr, bitmap, k)
                 trace = os.path.join(tmp, f"trace{nr}")
                 tr.write(trace)
                 got = {"native": (wall / k, cpu / k),
                        "floor": floor_run(exe, p.pid, bitmap, trace, 1)}
-                lw, lc, nreg = loop_run(p.pid, addr, nr, bitmap, True, aggrs)
+                lw, lc, nreg = loop_run(p.pid, ranges, nr, bitmap, True, aggrs)
                 got["loop"] = (lw, lc)
-                gw, gc, _ = loop_run(p.pid, addr, nr, bitmap, False, max(2, aggrs // 4))
+                gw, gc, _ = loop_run(p.pid, ranges, nr, bitmap, False, max(2, aggrs // 4))
                 got["generic"] = (gw, gc)
                 for key, v in got.items():
                     best.setdefault(key, []).append(v)

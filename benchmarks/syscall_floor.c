@@ -7,7 +7,10 @@
  * reported as a ratio to it (benchmarks/bench_native_sample.py writes the trace).
  *
  *     cc -O2 -o syscall_floor syscall_floor.c
- *     ./syscall_floor PAGEMAP BITMAP TRACE REPEAT      -> one line of JSON
+ *     ./syscall_floor PAGEMAP BITMAP TRACE REPEAT [by-kind]   -> one line of JSON
+ *
+ * With a fifth argument, each syscall is timed too (clock_gettime around it) and the JSON
+ * holds wall ns per sample by kind; that costs a little, so the totals come from a plain run.
  *
  * Trace: records of (uint32 kind, uint32 nbytes, uint64 offset) followed, for BM_WRITE, by
  * nbytes of payload.  Kinds: 0 pagemap pread, 1 bitmap pwrite, 2 bitmap pread, 3 wait
@@ -40,8 +43,8 @@ static double now(clockid_t clk)
 
 int main(int argc, char **argv)
 {
-	if (argc != 5) {
-		fprintf(stderr, "usage: %s PAGEMAP BITMAP TRACE REPEAT\n", argv[0]);
+	if (argc != 5 && argc != 6) {
+		fprintf(stderr, "usage: %s PAGEMAP BITMAP TRACE REPEAT [by-kind]\n", argv[0]);
 		return 2;
 	}
 	int pm = open(argv[1], O_RDONLY), bm = open(argv[2], O_RDWR);
@@ -59,13 +62,17 @@ int main(int argc, char **argv)
 	}
 	struct pollfd pfd = { .fd = ev, .events = POLLIN };
 	struct timespec zero = { 0, 0 };
-	long samples = 0, calls = 0, failed = 0;
+	long samples = 0, calls = 0, failed = 0, nr_kind[4] = { 0 };
+	double by_kind[4] = { 0 }, k0 = 0;
+	int detail = argc == 6;
 	double t0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_PROCESS_CPUTIME_ID);
 	for (long r = 0; r < repeat; r++) {
 		for (char *p = trace; p < trace + st.st_size;) {
 			struct rec *h = (struct rec *)p;
 			p += sizeof(*h);
 			ssize_t got = 0;
+			if (detail && h->kind < 4)
+				k0 = now(CLOCK_MONOTONIC);
 			switch (h->kind) {
 			case 0:
 				got = pread(pm, buf, h->nbytes, h->offset);
@@ -84,13 +91,25 @@ int main(int argc, char **argv)
 				samples++;
 				continue;
 			}
+			if (detail) {
+				by_kind[h->kind] += now(CLOCK_MONOTONIC) - k0;
+				nr_kind[h->kind]++;
+			}
 			calls++;
 			failed += got < 0;
 		}
 	}
 	double wall = now(CLOCK_MONOTONIC) - t0, cpu = now(CLOCK_PROCESS_CPUTIME_ID) - c0;
 	printf("{\"samples\": %ld, \"syscalls\": %ld, \"failed\": %ld, \"wall_ns_per_sample\": %.1f, "
-	       "\"cpu_ns_per_sample\": %.1f}\n", samples, calls, failed,
+	       "\"cpu_ns_per_sample\": %.1f", samples, calls, failed,
 	       wall * 1e9 / samples, cpu * 1e9 / samples);
+	if (detail)
+		printf(", \"by_kind_ns_per_sample\": {\"pagemap_read\": %.1f, \"bitmap_write\": %.1f, "
+		       "\"bitmap_read\": %.1f, \"wait\": %.1f}, \"calls_per_sample\": [%.1f, %.1f, %.1f, %.1f]",
+		       by_kind[0] * 1e9 / samples, by_kind[1] * 1e9 / samples,
+		       by_kind[2] * 1e9 / samples, by_kind[3] * 1e9 / samples,
+		       (double)nr_kind[0] / samples, (double)nr_kind[1] / samples,
+		       (double)nr_kind[2] / samples, (double)nr_kind[3] / samples);
+	printf("}\n");
 	return 0;
 }

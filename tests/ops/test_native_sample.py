@@ -271,3 +271,45 @@ def test_python_backends_keep_the_generic_path():
     from damoncore.ops.base import Operations
     assert Operations().native_sampler(None) is None
     assert SimOps.native_sampler is Operations.native_sampler
+
+
+# --- paddr: physical ranges, the idle answers per frame, and the LRU check (kpageflags) ----
+
+def paddr_run(tmp_path, name, native, seed, nr_aggrs=8):
+    from damoncore.ops.paddr import PaddrOps
+    rng = np.random.default_rng(seed)
+    d = tmp_path / name
+    (d / "proc").mkdir(parents=True)
+    words = rng.integers(0, 1 << 63, NR_PFNS // 64, dtype=np.uint64)
+    # hot and cold stretches of frames: idle bits all 0 or all 1 over 4096-frame blocks
+    block = rng.choice([0, 1, 2], NR_PFNS // 4096)
+    per_word = np.repeat(block, 4096 // 64)
+    words = np.where(per_word == 0, np.uint64(0), np.where(per_word == 1, ~np.uint64(0), words))
+    (d / "bitmap").write_bytes(words.astype("<u8").tobytes())
+    flags = np.where(rng.random(NR_PFNS) < 0.8, 1 << 5, 1 << 10).astype(np.uint64)  # LRU/BUDDY
+    flags.tofile(d / "proc" / "kpageflags")
+    ops = PaddrOps(procfs_root=str(d / "proc"), page_idle=answering_bitmap(d / "bitmap"),
+                   native=native)
+    targets = [Target(ranges=[(0, NR_PFNS // 2 * PAGE)]),
+               Target(ranges=[(NR_PFNS // 2 * PAGE, NR_PFNS * PAGE)])]
+    ctx = Context(ops, targets, Attrs(200, 4_000, 12_000, 10, 300), seed=5)
+    snaps, keep = [], {}
+
+    def cb(c, snap):
+        snaps.append([(t.start.tolist(), t.nr_accesses.tolist(), t.age.tolist())
+                      for t in snap.targets])
+        keep["s"] = keep.get("s") or c.ops.native_sampler(c)
+        return len(snaps) >= nr_aggrs
+    ctx.add_callback(cb)
+    ctx.run()
+    return snaps, [t.regions.nr_accesses_bp.tolist() for t in targets], keep.get("s")
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_paddr_native_equals_generic(tmp_path, seed):
+    g_snaps, g_bp, g_s = paddr_run(tmp_path, "g", False, seed)
+    n_snaps, n_bp, n_s = paddr_run(tmp_path, "n", True, seed)
+    assert g_s is None and n_s.sampler.nr_ends > 100 and n_s.sampler.nr_kpageflags_reads > 0
+    assert n_snaps == g_snaps and n_bp == g_bp
+    nr = np.concatenate([np.array(t[1]) for t in n_snaps[-1]])
+    assert (nr == 0).any() and (nr > 0).any()

@@ -90,6 +90,10 @@ class KPageFlags:
         _frames.pagemap_at(self._fd, p.ravel(), out, max_gap)
         return out.reshape(p.shape)
 
+    def fileno(self) -> int:
+        """The open file's fd (for C loops such as the native sample path)."""
+        return self._fd
+
     def close(self):
         if self._fd >= 0:
             os.close(self._fd)

@@ -32,13 +32,15 @@ import os
 
 import numpy as np
 
-from ..errors import FeatureMissing, InvalidConfig, TargetGone
+from ..errors import FeatureMissing, InvalidConfig, SyscallError, TargetGone
+from ..linux import kpageflags as kpf
 from ..linux import madvise as md
 from ..linux import pagemap as pmap
 from ..linux.page_idle import BITMAP_PATH, PageIdle
 from ..numa.topology import Topology
 from .base import ApplyResult, Operations
 from .common import PAGE_SIZE, PageFilters, page_runs, pagemap_entries
+from .native import IdleNative
 from .rmap import OwnerIndex
 from .vaddr import MIGRATE, VaddrOps, check_destinations
 
@@ -73,6 +75,8 @@ class PaddrOps(Operations):
     ``page_idle`` (a :class:`PageIdle`, e.g. over a fixture file): the idle page bitmap.
     ``rmap_retry_s``: least time between two re-indexings of one process caused by frames
     without a known owner (``nr_rmap_retries`` counts the lookups that re-indexed).
+    ``native``: run whole samples in C when the idle bitmap is a plain file
+    (:mod:`damoncore.ops.native`).
     """
 
     name = "paddr"
@@ -80,7 +84,7 @@ class PaddrOps(Operations):
 
     def __init__(self, sysfs_root="/sys", procfs_root="/proc", pids=None, cgroup=None,
                  page_idle_path=BITMAP_PATH, page_idle=None, cgroupfs_root="/sys/fs/cgroup",
-                 rmap_retry_s: float = 1.0):
+                 rmap_retry_s: float = 1.0, native: bool = True):
         if pids is not None and cgroup is not None:
             raise InvalidConfig("give pids or cgroup, not both")
         self.sysfs_root, self.procfs_root = sysfs_root, procfs_root
@@ -92,6 +96,7 @@ class PaddrOps(Operations):
                                procfs_root, cgroupfs_root, retry_s=rmap_retry_s)
         self._rmap_wanted = False
         self._pfns = None
+        self.native, self._native, self._native_kpf = native, None, None    # issue 13
         # migration itself is a vaddr job once the owner of each frame is known
         self._mover = VaddrOps(procfs_root, sysfs_root)
 
@@ -142,6 +147,32 @@ class PaddrOps(Operations):
             self.filters.close()
         self.rmap.close()
         self._mover.cleanup(ctx)
+        if self._native_kpf is not None:
+            self._native_kpf.close()
+        self._native = self._native_kpf = None
+
+    # --- native sample path (issue 13): ops/native.py runs the idle check's samples in C --
+    def native_sampler(self, ctx):
+        if (not self.native or "page_table" not in ctx.primitives or self.page_idle is None
+                or self.page_idle.raw_fd is None):
+            return None
+        if self._native is None:
+            # the LRU check of check_accesses (PageFilters.on_lru: KPageFlags.read's gap)
+            try:
+                self._native_kpf = kpf.KPageFlags(self.procfs_root)
+            except (FeatureMissing, SyscallError):
+                return None               # the generic check raises it when it needs it
+            self._native = IdleNative(self, self.page_idle, PAGE_SIZE, kpageflags=(
+                self._native_kpf.fileno(), kpf.LRU, 8))
+        return self._native
+
+    def native_fds(self, t):
+        return -1, -1                 # physical addresses; the targets never exit
+
+    def native_handoff(self, targets, entries) -> None:
+        """The sample begun in C (``entries``: the sampled PFNs), as prepare_access_checks
+        leaves it."""
+        self._pfns = np.concatenate(entries) if entries else np.zeros(0, U64)
 
     # --- access checks -------------------------------------------------------------------
     def prepare_access_checks(self, ctx) -> None:

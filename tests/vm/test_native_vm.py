@@ -1,0 +1,131 @@
+"""The native sample path on the real interface, in the 4-node guest: /proc/PID/pagemap and
+/sys/kernel/mm/page_idle/bitmap (absent on the host).
+
+- A child writes half of its regions all the time (pinned to cpu0, where a 1 ms ticker keeps
+  TCG's accessed bits honest, see VM-NOTES): the native path and the generic path, one after
+  the other on the same child, must both find exactly the written regions hot and the others
+  cold, sample after sample, and the native one must have ended its samples in C.
+- Marking and reading back tens of thousands of adjacent frames: kernfs moves one page of the
+  bitmap per call, so a span of more than 512 words takes several calls (the C loops go on
+  after a short read or write).
+"""
+
+import pytest
+
+from harness import run_python
+
+pytestmark = pytest.mark.vm
+
+
+HOT_COLD = r'''
+def hot_cold(native_first):
+    import os, subprocess, sys, time
+    import numpy as np
+    import workloads_vm as w
+    from damoncore.core import Attrs, Context, Target
+    from damoncore.linux.migrate import move_pages, query_pages
+    from damoncore.ops.vaddr import VaddrOps
+    os.sched_setaffinity(0, {1})
+    n = 256                                     # pages; 16 regions of 16 pages
+    child = ("import mmap, ctypes, os, sys\n"
+             "os.sched_setaffinity(0, {0})\n"
+             f"m = mmap.mmap(-1, {n} * 4096)\n"
+             "m.madvise(mmap.MADV_NOHUGEPAGE)\n"
+             f"for i in range(0, {n} * 4096, 4096): m[i] = 1\n"
+             "print(ctypes.addressof(ctypes.c_char.from_buffer(m)), flush=True)\n"
+             "hot = [i * 4096 for i in range(" + str(n) + ") if (i // 16) % 2 == 0]\n"
+             "while True:\n"
+             "    for i in hot: m[i] = 2\n")
+    ticker = w.Ticker(0)
+    p = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True)
+    a = int(p.stdout.readline())
+    move_pages(p.pid, [a], int(query_pages(p.pid, [a])[0]))      # drain LRU add batches
+    out = {}
+    try:
+        for native in ([True, False] if native_first else [False, True]):
+            ranges = [(a + k * 16 * 4096, a + (k + 1) * 16 * 4096) for k in range(n // 16)]
+            t = Target(pid=p.pid, ranges=ranges)
+            ops = VaddrOps(native=native)
+            ctx = Context(ops, [t], Attrs(5_000, 100_000, 60_000_000, 16, 16))
+            snaps, keep = [], {}
+
+            def cb(c, snap):
+                snaps.append((snap.targets[0].start.tolist(), snap.targets[0].nr_accesses.tolist()))
+                keep["s"] = keep.get("s") or c.ops.native_sampler(c)
+                return len(snaps) >= 8
+            ctx.add_callback(cb)
+            ctx.run()
+            s = keep.get("s")
+            out["native" if native else "generic"] = {
+                "check": ops.check, "snaps": [[(st - a) // 4096, nr] for st, nr in
+                                              zip(*snaps[-1])] if snaps else [],
+                "all_snaps": [[[(st - a) // 4096 for st in x[0]], x[1]] for x in snaps],
+                "aggr_samples": ctx.attrs.aggr_samples,
+                "passed": ctx.passed_sample_intervals,
+                "native_ends": s.sampler.nr_ends if s is not None else 0}
+    finally:
+        p.kill()
+        p.wait()
+        ticker.stop()
+    return out
+'''
+
+
+@pytest.mark.parametrize("native_first", [True, False])
+def test_native_and_generic_find_the_same_hot_regions(guest, native_first):
+    out = run_python(HOT_COLD, native_first, timeout=400)
+    for path in ("native", "generic"):
+        r = out[path]
+        assert r["check"] == "idle"
+        mx = r["aggr_samples"]
+        # every aggregation after the first: written regions accessed in (nearly) every
+        # sample, the others in none (regions are fixed: 16 pages each, min = max = 16)
+        for starts, nrs in r["all_snaps"][1:]:
+            for st, nr in zip(starts, nrs):
+                hot = (st // 16) % 2 == 0
+                assert (nr >= mx - 1) if hot else (nr == 0), (path, st, nr, r["all_snaps"])
+    assert out["native"]["native_ends"] >= out["native"]["passed"] * 0.9
+    assert out["generic"]["native_ends"] == 0
+
+
+DENSE = r'''
+def dense():
+    import subprocess, sys
+    import numpy as np
+    from damoncore.linux.migrate import move_pages, query_pages
+    from damoncore.linux.page_idle import PageIdle
+    from damoncore.linux.pagemap import Pagemap, pfns, present
+    n = 65536                                   # 256 MiB of 4 KiB pages, touched once
+    child = ("import mmap, ctypes, sys\n"
+             f"m = mmap.mmap(-1, {n} * 4096)\n"
+             "m.madvise(mmap.MADV_NOHUGEPAGE)\n"
+             f"for i in range(0, {n} * 4096, 4096): m[i] = 1\n"
+             "print(ctypes.addressof(ctypes.c_char.from_buffer(m)), flush=True)\n"
+             "sys.stdin.readline()\n")
+    p = subprocess.Popen([sys.executable, "-c", child], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    a = int(p.stdout.readline())
+    move_pages(p.pid, [a], int(query_pages(p.pid, [a])[0]))      # drain LRU add batches
+    with Pagemap(p.pid) as pm:
+        ent = pm.read(a, a + n * 4096)
+    f = np.unique(pfns(ent[present(ent)]))
+    words = np.unique(f // 64)
+    runs = np.split(words, np.flatnonzero(np.diff(words) != 1) + 1)
+    out = {"frames": int(f.size), "longest_word_run": int(max(len(r) for r in runs))}
+    with PageIdle(max_gap_words=16) as pi:
+        pi.mark_idle(f)
+        out["mark_calls"] = pi.nr_syscalls
+        idle = pi.read_idle(f)
+        out["read_calls"] = pi.nr_syscalls - out["mark_calls"]
+    out["idle"] = int(idle.sum())
+    p.stdin.write("x\n"); p.stdin.flush(); p.wait()
+    return out
+'''
+
+
+def test_dense_marks_and_reads_cross_kernfs_pages(guest):
+    out = run_python(DENSE, timeout=300)
+    assert out["longest_word_run"] > 512, "frames not dense enough to cross a bitmap page"
+    # every frame of the cold buffer marked and read back idle (a few may sit in an LRU
+    # batch again, or be touched by the kernel)
+    assert out["idle"] >= out["frames"] * 0.99, out
