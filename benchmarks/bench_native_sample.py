@@ -13,8 +13,11 @@ its kernel-side cost).  For each region count:
   samples (merge, split, snapshot, the generic end of the aggregation's last sample), and
   ``generic``: the same loop on the generic per-sample path (VaddrOps(native=False)).
 
-Times are per sample, the minimum over rounds (each round runs every variant once, in turn,
-so load from other processes hits them alike); ratios are to the floor of the same run.
+Times are CPU time per sample (the floor: the process's; the others: the thread's), the
+minimum over rounds (each round runs every variant once, in turn, so load from other
+processes hits them alike); ratios are to the floor of the same run.  The loops' 1 us
+samples really sleep before each end (a context switch, as every sampling loop pays, the
+kernel's too), so they are compared with the floor replayed with 1 us waits.
 
     PYTHONPATH=src python benchmarks/bench_native_sample.py [--regions 20,1000] [--json f]
 """
@@ -176,10 +179,11 @@ def native_run(pid, ranges, nr, bitmap, nr_samples, mark_gap=16):
     return wall, cpu, counts, tr
 
 
-def floor_run(exe, pid, bitmap, trace_path, repeat, by_kind=False):
-    """(seconds wall, seconds CPU) per sample; with ``by_kind`` the floor's whole JSON."""
-    out = subprocess.run([exe, f"/proc/{pid}/pagemap", bitmap, trace_path, str(repeat)]
-                         + (["by-kind"] if by_kind else []),
+def floor_run(exe, pid, bitmap, trace_path, repeat, by_kind=False, wait_ns=0):
+    """(seconds wall, seconds CPU) per sample; with ``by_kind`` the floor's whole JSON.
+    ``wait_ns``: each sample's wait sleeps that long (0: returns at once)."""
+    out = subprocess.run([exe, f"/proc/{pid}/pagemap", bitmap, trace_path, str(repeat),
+                          str(wait_ns)] + (["by-kind"] if by_kind else []),
                          check=True, capture_output=True, text=True).stdout
     res = json.loads(out)
     assert res["failed"] == 0, res
@@ -224,7 +228,10 @@ def measure(nr_list, nr_samples, rounds, aggrs):
                 trace = os.path.join(tmp, f"trace{nr}")
                 tr.write(trace)
                 got = {"native": (wall / k, cpu / k),
-                       "floor": floor_run(exe, p.pid, bitmap, trace, 1)}
+                       "floor": floor_run(exe, p.pid, bitmap, trace, 1),
+                       # the loop's 1 us samples sleep (a context switch) before each end
+                       "floor_sleeping": floor_run(exe, p.pid, bitmap, trace, 1,
+                                                   wait_ns=1000)}
                 lw, lc, nreg = loop_run(p.pid, ranges, nr, bitmap, True, aggrs)
                 got["loop"] = (lw, lc)
                 gw, gc, _ = loop_run(p.pid, ranges, nr, bitmap, False, max(2, aggrs // 4))
@@ -232,15 +239,16 @@ def measure(nr_list, nr_samples, rounds, aggrs):
                 for key, v in got.items():
                     best.setdefault(key, []).append(v)
             m = {key: tuple(min(x[i] for x in v) for i in range(2)) for key, v in best.items()}
-            ratios = [n[0] / f[0] for n, f in zip(best["native"], best["floor"])]
+            paired = [n[1] / f[1] for n, f in zip(best["native"], best["floor"])]
             rows.append({"regions": nr, "loop_regions": nreg, "samples_per_round": k,
                          "rounds": rounds, "syscalls_per_sample": sum(counts[:3]) / k,
                          "us": {key: v[0] * 1e6 for key, v in m.items()},
                          "cpu_us": {key: v[1] * 1e6 for key, v in m.items()},
-                         "native_over_floor": m["native"][0] / m["floor"][0],
-                         "native_over_floor_paired_median": statistics.median(ratios),
-                         "loop_over_floor": m["loop"][0] / m["floor"][0],
-                         "generic_over_floor": m["generic"][0] / m["floor"][0]})
+                         "native_over_floor": m["native"][1] / m["floor"][1],
+                         "native_over_floor_wall": m["native"][0] / m["floor"][0],
+                         "native_over_floor_paired_median": statistics.median(paired),
+                         "loop_over_floor": m["loop"][1] / m["floor_sleeping"][1],
+                         "generic_over_floor": m["generic"][1] / m["floor_sleeping"][1]})
     finally:
         p.stdin.write("x\n")
         p.stdin.flush()
@@ -250,14 +258,16 @@ def measure(nr_list, nr_samples, rounds, aggrs):
 
 
 def table(rows) -> str:
-    out = ["| regions | syscalls / sample | floor (us) | native (us) | native / floor | "
-           "loop, aggr every 20 (us) | loop / floor | generic loop (us) | generic / floor |",
-           "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    """CPU time per sample (the host is shared: wall time also counts other processes)."""
+    out = ["| regions | syscalls / sample | floor (us) | native (us) | native / floor "
+           "(wall) | floor, sleeping waits (us) | loop (us) | loop / floor | generic loop (us) "
+           "| generic / floor |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
-        u = r["us"]
+        u = r["cpu_us"]
         out.append(f"| {r['regions']} | {r['syscalls_per_sample']:.0f} | {u['floor']:.1f} | "
-                   f"{u['native']:.1f} | {r['native_over_floor']:.2f} "
-                   f"(paired median {r['native_over_floor_paired_median']:.2f}) | "
+                   f"{u['native']:.1f} | **{r['native_over_floor']:.2f}** "
+                   f"({r['native_over_floor_wall']:.2f}) | {u['floor_sleeping']:.1f} | "
                    f"{u['loop']:.1f} | {r['loop_over_floor']:.2f} | {u['generic']:.1f} | "
                    f"{r['generic_over_floor']:.2f} |")
     return "\n".join(out)

@@ -7,10 +7,12 @@
  * reported as a ratio to it (benchmarks/bench_native_sample.py writes the trace).
  *
  *     cc -O2 -o syscall_floor syscall_floor.c
- *     ./syscall_floor PAGEMAP BITMAP TRACE REPEAT [by-kind]   -> one line of JSON
+ *     ./syscall_floor PAGEMAP BITMAP TRACE REPEAT [WAIT_NS [by-kind]]   -> one line of JSON
  *
- * With a fifth argument, each syscall is timed too (clock_gettime around it) and the JSON
- * holds wall ns per sample by kind; that costs a little, so the totals come from a plain run.
+ * WAIT_NS: the timeout of each wait (default 0: the ppoll returns at once; the core loop's
+ * waits sleep, and a sleep costs a context switch).  With "by-kind", each syscall is timed
+ * too (clock_gettime around it) and the JSON holds wall ns per sample by kind; that costs a
+ * little, so the totals come from a plain run.
  *
  * Trace: records of (uint32 kind, uint32 nbytes, uint64 offset) followed, for BM_WRITE, by
  * nbytes of payload.  Kinds: 0 pagemap pread, 1 bitmap pwrite, 2 bitmap pread, 3 wait
@@ -43,8 +45,9 @@ static double now(clockid_t clk)
 
 int main(int argc, char **argv)
 {
-	if (argc != 5 && argc != 6) {
-		fprintf(stderr, "usage: %s PAGEMAP BITMAP TRACE REPEAT [by-kind]\n", argv[0]);
+	if (argc < 5 || argc > 7) {
+		fprintf(stderr, "usage: %s PAGEMAP BITMAP TRACE REPEAT [WAIT_NS [by-kind]]\n",
+			argv[0]);
 		return 2;
 	}
 	int pm = open(argv[1], O_RDONLY), bm = open(argv[2], O_RDWR);
@@ -61,10 +64,11 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	struct pollfd pfd = { .fd = ev, .events = POLLIN };
-	struct timespec zero = { 0, 0 };
+	long wait_ns = argc > 5 ? atol(argv[5]) : 0;
+	struct timespec zero = { wait_ns / 1000000000, wait_ns % 1000000000 };
 	long samples = 0, calls = 0, failed = 0, nr_kind[4] = { 0 };
 	double by_kind[4] = { 0 }, k0 = 0;
-	int detail = argc == 6;
+	int detail = argc == 7;
 	double t0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_PROCESS_CPUTIME_ID);
 	for (long r = 0; r < repeat; r++) {
 		for (char *p = trace; p < trace + st.st_size;) {
