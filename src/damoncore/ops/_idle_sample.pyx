@@ -15,15 +15,17 @@ bitmap, done here without a Python object per sample:
 
 :meth:`IdleSampler.run` does ``begin`` and then ``(wait, end, begin)`` up to ``max_ends``
 times: the caller (core/context.py) computes how many sample ends need nothing Python-side
-(aggregation, a scheme's apply, an ops update, pending access reports).  It always returns
-with a sample begun and not ended, so the generic path (the backend's check_accesses) can end
-it: the backend hands the sampled frames over (``entries``).  It returns early, before a wait,
-when the next deadline lies after ``until_us``, and during a wait when the wake fd or a pidfd
-becomes readable (stop request, access report, a target exited) or a signal arrives.  When
-translating or marking fails (an exited process, a syscall error), the begun sample is left
-``INCOMPLETE``: the addresses are picked, and the backend's prepare_access_checks() redoes
-the rest in Python, raising or marking targets obsolete exactly as the generic path does.
-The same RNG stream and the same kernel answers give the same results as the generic path.
+(aggregation, a scheme's apply, an ops update, pending access reports); with ``end_due`` it
+then waits and ends the next sample too and returns ENDED, for the caller to do that end's
+Python-side work.  Otherwise it returns with a sample begun and not ended, so the generic
+path (the backend's check_accesses) can end it: the backend takes over the sampled frames
+(``entries``).  It returns early, before a wait, when the next deadline lies after
+``until_us``, and during a wait when the wake fd or a pidfd becomes readable (stop request,
+access report, a target exited) or a signal arrives.  When translating or marking fails (an
+exited process, a syscall error), the begun sample is left ``INCOMPLETE``: the addresses are
+picked, and the backend's prepare_access_checks() redoes the rest in Python, raising or
+marking targets obsolete exactly as the generic path does.  The same RNG stream and the same
+kernel answers give the same results as the generic path (tests/ops/test_native_sample.py).
 """
 
 from libc.errno cimport EINTR, errno
