@@ -131,9 +131,19 @@ def run(world, name, native, attrs, nr_aggrs, schemes=(), primitives=("page_tabl
     return out
 
 
+class CountDueScheme(Scheme):
+    """A scheme due by sample count only.  Schemes are also due by the clock (when the loop
+    runs late), which depends on how long each path takes per sample: compared here on the
+    count rule alone; test_scheme_due_by_the_clock checks the clock rule."""
+
+    def reschedule(self, ctx):
+        super().reschedule(ctx)
+        self.next_apply_us = None
+
+
 def stat_every(samples, sample_us):
-    return lambda: Scheme(AccessPattern(min_nr_accesses=1), action="stat",
-                          apply_interval_us=samples * sample_us)
+    return lambda: CountDueScheme(AccessPattern(min_nr_accesses=1), action="stat",
+                                  apply_interval_us=samples * sample_us)
 
 
 CASES = {
@@ -174,6 +184,42 @@ def test_native_equals_generic(tmp_path, case, seed):
     nr = np.concatenate([np.array(t[2]) for t in native["snaps"][-1][3]])
     mx = native["snaps"][-1][2] // native["snaps"][-1][1]
     assert (nr == 0).any() and (nr >= mx * 0.9).any() and ((nr > 0) & (nr < mx * 0.9)).any()
+
+
+class RecordingScheme(Scheme):
+    def reschedule(self, ctx):
+        self.applied_at = getattr(self, "applied_at", []) + [ctx.passed_sample_intervals]
+        super().reschedule(ctx)
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_scheme_due_by_the_clock(tmp_path, native):
+    """A loop slower than its interval (every sample takes its work on top of sample_us)
+    applies a scheme when its interval has passed on the clock, before the sample count says
+    so; a native run must end there and leave the apply to Python."""
+    world = World(tmp_path, 8)
+    root, bitmap = world.make("c")
+    ops = VaddrOps(procfs_root=str(root), page_idle=answering_bitmap(bitmap), native=native)
+    s = RecordingScheme(AccessPattern(), action="stat", apply_interval_us=50 * 200)
+    # one aggregation a second: only the scheme and the clock decide when Python runs
+    ctx = Context(ops, [Target(pid=world.pid, ranges=[vma(A)])],
+                  Attrs(200, 1_000_000, 100_000_000, 10, 10), schemes=[s])
+    keep = {}
+    orig = s.reschedule
+
+    def resched(c):
+        orig(c)
+        keep["s"] = keep.get("s") or c.ops.native_sampler(c)
+        if len(s.applied_at) >= 6:
+            c.stop()
+    s.reschedule = resched
+    ctx.run()
+    applies = s.applied_at[1:]                  # [0]: scheduled at start
+    gaps = [b - a for a, b in zip(s.applied_at, applies)]
+    assert len(applies) >= 5 and all(g <= 50 for g in gaps), s.applied_at
+    assert any(g < 50 for g in gaps), f"never due by the clock first: {s.applied_at}"
+    if native:
+        assert keep["s"].sampler.nr_ends > len(applies) * 10
 
 
 def test_late_vma_is_monitored_after_the_ops_update(tmp_path):
@@ -311,3 +357,24 @@ def test_paddr_native_equals_generic(tmp_path, seed):
     assert n_snaps == g_snaps and n_bp == g_bp
     nr = np.concatenate([np.array(t[1]) for t in n_snaps[-1]])
     assert (nr == 0).any() and (nr > 0).any()
+
+
+def test_an_adaptation_watching_every_sample_keeps_the_generic_path(tmp_path):
+    from damoncore.core.adaptation import KernelAdaptation
+
+    class Watching(KernelAdaptation):
+        name = "watching"
+        nr = 0
+
+        def sampled(self, ctx, accessed):
+            self.nr += 1
+
+    world = World(tmp_path, 9)
+    root, bitmap = world.make("w")
+    ops = VaddrOps(procfs_root=str(root), page_idle=answering_bitmap(bitmap))
+    ad = Watching()
+    ctx = Context(ops, [Target(pid=world.pid, ranges=[vma(A)])],
+                  Attrs(200, 4_000, 100_000, 10, 100), adaptation=ad)
+    ctx.add_callback(lambda c, s: c.nr_aggregations >= 3)
+    ctx.run()
+    assert ad.nr == ctx.passed_sample_intervals == 60

@@ -237,7 +237,10 @@ class Context:
         begun, whose end :meth:`sample_end` does.  Otherwise :meth:`sample_begin`.
         """
         sampler = None
-        if "page_table" in self.primitives and isinstance(self.clock, RealClock):
+        # an adaptation that watches every sample's checks (Adaptation.sampled) keeps the
+        # generic path: the native one hands no per-sample flags back
+        if ("page_table" in self.primitives and isinstance(self.clock, RealClock)
+                and self._sampled_hook is None):
             sampler = self.ops.native_sampler(self)
         while sampler is not None:
             targets = self.active_targets
@@ -249,7 +252,8 @@ class Context:
             except BlockingIOError:
                 pass
             free = self.native_max_ends()
-            run = sampler.run(self, targets, max(free, 0), until_us, wake, end_due=free >= 0)
+            run = sampler.run(self, targets, max(free, 0), until_us, wake, end_due=free >= 0,
+                              due_us=self.native_due_us())
             if run is None:
                 break
             self.passed_sample_intervals += run.nr_ends
@@ -275,6 +279,13 @@ class Context:
         due = min([self.next_aggregation_sis, self.next_ops_update_sis]
                   + [s.next_apply_sis for s in self.schemes])
         return max(0, due - self.passed_sample_intervals - 1)
+
+    def native_due_us(self) -> int | None:
+        """When Python-side work comes due by the clock (a scheme's apply is due by sample
+        count or by the clock, whichever comes first): a native sample end at or after it
+        is left to :meth:`sample_end_due`; None: nothing is."""
+        due = [s.next_apply_us for s in self.schemes if s.next_apply_us is not None]
+        return min(due) if due else None
 
     def _wake_fd(self) -> int:
         if self._wake is None:

@@ -124,10 +124,12 @@ cdef class IdleSampler:
 
     def run(self, list targets, uint64_t[::1] rng, uint32_t len_window, int64_t sample_us,
             Py_ssize_t max_ends, int64_t until_us, int wake_fd, const int[::1] pid_fds,
-            bint end_due=False):
+            bint end_due=False, int64_t due_us=-1):
         """Begin a sample, then wait, end and begin again up to ``max_ends`` times; with
         ``end_due``, then wait and end one more sample (whose end has Python-side work due)
-        and return ENDED with no sample begun.
+        and return ENDED with no sample begun.  ``due_us`` >= 0: Python-side work comes due
+        by the clock then; an end at or after it (checked after the end, as the generic
+        path's schemes check the clock) returns ENDED as well.
 
         ``targets``: one tuple per active target, ``(pagemap_fd, start, end, sampling_addr,
         nr_accesses, nr_accesses_bp, last_nr_accesses, entries)`` (the region columns and a
@@ -236,8 +238,8 @@ cdef class IdleSampler:
                             status = S_END_FAILED
                             break
                         ends += 1
-                        if ends > max_ends:
-                            status = S_ENDED        # the end_due one: nothing begun
+                        if ends > max_ends or (due_us >= 0 and now_us() >= due_us):
+                            status = S_ENDED        # work is due at this end: nothing begun
                             break
                         status = self._begin(tg, nt, &rng[0], pages, pfns, &m)
                         if status == S_INCOMPLETE:

@@ -38,7 +38,7 @@ Optional attributes the core looks for:
 Native sample path (declared below, default: not offered):
 
 - ``native_sampler(ctx)`` at every sample begin on a real clock: None, or an object whose
-  ``run(ctx, targets, max_ends, until_us, wake_fd, end_due)`` does in C what
+  ``run(ctx, targets, max_ends, until_us, wake_fd, end_due, due_us)`` does in C what
   ``prepare_access_checks``, the wait and ``check_accesses`` + the counter update do, for up
   to ``max_ends`` samples in a row, and returns a :class:`NativeRun` (or None: use the generic
   path this time).  It leaves one sample begun for the generic ``check_accesses`` to end, or,

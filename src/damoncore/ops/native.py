@@ -52,7 +52,7 @@ class IdleNative:
         self._entries = {}            # id(target) -> uint64 buffer, one entry per region
 
     def run(self, ctx, targets, max_ends: int, until_us, wake_fd: int,
-            end_due: bool = False) -> NativeRun | None:
+            end_due: bool = False, due_us=None) -> NativeRun | None:
         cols, pid_fds = [], []
         try:
             for t in targets:
@@ -70,7 +70,7 @@ class IdleNative:
         status, ends, begin_us, deadline_us, check_us, mx = self.sampler.run(
             cols, ctx.rng, a.aggr_samples, a.sample_us, max_ends,
             -1 if until_us is None else int(until_us), wake_fd, np.array(pid_fds, np.intc),
-            end_due)
+            end_due, -1 if due_us is None else int(due_us))
         if status == _idle_sample.ENDED:
             return NativeRun(ends, begin_us, deadline_us, check_us, mx, ended=True)
         if status == _idle_sample.INCOMPLETE:
