@@ -5,7 +5,8 @@ with the caller's ``time.monotonic()``):
 - ``t_exec``: this module's first line ran (the interpreter's own start is before it);
 - ``t_imported``: damoncore's command line and the modules a paddr start uses imported;
 - ``ctx_start``: [enter, leave] of each ``Context.start`` (the ops backend's ``init``);
-- ``t_first_sample``: the first ``sample_begin`` of any context;
+- ``t_first_sample``: the first sample begin of any context (``begin_samples``, which begins
+  natively or calls ``sample_begin``);
 - ``applies``: [enter, leave, bytes applied] of the first 50 ``apply_scheme`` calls;
 - ``calls``: per function of the sample and apply paths (``TIMED``), [calls, seconds] in
   total and until the first apply that moved bytes ended (all threads: cProfile sees only
@@ -77,17 +78,17 @@ def main(out_path, argv):
            "t_first_sample": None, "applies": [], "calls": {}}
     _time_calls(rec)                          # imports what a paddr start needs, too
     rec["t_imported"] = time.monotonic()
-    start, sample_begin = ctxmod.Context.start, ctxmod.Context.sample_begin
+    start, begin_samples = ctxmod.Context.start, ctxmod.Context.begin_samples
 
     def timed_start(self):
         t = time.monotonic()
         start(self)
         rec["ctx_start"].append([t, time.monotonic()])
 
-    def timed_sample_begin(self):
+    def timed_begin_samples(self, *a, **kw):
         if rec["t_first_sample"] is None:
             rec["t_first_sample"] = time.monotonic()
-        sample_begin(self)
+        return begin_samples(self, *a, **kw)
 
     def wrap_apply(cls):
         orig = cls.apply_scheme
@@ -101,7 +102,7 @@ def main(out_path, argv):
         cls.apply_scheme = timed_apply
 
     ctxmod.Context.start = timed_start
-    ctxmod.Context.sample_begin = timed_sample_begin
+    ctxmod.Context.begin_samples = timed_begin_samples
     from damoncore.ops.paddr import PaddrOps
     for cls in {PaddrOps, *base.Operations.__subclasses__()}:
         if "apply_scheme" in cls.__dict__:
