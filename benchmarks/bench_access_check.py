@@ -2,7 +2,9 @@
 
 - vaddr idle path: pagemap reads at the sampling addresses + idle bitmap mark/read, against a
   plain bitmap file (this machine has no /sys/kernel/mm/page_idle); the child's 1 GiB
-  buffer is touched, so every sampling page is present.  The bitmap goes through the C loops
+  buffer is touched, so every sampling page is present.  This is the generic per-sample
+  path (sample_begin + check_accesses); the native sample path and its ratio to the
+  syscall floor are in bench_native_sample.py.  The bitmap goes through the C loops
   of linux/_frames; ``vaddr_py`` is the same with PageIdle's Python path as the baseline.
 - paddr idle path: bitmap mark/read only (sampling addresses are frames already).
 - perf reports path: the core's mark_reported over a batch of reports (per report).
