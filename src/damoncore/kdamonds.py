@@ -33,65 +33,93 @@ _NS = {"ns": 1, "us": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9,
        "h": 3600 * 10**9, "d": 86400 * 10**9}
 _NUM = r"[0-9][0-9,]*(?:\.[0-9]+)?|\.[0-9]+"
 _TIME_RE = re.compile(rf"\s*({_NUM})\s*(ns|us|ms|s|m|h|d)?\s*")
+# a u64 has 20 digits; the longest value a user can mean ("18,446,744,073,709,551,615 ns")
+# is far shorter than this, and longer ones would cost quadratic time to convert
+_MAX_TEXT = 64
+
+
+def show(text, limit: int = 40) -> str:
+    """``text`` for an error message: repr'd, and cut if long (a 100k-digit value)."""
+    r = repr(text)
+    return r if len(r) <= limit else f"{r[:limit]}...({len(str(text))} characters)"
+
+
+def _bad(what, text, problem) -> InvalidConfig:
+    """'<what> <value>: <problem>', the value left out where ``what`` names it already."""
+    shown = show(text)
+    return InvalidConfig(f"{what}: {problem}" if shown in str(what) or str(text) in str(what)
+                         else f"{what} {shown}: {problem}")
+
+
+def _u64(v: int, text, what) -> int:
+    if not 0 <= v <= U64_MAX:
+        raise _bad(what, text, "out of the u64 range 0..2^64-1")
+    return v
 
 
 def _num(text, what) -> Fraction:
     s = str(text).strip().replace(",", "")
+    if len(s) > _MAX_TEXT:
+        raise _bad(what, text, "too long for a number")
     if not re.fullmatch(_NUM.replace(",]*", "]*"), s):
-        raise InvalidConfig(f"{what}: {text!r} is not a number")
+        raise _bad(what, text, "not a number")
     return Fraction(s)
 
 
 def _int(v: Fraction, text, what) -> int:
     if v.denominator != 1:
-        raise InvalidConfig(f"{what}: {text!r} is not a whole number")
+        raise _bad(what, text, "not a whole number")
     return int(v)
 
 
 def parse_nr(text, what="number") -> int:
-    """Plain count: 1,000 / 'min' / 'max'."""
+    """Plain count: 1,000 / 'min' / 'max'; 0..2^64-1."""
     if isinstance(text, bool):
-        raise InvalidConfig(f"{what}: {text!r} is not a number")
+        raise _bad(what, text, "not a number")
     if isinstance(text, int):
-        return text
+        return _u64(text, text, what)
     if text in ("min", "max"):
         return 0 if text == "min" else U64_MAX
-    return _int(_num(text, what), text, what)
+    return _u64(_int(_num(text, what), text, what), text, what)
 
 
 def parse_bytes(text, what="size") -> int:
-    """'200MB', '4 KiB', '4096', '200.000 MiB' -> bytes (binary units, as damo)."""
-    if isinstance(text, int) and not isinstance(text, bool):
-        return text
+    """'200MB', '4 KiB', '4096', '200.000 MiB' -> bytes (binary units, as damo); 0..2^64-1."""
+    if isinstance(text, bool):
+        raise _bad(what, text, "not a size (e.g. 4096, 4K, 200MB)")
+    if isinstance(text, int):
+        return _u64(text, text, what)
     s = str(text).strip()
     if s in ("min", "max"):
         return 0 if s == "min" else U64_MAX
-    m = re.fullmatch(rf"({_NUM})\s*([A-Za-z]*)", s)
+    m = re.fullmatch(rf"({_NUM})\s*([A-Za-z]*)", s) if len(s) <= _MAX_TEXT else None
     if not m or m.group(2) not in _SZ_UNITS and m.group(2) != "":
-        raise InvalidConfig(f"{what}: bad size {text!r} (e.g. 4096, 4K, 200MB)")
+        raise _bad(what, text, "not a size (e.g. 4096, 4K, 200MB)")
     v = Fraction(m.group(1).replace(",", "")) * (1 << _SZ_UNITS.get(m.group(2), 0))
-    return min(U64_MAX, int(v))
+    return _u64(int(v), text, what)
 
 
 def _parse_time(text, unit_ns: int, what: str) -> int:
-    if isinstance(text, int) and not isinstance(text, bool):
-        return text
+    if isinstance(text, bool):
+        raise _bad(what, text, "not a time (e.g. 5ms, 1s, 1m, 100us)")
+    if isinstance(text, int):
+        return _u64(text, text, what)
     s = str(text).strip()
     if s in ("min", "max"):
         return 0 if s == "min" else U64_MAX
+    if len(s) > _MAX_TEXT:
+        raise _bad(what, text, "too long for a time")
     pos, total, n = 0, Fraction(0), 0
     while pos < len(s):
         m = _TIME_RE.match(s, pos)
-        if not m or m.end() == pos:
-            raise InvalidConfig(f"{what}: bad time {text!r} (e.g. 5ms, 1s, 1m, 100us)")
-        if m.group(2) is None and n + 1 < len(s.split()):
-            raise InvalidConfig(f"{what}: bad time {text!r}")
+        if not m or m.end() == pos or (m.group(2) is None and n + 1 < len(s.split())):
+            raise _bad(what, text, "not a time (e.g. 5ms, 1s, 1m, 100us)")
         total += Fraction(m.group(1).replace(",", "")) * (_NS[m.group(2)] if m.group(2)
                                                           else unit_ns)
         pos, n = m.end(), n + 1
     if n == 0:
-        raise InvalidConfig(f"{what}: empty time")
-    return int(total / unit_ns)
+        raise _bad(what, text, "empty time")
+    return _u64(int(total / unit_ns), text, what)
 
 
 def parse_time_us(text, what="interval") -> int:
@@ -102,9 +130,16 @@ def parse_time_ms(text, what="interval") -> int:
     return _parse_time(text, _NS["ms"], what)
 
 
-def parse_ratio(text, scale: int, what="ratio") -> int:
-    """'4%' / '4 %' -> 4 * scale / 100; a plain number is already in the unit (bp, permil)."""
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
+def parse_ratio(text, scale: int, what="ratio", limit: int | None = None) -> int:
+    """'4%' / '4 %' -> 4 * scale / 100; a plain number is already in the unit (bp, permil).
+
+    ``limit`` (e.g. ``scale``: at most 100%) bounds every value but 'max'.
+    """
+    if isinstance(text, bool):
+        raise _bad(what, text, "not a number")
+    if isinstance(text, (int, float)):
+        if text != text or text in (float("inf"), float("-inf")):
+            raise _bad(what, text, "not a number")
         v = Fraction(text)
     else:
         s = str(text).strip()
@@ -114,11 +149,14 @@ def parse_ratio(text, scale: int, what="ratio") -> int:
             v = _num(s[:-1], what) * scale / 100
         else:
             v = _num(s, what)
-    return _int(v, text, what)
+    v = _u64(_int(v, text, what), text, what)
+    if limit is not None and v > limit:
+        raise _bad(what, text, f"above {fmt_ratio(limit, scale)}".replace(" %", "%"))
+    return v
 
 
-def parse_percent(text, what="access rate") -> int:
-    return parse_ratio(text, 100, what)
+def parse_percent(text, what="access rate", limit: int | None = None) -> int:
+    return parse_ratio(text, 100, what, limit)
 
 
 # --- human formatting (damo's _damo_fmt_str behaviour; exact where damo would round) -------
@@ -202,14 +240,22 @@ def fmt_ratio(value, scale, raw=False):
 
 
 # --- cpulists (sample filters) ----------------------------------------------------------
+IDLIST_MAX = 1 << 22    # PID_MAX_LIMIT; far above any cpu number
+IDLIST_LEN = 1 << 16
+
+
 def parse_idlist(text, what="cpu list") -> frozenset:
     """'0-4,7' -> {0,1,2,3,4,7}."""
     out = set()
     for part in str(text).replace(" ", "").split(","):
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-        if not m or (m.group(2) and int(m.group(2)) < int(m.group(1))):
-            raise InvalidConfig(f"{what}: bad list {text!r} (e.g. 0-4,7)")
-        out.update(range(int(m.group(1)), int(m.group(2) or m.group(1)) + 1))
+        m = re.fullmatch(r"([0-9]{1,10})(?:-([0-9]{1,10}))?", part)
+        lo, hi = (int(m.group(1)), int(m.group(2) or m.group(1))) if m else (1, 0)
+        if hi < lo:
+            raise _bad(what, text, "not an id list (e.g. 0-4,7)")
+        if hi > IDLIST_MAX or len(out) + hi - lo >= IDLIST_LEN:
+            raise _bad(what, text, f"ids must be at most {IDLIST_MAX}, and at most "
+                                   f"{IDLIST_LEN} of them")
+        out.update(range(lo, hi + 1))
     return frozenset(out)
 
 
@@ -351,6 +397,94 @@ def kdamonds_to_dict(kdamonds, raw=False) -> dict:
 
 
 # --- dict -> objects ----------------------------------------------------------------------
+# The shape of damo's kdamonds JSON: which keys hold an object, a list, a number (an int or
+# damo's human string), a string, a boolean; ``None`` in a tuple means the key may be null.
+# Keys left out take their defaults; unknown keys are ignored (newer damo versions add some).
+_N, _S, _B = "number", "string", "boolean"
+_MINMAX = {"min": _N, "max": _N}
+_REGION = {"start": _N, "end": _N}
+_SCHEMA_SCHEME = {
+    "action": _S, "dests": [{"id": _N, "weight": _N}], "target_nid": (_N, None),
+    "access_pattern": {"sz_bytes": _MINMAX, "nr_accesses": _MINMAX, "age": _MINMAX},
+    "apply_interval_us": _N,
+    "quotas": {"time_ms": _N, "sz_bytes": _N, "reset_interval_ms": _N,
+               "fail_charge_num": _N, "fail_charge_denom": _N, "goal_tuner": _S,
+               "effective_sz_bytes": (_N, None),
+               "goals": [{"metric": _S, "nid": (_N, None), "memcg_path": (_S, None),
+                          "target_value": _N, "current_value": _N}],
+               "weights": {"sz_permil": _N, "nr_accesses_permil": _N, "age_permil": _N}},
+    "watermarks": {"metric": _S, "interval_us": _N, "high_permil": _N, "mid_permil": _N,
+                   "low_permil": _N},
+    "filters": [{"filter_type": _S, "matching": _B, "allow": _B, "filter_pass": _B,
+                 "memcg_path": (_S, None), "address_range": (_REGION, None),
+                 "damon_target_idx": (_N, None), "hugepage_size": (_MINMAX, [_N], None)}],
+}
+_SCHEMA = {"kdamonds": [{
+    "refresh_ms": (_N, None),
+    "contexts": [{
+        "ops": _S, "addr_unit": _N, "pause": (_B, _S),
+        "targets": [{"pid": (_N, None), "obsolete": _B, "regions": [_REGION]}],
+        "intervals": {"sample_us": _N, "aggr_us": _N, "ops_update_us": _N,
+                      "intervals_goal": {"access_bp": _N, "aggrs": _N,
+                                         "min_sample_us": _N, "max_sample_us": _N}},
+        "nr_regions": _MINMAX,
+        "sample_control": {"primitives_enabled": {"page_table": _B, "page_fault": _B},
+                           "sample_filters": [{"filter_type": _S, "matching": _B,
+                                               "allow": _B, "cpumask": (_S, None),
+                                               "tid_arr": (_S, None)}]},
+        "schemes": [_SCHEMA_SCHEME]}]}]}
+_MAX_ITEMS = 1 << 16
+OPS = ("paddr", "vaddr", "fvaddr")
+_U32 = (1 << 32) - 1     # the kernel's unsigned int fields (quota weights)
+_NID_MAX = (1 << 31) - 1  # node ids are ints    # far more contexts, targets, schemes, regions than anyone runs
+
+
+def _fits(v, spec) -> bool:
+    if spec is None:
+        return v is None
+    if spec == _N:
+        return (isinstance(v, (int, float, str)) and not isinstance(v, bool))
+    if spec == _S:
+        return isinstance(v, str)
+    if spec == _B:
+        return isinstance(v, bool)
+    if isinstance(spec, dict):
+        return isinstance(v, dict)
+    return isinstance(v, list)
+
+
+def _kind(spec) -> str:
+    if spec is None:
+        return "null"
+    if isinstance(spec, dict):
+        return "an object"
+    if isinstance(spec, list):
+        return "a list"
+    return f"a {spec}"
+
+
+def check_shape(v, spec=None, where="kdamonds JSON") -> None:
+    """Raise :class:`InvalidConfig` naming the first value of the wrong type (a list where
+    an object belongs, null where a number belongs, ...) by its path in the document."""
+    spec = _SCHEMA if spec is None else spec
+    alts = spec if isinstance(spec, tuple) else (spec,)
+    if not any(_fits(v, a) for a in alts):
+        got = "null" if v is None else type(v).__name__.replace("dict", "object") \
+            .replace("str", "string").replace("bool", "boolean")
+        raise InvalidConfig(f"{where}: expected {' or '.join(map(_kind, alts))}, got {got} "
+                            f"{show(v, 30)}")
+    sub = next(a for a in alts if _fits(v, a))
+    if isinstance(sub, dict):
+        for key, s in sub.items():
+            if key in v:
+                check_shape(v[key], s, f"{where}.{key}" if where != "kdamonds JSON" else key)
+    elif isinstance(sub, list):
+        if len(v) > _MAX_ITEMS:
+            raise InvalidConfig(f"{where}: {len(v)} entries, more than {_MAX_ITEMS}")
+        for i, x in enumerate(v):
+            check_shape(x, sub[0], f"{where}[{i}]")
+
+
 def _get(d, key, what, default=None):
     if not isinstance(d, dict):
         raise InvalidConfig(f"{what}: expected an object, got {d!r}")
@@ -384,6 +518,10 @@ def _pattern_from_dict(kv) -> AccessPattern:
                              "nr_accesses")
     age, age_unit = _unit_pair(_get(kv, "age", "access_pattern", {}) or {}, parse_time_us,
                                (("aggr_intervals", "aggr_intervals"),), "age")
+    if nr_unit != "samples":
+        for v, key in zip(nr, ("min", "max")):
+            if 100 < v < U64_MAX:
+                raise InvalidConfig(f"access_pattern nr_accesses {key} {v} %: above 100%")
     return AccessPattern(
         min_sz=parse_bytes(sz.get("min", "min"), "sz_bytes min"),
         max_sz=parse_bytes(sz.get("max", "max"), "sz_bytes max"),
@@ -422,7 +560,7 @@ def _goal_from_dict(kv) -> QuotaGoal:
     metric = kv.get("metric", "user_input")
     tv = kv.get("target_value")
     if metric in _BP_METRICS:
-        target = parse_ratio(tv, 10000, f"{metric} target")
+        target = parse_ratio(tv, 10000, f"{metric} target", limit=10000)
     elif metric == "some_mem_psi_us":
         target = parse_time_us(tv, f"{metric} target")
     else:
@@ -444,10 +582,10 @@ def _quota_from_dict(kv) -> Quota:
                  sz_bytes=parse_bytes(kv.get("sz_bytes", 0), "quota sz_bytes"),
                  reset_interval_ms=parse_time_ms(kv.get("reset_interval_ms", "max"),
                                                  "quota reset_interval_ms"),
-                 weight_sz=parse_ratio(w.get("sz_permil", 0), 1000, "sz_permil"),
+                 weight_sz=parse_ratio(w.get("sz_permil", 0), 1000, "sz_permil", _U32),
                  weight_nr_accesses=parse_ratio(w.get("nr_accesses_permil", 0), 1000,
-                                                "nr_accesses_permil"),
-                 weight_age=parse_ratio(w.get("age_permil", 0), 1000, "age_permil"),
+                                                "nr_accesses_permil", _U32),
+                 weight_age=parse_ratio(w.get("age_permil", 0), 1000, "age_permil", _U32),
                  goals=[_goal_from_dict(g) for g in kv.get("goals", [])],
                  goal_tuner=kv.get("goal_tuner") or "consist")
 
@@ -466,9 +604,9 @@ def _scheme_from_dict(kv) -> Scheme:
         watermarks=Watermarks(
             metric=wm.get("metric", "none"),
             interval_us=parse_time_us(wm.get("interval_us", 0), "watermarks interval_us"),
-            high=parse_ratio(wm.get("high_permil", 0), 1000, "high_permil"),
-            mid=parse_ratio(wm.get("mid_permil", 0), 1000, "mid_permil"),
-            low=parse_ratio(wm.get("low_permil", 0), 1000, "low_permil")),
+            high=parse_ratio(wm.get("high_permil", 0), 1000, "high_permil", limit=1000),
+            mid=parse_ratio(wm.get("mid_permil", 0), 1000, "mid_permil", limit=1000),
+            low=parse_ratio(wm.get("low_permil", 0), 1000, "low_permil", limit=1000)),
         filters=[_filter_from_dict(f) for f in kv.get("filters", [])])
 
 
@@ -500,14 +638,22 @@ def context_from_dict(kv, ops) -> Context:
         min_nr_regions=parse_nr(nr.get("min", 10), "nr_regions min"),
         max_nr_regions=parse_nr(nr.get("max", 1000), "nr_regions max"),
         intervals_goal=IntervalsGoal(
-            access_bp=parse_ratio(g.get("access_bp", 0), 10000, "access_bp"),
+            access_bp=parse_ratio(g.get("access_bp", 0), 10000, "access_bp", limit=10000),
             aggrs=parse_nr(g.get("aggrs", 0), "aggrs"),
             min_sample_us=parse_time_us(g.get("min_sample_us", 0), "min_sample_us"),
             max_sample_us=parse_time_us(g.get("max_sample_us", 0), "max_sample_us")))
     targets = []
-    for t in kv.get("targets", []):
-        tgt = Target(pid=t.get("pid"),
-                     ranges=[_range_from(r, "target region") for r in t.get("regions", [])])
+    for i, t in enumerate(kv.get("targets", [])):
+        pid = t.get("pid")
+        if pid is not None:
+            pid = parse_nr(pid, f"target {i} pid")
+            if not 0 < pid <= _NID_MAX:
+                raise InvalidConfig(f"target {i} pid {pid}: not a process id")
+        ranges = [_range_from(r, f"target {i} region") for r in t.get("regions", [])]
+        for a, b in ranges:
+            if a >= b:
+                raise InvalidConfig(f"target {i} region {a}-{b}: start >= end")
+        tgt = Target(pid=pid, ranges=ranges)
         tgt.obsolete = bool(t.get("obsolete", False))
         targets.append(tgt)
     sc = kv.get("sample_control") or {}
@@ -526,17 +672,24 @@ def build_contexts(kdamonds_dict, ops_factory) -> list:
 
     Every malformed value raises :class:`InvalidConfig` naming it.
     """
-    kds = _get(kdamonds_dict, "kdamonds", "kdamonds file")
+    check_shape(kdamonds_dict, {"kdamonds": _SCHEMA["kdamonds"]})
+    kds = kdamonds_dict.get("kdamonds")
     if not isinstance(kds, list):
         raise InvalidConfig("kdamonds: expected a list of kdamonds")
+    check_shape(kdamonds_dict)
     out = []
     for i, kd in enumerate(kds):
         ctxs = []
-        for j, c in enumerate(_get(kd, "contexts", f"kdamond {i}", [])):
+        for j, c in enumerate(kd.get("contexts", [])):
+            if c.get("ops", "paddr") not in OPS:
+                raise InvalidConfig(f"kdamond {i} context {j}: ops {show(c['ops'])} is not "
+                                    f"one of {', '.join(OPS)}")
             try:
                 ctxs.append(context_from_dict(c, ops_factory(c)))
-            except (KeyError, TypeError) as e:
-                raise InvalidConfig(f"kdamond {i} context {j}: missing or bad field {e}") \
-                    from e
+            except InvalidConfig as e:
+                raise InvalidConfig(f"kdamond {i} context {j}: {e}") from e
+            except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+                raise InvalidConfig(f"kdamond {i} context {j}: bad field "
+                                    f"({type(e).__name__}: {e})") from e
         out.append(ctxs)
     return out
