@@ -6,6 +6,7 @@ import json
 
 from .. import kdamonds as kd
 from . import backends
+from .checks import output_file
 from .damo_args import kdamonds_from_args, validate
 from .damo_options import set_damon_params_argparser
 
@@ -36,6 +37,8 @@ def render(args) -> str:
 
 
 def main(args):
+    if args.out:
+        output_file(args.out, "--out")
     text = render(args)
     if args.out:
         with open(args.out, "w") as f:

@@ -142,6 +142,14 @@ def ops_factory(backend: str, machine=None, default_pid=None, sysfs_root="/sys",
         def make(c):
             space = "vaddr" if c.get("ops") in ("vaddr", "fvaddr") else "paddr"
             pids = [t.get("pid") for t in c.get("targets", []) if t.get("pid") is not None]
+            if space == "vaddr":
+                for pid in pids or [default_pid]:
+                    try:
+                        machine.pidx(pid)
+                    except (InvalidConfig, TypeError):
+                        raise InvalidConfig(
+                            f"--target_pid {pid}: no such process on the simulated machine "
+                            f"(its process: {default_pid})") from None
             return SimOps(machine, space=space, pid=pids[0] if pids else default_pid)
         return make
     from ..ops.paddr import PaddrOps

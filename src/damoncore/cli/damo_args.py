@@ -9,15 +9,19 @@ is then validated by building the objects (:func:`validate`), so one code path d
 from __future__ import annotations
 
 import json
-import os
+import re
 
 from .. import kdamonds as kd
 from ..errors import InvalidConfig
 from ..ops.base import Operations
 from ..schemes.scheme import ACTIONS
-from .damo_options import ArgsError
+from .checks import input_file
+from .damo_options import PID_MAX, ArgsError
 from .damos_args import _split, schemes_from_args
 
+
+
+MAX_JSON_BYTES = 64 << 20
 
 
 class NodeResolver:
@@ -45,14 +49,40 @@ def validate(kdamonds: dict) -> list:
     return kd.build_contexts(kdamonds, lambda c: _NullOps(c.get("ops", "paddr")))
 
 
-def _load_json_arg(text, what):
+def parse_pid(text, what="--target_pid") -> int:
+    """A process id given as a string: 1..4194304 (PID_MAX_LIMIT)."""
+    s = str(text).strip()
+    if not re.fullmatch(r"[0-9]{1,10}", s) or not 0 < int(s) <= PID_MAX:
+        raise ArgsError(f"{what} {kd.show(text)}: not a process id (1..{PID_MAX})")
+    return int(s)
+
+
+def _load_json_arg(text, what, hint=" (nor inline JSON)"):
+    """A JSON document given inline or as a file name (damo takes either)."""
+    if text.lstrip()[:1] in ("{", "["):
+        where, data = f"{what} (inline JSON)", text
+    else:
+        input_file(text, what, hint)
+        where = f"{what} {kd.show(text)}"
+        try:
+            with open(text, "rb") as f:
+                raw = f.read(MAX_JSON_BYTES + 1)
+        except OSError as e:
+            raise ArgsError(f"{where}: {e.strerror}") from None
+        if len(raw) > MAX_JSON_BYTES:
+            raise ArgsError(f"{where}: larger than {MAX_JSON_BYTES >> 20} MiB")
+        try:
+            data = raw.decode()
+        except UnicodeDecodeError as e:
+            raise ArgsError(f"{where}: not a JSON file (not UTF-8 text: {e.reason} at byte "
+                            f"{e.start})") from None
     try:
-        if os.path.isfile(text):
-            with open(text) as f:
-                text = f.read()
-        return json.loads(text)
-    except (OSError, ValueError) as e:
-        raise ArgsError(f"{what} {text[:60]!r}: not a JSON file or string ({e})") from e
+        return json.loads(data)
+    except json.JSONDecodeError as e:
+        raise ArgsError(f"{where}: not valid JSON ({e.msg} at line {e.lineno} column "
+                        f"{e.colno})") from None
+    except RecursionError:
+        raise ArgsError(f"{where}: JSON nested too deeply") from None
 
 
 # --- parts ---------------------------------------------------------------------------------
@@ -61,12 +91,12 @@ def _regions(text):
     for word in text.split():
         parts = word.split("-")
         if len(parts) != 2:
-            raise ArgsError(f"--regions {word!r}: expected <start>-<end>")
-        a, b = (kd.parse_bytes(x, f"--regions {word!r}") for x in parts)
+            raise ArgsError(f"--regions {kd.show(word)}: expected <start>-<end>")
+        a, b = (kd.parse_bytes(x, f"--regions {kd.show(word)}") for x in parts)
         if a >= b:
-            raise ArgsError(f"--regions {word!r}: start >= end")
+            raise ArgsError(f"--regions {kd.show(word)}: start >= end")
         if out and out[-1][1] > a:
-            raise ArgsError(f"--regions {word!r}: regions overlap")
+            raise ArgsError(f"--regions {kd.show(word)}: regions overlap")
         out.append((a, b))
     return out
 
@@ -90,7 +120,7 @@ def _per_ctx(v, n):
 def _sample_filter(words):
     w = list(words)
     if not w or w[0] not in ("allow", "reject"):
-        raise ArgsError(f"--sample_filter {' '.join(words)!r}: expected <allow|reject> "
+        raise ArgsError(f"--sample_filter {kd.show(' '.join(words))}: expected <allow|reject> "
                         "[none] <cpu|threads|write> [list]")
     allow = w.pop(0) == "allow"
     matching = True
@@ -98,15 +128,15 @@ def _sample_filter(words):
         matching = False
         w.pop(0)
     if not w:
-        raise ArgsError(f"--sample_filter {' '.join(words)!r}: no filter type")
+        raise ArgsError(f"--sample_filter {kd.show(' '.join(words))}: no filter type")
     t = {"cpu": "cpumask", "cpus": "cpumask", "cpumask": "cpumask", "threads": "threads",
          "thread": "threads", "tids": "threads", "write": "write"}.get(w.pop(0))
     if t is None:
-        raise ArgsError(f"--sample_filter {' '.join(words)!r}: unknown type "
+        raise ArgsError(f"--sample_filter {kd.show(' '.join(words))}: unknown type "
                         "(cpu, threads, write)")
     if len(w) != (0 if t == "write" else 1):
-        raise ArgsError(f"--sample_filter {' '.join(words)!r}: wrong number of arguments")
-    ids = kd.fmt_idlist(kd.parse_idlist(w[0], f"--sample_filter {w[0]!r}")) if w else None
+        raise ArgsError(f"--sample_filter {kd.show(' '.join(words))}: wrong number of arguments")
+    ids = kd.fmt_idlist(kd.parse_idlist(w[0], f"--sample_filter {kd.show(w[0])}")) if w else None
     return {"filter_type": t, "matching": matching, "allow": allow,
             "cpumask": ids if t == "cpumask" else None,
             "tid_arr": ids if t == "threads" else None}
@@ -119,7 +149,7 @@ def _yes(v, what):
         return True
     if str(v).lower() in ("n", "no", "false"):
         return False
-    raise ArgsError(f"{what} {v!r}: expected Y or N")
+    raise ArgsError(f"{what} {kd.show(v)}: expected Y or N")
 
 
 def _sample_control(a, i, own_filters):
@@ -166,14 +196,14 @@ def _intervals(a, i):
         goal = ["4%", "3", "5ms", "10s"]
     if a.monitoring_intervals_goal and i < len(a.monitoring_intervals_goal):
         goal = a.monitoring_intervals_goal[i]
-    return {"sample_us": kd.parse_time_us(iv[0], f"{names[0]} interval {iv[0]!r}"),
-            "aggr_us": kd.parse_time_us(iv[1], f"{names[1]} interval {iv[1]!r}"),
-            "ops_update_us": kd.parse_time_us(iv[2], f"{names[2]} interval {iv[2]!r}"),
+    return {"sample_us": kd.parse_time_us(iv[0], f"{names[0]} interval {kd.show(iv[0])}"),
+            "aggr_us": kd.parse_time_us(iv[1], f"{names[1]} interval {kd.show(iv[1])}"),
+            "ops_update_us": kd.parse_time_us(iv[2], f"{names[2]} interval {kd.show(iv[2])}"),
             "intervals_goal": {
-                "access_bp": kd.parse_ratio(goal[0], 10000, f"intervals goal access_bp {goal[0]!r}"),
-                "aggrs": kd.parse_nr(goal[1], f"intervals goal aggrs {goal[1]!r}"),
-                "min_sample_us": kd.parse_time_us(goal[2], f"intervals goal min_sample {goal[2]!r}"),
-                "max_sample_us": kd.parse_time_us(goal[3], f"intervals goal max_sample {goal[3]!r}")}}
+                "access_bp": kd.parse_ratio(goal[0], 10000, f"intervals goal access_bp {kd.show(goal[0])}"),
+                "aggrs": kd.parse_nr(goal[1], f"intervals goal aggrs {kd.show(goal[1])}"),
+                "min_sample_us": kd.parse_time_us(goal[2], f"intervals goal min_sample {kd.show(goal[2])}"),
+                "max_sample_us": kd.parse_time_us(goal[3], f"intervals goal max_sample {kd.show(goal[3])}")}}
 
 
 def _nr_regions(a, i):
@@ -183,7 +213,7 @@ def _nr_regions(a, i):
     for j, opt in enumerate((a.minr, a.maxr)):
         if opt and i < len(opt) and opt[i] is not None:
             rng[j] = opt[i]
-    lo, hi = (kd.parse_nr(v, f"nr_regions {v!r}") for v in rng)
+    lo, hi = (kd.parse_nr(v, f"nr_regions {kd.show(v)}") for v in rng)
     if lo > hi:
         raise ArgsError(f"nr_regions range {rng[0]} {rng[1]}: min > max")
     return {"min": lo, "max": hi}
@@ -204,16 +234,17 @@ def kdamonds_from_args(a, resolver: NodeResolver | None = None) -> dict:
         return d
     target = a.deducible_target
     if target and target != "paddr":
-        if target.isdigit():
-            a.target_pid = [int(target)]
+        if re.fullmatch(r"[0-9]+", target):
+            a.target_pid = [parse_pid(target, "<deducible string>")]
         else:
-            d = _load_json_arg(target, "target")
+            d = _load_json_arg(target, "<deducible string>",
+                               " (expected 'paddr', a process id or a kdamonds JSON file)")
             validate(d)
             return d
     if target == "paddr":
         a.ops = ["paddr"]
     for v in a.damon_addr_unit or []:
-        if kd.parse_bytes(v, f"--damon_addr_unit {v!r}") != 1:
+        if kd.parse_bytes(v, f"--damon_addr_unit {kd.show(v)}") != 1:
             raise ArgsError(f"--damon_addr_unit {v}: only 1 is supported")
     nr_ctxs = _count_ctxs(a)
     ops = _per_ctx(a.ops, nr_ctxs)
@@ -261,7 +292,7 @@ def kdamonds_from_args(a, resolver: NodeResolver | None = None) -> dict:
     if sum(nr_per_kd) != nr_ctxs or any(n <= 0 for n in nr_per_kd):
         raise ArgsError(f"--nr_ctxs {' '.join(map(str, nr_per_kd))}: sums to {sum(nr_per_kd)} "
                         f"but there are {nr_ctxs} contexts")
-    refresh = [kd.parse_time_ms(v, f"--refresh_stat {v!r}") for v in a.refresh_stat or []]
+    refresh = [kd.parse_time_ms(v, f"--refresh_stat {kd.show(v)}") for v in a.refresh_stat or []]
     kds, j = [], 0
     for k, n in enumerate(nr_per_kd):
         kds.append({"refresh_ms": refresh[k] if k < len(refresh) else 0,

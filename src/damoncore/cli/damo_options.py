@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 
 from ..errors import InvalidConfig
-from ..schemes.scheme import ACTIONS, GOAL_METRICS
+from ..kdamonds import show
+from ..schemes.scheme import ACTIONS, GOAL_METRICS, U64_MAX
 
 
 class ArgsError(InvalidConfig):
@@ -23,14 +24,37 @@ class ArgumentParser(argparse.ArgumentParser):
         raise ArgsError(message.replace("\n", " "))
 
 
+def int_arg(lo: int = 0, hi: int = U64_MAX):
+    """argparse ``type``: a decimal integer in ``lo..hi``."""
+    def integer(text: str) -> int:
+        s = text.strip()
+        try:
+            if len(s) > 24:
+                raise ValueError
+            v = int(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{show(text)} is not an integer in "
+                                             f"{lo}..{hi}") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"{v} is out of the range {lo}..{hi}")
+        return v
+    return integer
+
+
+PID_MAX = 1 << 22       # the kernel's PID_MAX_LIMIT
+NID_MAX = (1 << 10) - 1  # MAX_NUMNODES with the largest CONFIG_NODES_SHIFT
+COUNT_MAX = 1 << 16      # contexts, targets, schemes, filters, goals
+
+
 def _monitoring(p):
     p.add_argument("--ops", choices=["vaddr", "paddr", "fvaddr"], action="append",
                    help="monitoring operations set (address space)")
-    p.add_argument("--target_pid", type=int, metavar="<pid>", action="append",
+    p.add_argument("--target_pid", type=int_arg(1, PID_MAX), metavar="<pid>", action="append",
                    help="pid of monitoring target process")
     p.add_argument("-r", "--regions", metavar='"<start>-<end> ..."', type=str,
                    action="append", help="monitoring target address regions")
-    p.add_argument("--numa_node", metavar="<node id>", type=int, nargs="+", action="append",
+    p.add_argument("--numa_node", metavar="<node id>", type=int_arg(0, NID_MAX), nargs="+",
+                   action="append",
                    help="if target is 'paddr', limit it to the numa node")
     p.add_argument("--monitoring_intervals_autotune", action="store_true",
                    help="use default monitoring intervals goal (4%% 3 5ms 10s)")
@@ -46,7 +70,8 @@ def _monitoring(p):
     p.add_argument("--sample_filter", nargs="+", action="append", default=[],
                    metavar="<<allow|reject> [none] <cpu|threads|write> [option]>",
                    help="access sample filter, e.g. 'allow cpu 0-4', 'reject write'")
-    p.add_argument("--nr_sample_filters", type=int, nargs="+", metavar="<integer>",
+    p.add_argument("--nr_sample_filters", type=int_arg(0, COUNT_MAX), nargs="+",
+                   metavar="<integer>",
                    help="number of sample filters for each context (in order)")
     for name, mv, what in (("--exp_ops_use_reports", "<Y|N>", "use access reports"),
                            ("--exp_ops_write_only", "<Y|N>", "monitor writes only"),
@@ -61,11 +86,12 @@ def _monitoring(p):
                    help="DAMON address unit (only 1 is supported)")
     p.add_argument("--refresh_stat", metavar="<milliseconds>", action="append",
                    help="automatic kdamond internal stat refresh interval")
-    p.add_argument("--nr_targets", metavar="<number>", nargs="+", type=int,
+    p.add_argument("--nr_targets", metavar="<number>", nargs="+", type=int_arg(0, COUNT_MAX),
                    help="number of monitoring targets for each context (in order)")
-    p.add_argument("--obsolete_targets", metavar="<target index>", nargs="+", type=int,
+    p.add_argument("--obsolete_targets", metavar="<target index>", nargs="+",
+                   type=int_arg(0, COUNT_MAX),
                    help="obsolete targets")
-    p.add_argument("--nr_ctxs", metavar="<number>", nargs="+", type=int,
+    p.add_argument("--nr_ctxs", metavar="<number>", nargs="+", type=int_arg(0, COUNT_MAX),
                    help="number of contexts for each kdamond (in order)")
     for short, long_, mv, what in (("-s", "--sample", "<microseconds>", "sampling interval"),
                                    ("-a", "--aggr", "<microseconds>", "aggregate interval"),
@@ -109,11 +135,13 @@ def _damos(p):
                    help="quota's goal-based tuner: consist, temporal (the kernel's), "
                         "or distance (damoncore: act on at most the bytes missing to a "
                         "node used/free goal)")
-    p.add_argument("--damos_nr_quota_goals", type=int, nargs="+", default=[],
+    p.add_argument("--damos_nr_quota_goals", type=int_arg(0, COUNT_MAX), nargs="+",
+                   default=[],
                    metavar="<integer>", help="number of quota goals for each scheme (in order)")
     p.add_argument("--damos_filter", nargs="+", action="append", default=[],
                    metavar="<<allow|reject> [none] <type> [option]...>", help="damos filter")
-    p.add_argument("--damos_nr_filters", type=int, nargs="+", default=[], metavar="<integer>",
+    p.add_argument("--damos_nr_filters", type=int_arg(0, COUNT_MAX), nargs="+", default=[],
+                   metavar="<integer>",
                    help="number of filters for each scheme (in order)")
     p.add_argument("--damos_wmarks", nargs=5, action="append", default=[],
                    metavar=("<metric (none|free_mem_rate)>", "<interval (us)>",
@@ -121,7 +149,7 @@ def _damos(p):
                             "<low mark (permil)>"), help="damos watermarks")
     p.add_argument("--damos_max_nr_snapshots", action="append", default=[],
                    help="damos max_nr_snapshots (not supported)")
-    p.add_argument("--nr_schemes", metavar="<number>", nargs="+", type=int,
+    p.add_argument("--nr_schemes", metavar="<number>", nargs="+", type=int_arg(0, COUNT_MAX),
                    help="number of schemes for each context (in order)")
 
 

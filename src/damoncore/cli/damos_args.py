@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from .. import kdamonds as kd
 from ..schemes.scheme import ACTIONS, GOAL_METRICS, MIGRATE_ACTIONS, U64_MAX
-from .damo_options import ArgsError
+from .damo_options import NID_MAX, ArgsError
+
+U32_MAX = (1 << 32) - 1
 
 NO_ARG_FILTERS = ("anon", "active", "young", "unmapped")
 BP_GOALS = ("node_mem_used_bp", "node_mem_free_bp", "node_memcg_used_bp",
@@ -33,23 +35,23 @@ def _split(items, counts, what, nr_owners, owner):
 def _filter(words):
     """New form '<allow|reject> [none] <type> [args]'; returns (dict, words used)."""
     if len(words) < 2 or words[0] not in ("allow", "reject", "deny", "block"):
-        raise ArgsError(f"--damos_filter {' '.join(words)!r}: expected <allow|reject> "
+        raise ArgsError(f"--damos_filter {kd.show(' '.join(words))}: expected <allow|reject> "
                         "[none] <type> [args]")
     i = 1
     matching = words[i] != "none"
     i += 0 if matching else 1
     if i >= len(words):
-        raise ArgsError(f"--damos_filter {' '.join(words)!r}: no filter type")
+        raise ArgsError(f"--damos_filter {kd.show(' '.join(words))}: no filter type")
     ftype, i = words[i], i + 1
     f = {"filter_type": ftype, "matching": matching, "allow": words[0] == "allow",
          "memcg_path": None, "address_range": None, "damon_target_idx": None,
          "hugepage_size": None}
     need = {"memcg": 1, "addr": 2, "target": 1, "hugepage_size": 2}.get(ftype)
     if need is None and ftype not in NO_ARG_FILTERS:
-        raise ArgsError(f"--damos_filter: unknown filter type {ftype!r}")
+        raise ArgsError(f"--damos_filter: unknown filter type {kd.show(ftype)}")
     if need:
         if len(words) - i < need:
-            raise ArgsError(f"--damos_filter {' '.join(words)!r}: {ftype} needs {need} "
+            raise ArgsError(f"--damos_filter {kd.show(' '.join(words))}: {ftype} needs {need} "
                             "argument(s)")
         args = words[i:i + need]
         if ftype == "memcg":
@@ -89,23 +91,23 @@ def _filters(option_words):
             conv = [verdict] + ([] if ws[1] == "matching" else ["none"]) + [ws[0]] + rest
             f, n = _filter(conv)
             if n != len(conv):
-                raise ArgsError(f"--damos_filter {' '.join(ws)!r}: extra words") from None
+                raise ArgsError(f"--damos_filter {kd.show(' '.join(ws))}: extra words") from None
             out.append(f)
         return out
 
 
 def _goal(words):
     if not 2 <= len(words) <= 4:
-        raise ArgsError(f"--damos_quota_goal {' '.join(words)!r}: expected <metric> "
+        raise ArgsError(f"--damos_quota_goal {kd.show(' '.join(words))}: expected <metric> "
                         "<target value> [nid] [memcg path]")
     metric, target, opt = words[0], words[1], words[2:]
     if metric not in GOAL_METRICS:
-        raise ArgsError(f"--damos_quota_goal: unknown metric {metric!r} "
+        raise ArgsError(f"--damos_quota_goal: unknown metric {kd.show(metric)} "
                         f"(known: {', '.join(GOAL_METRICS)})")
     what = f"--damos_quota_goal {metric} target"
     g = {"metric": metric, "nid": None, "memcg_path": None, "current_value": 0}
     if metric in BP_GOALS:
-        g["target_value"] = kd.parse_ratio(target, 10000, what)
+        g["target_value"] = kd.parse_ratio(target, 10000, what, limit=10000)
     elif metric == "some_mem_psi_us":
         g["target_value"] = kd.parse_time_us(target, what)
     else:
@@ -113,12 +115,12 @@ def _goal(words):
     wanted = {"node_mem_used_bp": 1, "node_mem_free_bp": 1, "node_memcg_used_bp": 2,
               "node_memcg_free_bp": 2, "user_input": 1}.get(metric, 0)
     if len(opt) != wanted:
-        raise ArgsError(f"--damos_quota_goal {' '.join(words)!r}: {metric} takes {wanted} "
+        raise ArgsError(f"--damos_quota_goal {kd.show(' '.join(words))}: {metric} takes {wanted} "
                         "optional value(s) (nid, memcg path, or user_input current value)")
     if metric == "user_input":
         g["current_value"] = kd.parse_nr(opt[0], "user_input current value")
     elif wanted:
-        g["nid"] = kd.parse_nr(opt[0], f"--damos_quota_goal {metric} nid {opt[0]!r}")
+        g["nid"] = kd.parse_nr(opt[0], f"--damos_quota_goal {metric} nid {kd.show(opt[0])}")
         if wanted == 2:
             g["memcg_path"] = opt[1]
     return g
@@ -128,12 +130,12 @@ def _goal(words):
 def _action(words):
     action = words[0]
     if action not in ACTIONS:
-        raise ArgsError(f"--damos_action: unknown action {action!r} (known: {', '.join(ACTIONS)})")
+        raise ArgsError(f"--damos_action: unknown action {kd.show(action)} (known: {', '.join(ACTIONS)})")
     nid, dests = None, []
     if action in MIGRATE_ACTIONS:
         rest = words[1:]
         if len(rest) == 0 or (len(rest) > 1 and len(rest) % 2):
-            raise ArgsError(f"--damos_action {' '.join(words)!r}: {action} needs a target "
+            raise ArgsError(f"--damos_action {kd.show(' '.join(words))}: {action} needs a target "
                             "node id or <nid> <weight> pairs")
         try:
             if len(rest) == 1:
@@ -142,17 +144,23 @@ def _action(words):
                 dests = [{"id": int(rest[i]), "weight": int(rest[i + 1])}
                          for i in range(0, len(rest), 2)]
         except ValueError:
-            raise ArgsError(f"--damos_action {' '.join(words)!r}: bad node id or weight") \
+            raise ArgsError(f"--damos_action {kd.show(' '.join(words))}: bad node id or weight") \
                 from None
-        if (nid is not None and nid < 0) or any(d["id"] < 0 or d["weight"] < 0 for d in dests):
-            raise ArgsError(f"--damos_action {' '.join(words)!r}: bad node id or weight")
+        if (nid is not None and not 0 <= nid <= NID_MAX) or \
+                any(not 0 <= d["id"] <= NID_MAX or not 0 <= d["weight"] <= U32_MAX
+                    for d in dests):
+            raise ArgsError(f"--damos_action {kd.show(' '.join(words))}: bad node id or weight")
     elif len(words) > 1:
-        raise ArgsError(f"--damos_action {' '.join(words)!r}: {action} takes no arguments")
+        raise ArgsError(f"--damos_action {kd.show(' '.join(words))}: {action} takes no arguments")
     return action, nid, dests
 
 
+def _access_rate(text, what):
+    return kd.parse_percent(text, what, limit=100)
+
+
 def _pair(vals, parse, what):
-    lo, hi = (parse(v, f"{what} {v!r}") for v in vals)
+    lo, hi = (parse(v, f"{what} {kd.show(v)}") for v in vals)
     if lo > hi:
         raise ArgsError(f"{what} {vals[0]} {vals[1]}: min > max")
     return lo, hi
@@ -160,13 +168,14 @@ def _pair(vals, parse, what):
 
 def _quota(q, goals, tuner):
     if len(q) > 6:
-        raise ArgsError(f"--damos_quotas {' '.join(map(str, q))!r}: more than 6 values")
+        raise ArgsError(f"--damos_quotas {kd.show(' '.join(map(str, q)))}: more than 6 values")
     q = list(q) + [None] * (6 - len(q))
-    w = [kd.parse_ratio(x if x is not None else 0, 1000, f"quota weight {x!r}") for x in q[3:]]
-    return {"time_ms": kd.parse_time_ms(q[0] if q[0] is not None else 0, f"quota time {q[0]!r}"),
-            "sz_bytes": kd.parse_bytes(q[1] if q[1] is not None else 0, f"quota space {q[1]!r}"),
+    w = [kd.parse_ratio(x if x is not None else 0, 1000, f"quota weight {kd.show(x)}", U32_MAX)
+         for x in q[3:]]
+    return {"time_ms": kd.parse_time_ms(q[0] if q[0] is not None else 0, f"quota time {kd.show(q[0])}"),
+            "sz_bytes": kd.parse_bytes(q[1] if q[1] is not None else 0, f"quota space {kd.show(q[1])}"),
             "reset_interval_ms": kd.parse_time_ms(q[2] if q[2] is not None else "max",
-                                                  f"quota interval {q[2]!r}"),
+                                                  f"quota interval {kd.show(q[2])}"),
             "fail_charge_num": 0, "fail_charge_denom": 0, "goals": goals,
             "goal_tuner": tuner or "consist", "effective_sz_bytes": 0,
             "weights": {"sz_permil": w[0], "nr_accesses_permil": w[1], "age_permil": w[2]}}
@@ -220,19 +229,19 @@ def schemes_from_args(a) -> list:
         action, nid, dests = _action(a.damos_action[i])
         sz = _pair(a.damos_sz_region[i], kd.parse_bytes, "--damos_sz_region") \
             if i < len(a.damos_sz_region) else (0, U64_MAX)
-        acc = _pair(a.damos_access_rate[i], kd.parse_percent, "--damos_access_rate") \
+        acc = _pair(a.damos_access_rate[i], _access_rate, "--damos_access_rate") \
             if i < len(a.damos_access_rate) else (0, U64_MAX)
         age = _pair(a.damos_age[i], kd.parse_time_us, "--damos_age") \
             if i < len(a.damos_age) else (0, U64_MAX)
         tuner = a.damos_quota_goal_tuner[i] if i < len(a.damos_quota_goal_tuner) else None
         if tuner not in (None, "consist", "temporal", "distance"):
-            raise ArgsError(f"--damos_quota_goal_tuner: unknown tuner {tuner!r}")
+            raise ArgsError(f"--damos_quota_goal_tuner: unknown tuner {kd.show(tuner)}")
         q = _quota(quotas[i] if i < len(quotas) else [], goals[i], tuner)
         if goals[i] and i >= len(quotas):
             raise ArgsError(f"--damos_quota_goal for scheme {i} needs a quota reset interval")
         wm = a.damos_wmarks[i] if i < len(a.damos_wmarks) else ["none", 0, 0, 0, 0]
         if wm[0] not in ("none", "free_mem_rate"):
-            raise ArgsError(f"--damos_wmarks: unknown metric {wm[0]!r} (none, free_mem_rate)")
+            raise ArgsError(f"--damos_wmarks: unknown metric {kd.show(wm[0])} (none, free_mem_rate)")
         s = {"action": action, "dests": dests}
         if action in MIGRATE_ACTIONS:
             s["target_nid"] = nid
@@ -240,12 +249,12 @@ def schemes_from_args(a) -> list:
                                "nr_accesses": {"min": f"{acc[0]} %", "max": f"{acc[1]} %"},
                                "age": {"min": age[0], "max": age[1]}}
         s["apply_interval_us"] = kd.parse_time_us(
-            a.damos_apply_interval[i], f"--damos_apply_interval {a.damos_apply_interval[i]!r}") \
+            a.damos_apply_interval[i], f"--damos_apply_interval {kd.show(a.damos_apply_interval[i])}") \
             if i < len(a.damos_apply_interval) else 0
         s["quotas"] = q
         s["watermarks"] = {"metric": wm[0],
-                           "interval_us": kd.parse_time_us(wm[1], f"watermarks interval {wm[1]!r}"),
-                           **{f"{k}_permil": kd.parse_ratio(v, 1000, f"watermark {v!r}")
+                           "interval_us": kd.parse_time_us(wm[1], f"watermarks interval {kd.show(wm[1])}"),
+                           **{f"{k}_permil": kd.parse_ratio(v, 1000, f"watermark {kd.show(v)}", limit=1000)
                               for k, v in zip(("high", "mid", "low"), wm[2:])}}
         s["filters"] = _filters(filters[i])
         out.append(s)

@@ -1,14 +1,29 @@
-"""``damoncore``: the damo-compatible command line.  Only this package prints and exits:
-a configuration error (also an action the backend cannot do) is one line on stderr and exit
-status 2; other errors exit 1."""
+"""``damoncore``: the damo-compatible command line.  Only this package prints and exits.
+
+Every failure of every subcommand ends here as one line on stderr:
+
+- exit status 2: bad input: an option value, a file named on the command line (missing,
+  a directory, not JSON, not a record), an action the backend cannot do;
+- exit status 1: a run-time failure: the kernel refused, a feature or package is missing,
+  the disk is full, the target is gone; and, as a last resort, anything unexpected (the
+  line names the exception type);
+- exit status 0 when a stop signal (SIGINT, SIGTERM, SIGHUP) ends a long-running command.
+
+``--debug`` or ``DAMONCORE_DEBUG=1`` shows the Python traceback instead.
+"""
 
 from __future__ import annotations
 
+import errno
 import importlib
+import os
+import signal
 import sys
+import warnings
 
 from ..errors import ActionNotSupported, DamonError, InvalidConfig
-from .damo_options import ArgumentParser
+from .damo_options import ArgsError, ArgumentParser
+from .signals import Interrupted, raising
 
 # subcommand -> (module under damoncore.cli, help); a module is imported only when its
 # subcommand runs (or for --help): start's first sample need not wait for report's imports
@@ -20,6 +35,17 @@ SUBCMDS = {"demo": ("demo", "run the embedded demo: monitoring + TPP on simulate
            "status": ("status", "show the status of a running start"),
            "numa-migrate": ("numa_migrate", "holistic NUMA migration (per-accessor TPP)"),
            "eval-sampling": ("eval_sampling", "score region adaptations on simulated memory")}
+# ended by a stop signal, these exit 0: stopping is how a user ends them
+LONG_RUNNING = ("demo", "start", "record", "numa-migrate")
+# an OSError with one of these, about a file the user named, is bad input (exit 2)
+PATH_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM,
+               errno.ENAMETOOLONG, errno.ELOOP, errno.EEXIST, errno.EROFS, errno.EINVAL}
+MAX_LINE = 400
+
+
+def version() -> str:
+    from .. import __version__
+    return __version__
 
 
 def _module(name):
@@ -31,6 +57,9 @@ def build_parser(only=None) -> ArgumentParser:
     """The parser; with ``only``, that subcommand's options alone are set up (the others
     are listed, with no options)."""
     p = ArgumentParser(prog="damoncore", description="User-space DAMON/DAMOS, damo-compatible")
+    p.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    p.add_argument("--debug", action="store_true",
+                   help="show the Python traceback of an error (also: DAMONCORE_DEBUG=1)")
     sub = p.add_subparsers(title="command", dest="command", metavar="<command>")
     sub.required = True
     for name, (_, msg) in SUBCMDS.items():
@@ -41,29 +70,95 @@ def build_parser(only=None) -> ArgumentParser:
 
 
 def _chosen(argv):
-    """The subcommand argv names before any option, if any."""
+    """The subcommand argv names before any option but --debug, if any."""
     for a in argv:
+        if a == "--debug":
+            continue
         if a.startswith("-"):
             return None
         return a if a in SUBCMDS else None
     return None
 
 
+def _debug_requested(argv) -> bool:
+    if os.environ.get("DAMONCORE_DEBUG", "") not in ("", "0"):
+        return True
+    for a in argv:                      # the global option comes before the command
+        if a in SUBCMDS:
+            return False
+        if a == "--debug":
+            return True
+    return False
+
+
+def _line(msg: str) -> str:
+    """One line, of a readable length, whatever the message held."""
+    msg = " ".join(str(msg).split())
+    return msg if len(msg) <= MAX_LINE else msg[:MAX_LINE - 3] + "..."
+
+
+def _os_error(e: OSError) -> tuple[int, str]:
+    where = " -> ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
+    what = e.strerror or str(e) or type(e).__name__
+    if where and e.errno in PATH_ERRNOS:
+        return 2, f"error: {where}: {what}"
+    return 1, f"{where}: {what}" if where else what
+
+
+def classify(e: BaseException, command: str | None) -> tuple[int, str]:
+    """(exit status, message) for an exception that ended a command."""
+    if isinstance(e, Interrupted):
+        if command in LONG_RUNNING:
+            return 0, ""
+        return 128 + e.signum, f"interrupted by {signal.Signals(e.signum).name}"
+    if isinstance(e, KeyboardInterrupt):
+        return (0, "") if command in LONG_RUNNING else (130, "interrupted")
+    if isinstance(e, (InvalidConfig, ActionNotSupported)):
+        # an action the chosen backend cannot do is a bad option value like any other
+        return 2, f"error: {e or type(e).__name__}"
+    if isinstance(e, DamonError):
+        return 1, str(e) or type(e).__name__
+    if isinstance(e, OSError):
+        return _os_error(e)
+    if isinstance(e, ValueError):       # malformed input that reached a parser (bytes, JSON)
+        return 2, f"error: {e or type(e).__name__}"
+    if isinstance(e, MemoryError):
+        return 1, "out of memory"
+    return 1, (f"internal error: {type(e).__name__}: {e} (--debug or DAMONCORE_DEBUG=1 "
+               f"shows the traceback)")
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    debug = _debug_requested(argv)
+    command = None
     try:
-        args = build_parser(_chosen(argv)).parse_args(argv)
-        _module(args.command).main(args)
-    except (InvalidConfig, ActionNotSupported) as e:
-        # an action the chosen backend cannot do is a bad option value like any other
-        print(f"damoncore: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
-              file=sys.stderr)
-        return 2
-    except DamonError as e:
-        print(f"damoncore: {e}", file=sys.stderr)
-        return 1
+        with raising(), warnings.catch_warnings():
+            if not debug:
+                warnings.simplefilter("ignore")
+            args = build_parser(_chosen(argv)).parse_args(argv)
+            command = args.command
+            _module(command).main(args)
+    except SystemExit as e:             # --help, --version
+        return e.code if isinstance(e.code, int) else 0
     except BrokenPipeError:
+        # the reader went away (| head): not an error; keep Python from complaining at exit
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
         return 0
+    except (Exception, Interrupted, KeyboardInterrupt) as e:
+        if debug:
+            raise
+        if command is None and isinstance(e, ArgsError):
+            # a parse error: name the command it is about
+            command = next((a for a in argv if a in SUBCMDS), None)
+        code, msg = classify(e, command)
+        if msg:
+            print(f"damoncore: {_line(msg)}", file=sys.stderr)
+        return code
     return 0
 
 

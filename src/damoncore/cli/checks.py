@@ -1,0 +1,92 @@
+"""Checks of command-line values and of the files they name, made before anything starts.
+
+Each failure is an :class:`ArgsError` (exit status 2) whose one line names the option and
+the bad value; argparse ``type=`` helpers raise argparse's own error, which the parser turns
+into the same.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from ..errors import DamonError
+from ..kdamonds import show
+from .damo_options import ArgsError, int_arg  # noqa: F401  (int_arg: one home)
+
+
+class PackageMissing(DamonError):
+    """An optional Python package (not a kernel feature) that the request needs."""
+
+    def __init__(self, package: str, needed_for: str, extra: str):
+        self.package = package
+        super().__init__(f"{needed_for} needs the Python package {package}, which is not "
+                         f"installed (pip install 'damoncore[{extra}]')")
+
+
+def _stat(path: str, what: str):
+    """os.stat of a user-named path; ArgsError on any failure but 'no such file'."""
+    if not path:
+        raise ArgsError(f"{what}: empty file name")
+    if "\0" in path:
+        raise ArgsError(f"{what} {show(path)}: a file name cannot contain a NUL byte")
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise ArgsError(f"{what} {show(path)}: {e.strerror}") from None
+
+
+def input_file(path: str, what: str = "--input", hint: str = "") -> str:
+    """``path`` if it names a readable regular file, else ArgsError saying why not."""
+    st = _stat(path, what)
+    if st is None:
+        raise ArgsError(f"{what} {show(path)}: no such file{hint}")
+    if stat.S_ISDIR(st.st_mode):
+        raise ArgsError(f"{what} {show(path)}: is a directory, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise ArgsError(f"{what} {show(path)}: not a regular file")
+    if not os.access(path, os.R_OK):
+        raise ArgsError(f"{what} {show(path)}: not readable (permission denied)")
+    return path
+
+
+def output_file(path: str, what: str = "--output", exts=None) -> str:
+    """``path`` if a file can be created there (its directory exists and is writable, it
+    is not a directory, its name is not too long, and it has one of ``exts`` if given);
+    nothing is created."""
+    st = _stat(path, what)
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise ArgsError(f"{what} {show(path)}: is a directory")
+    d = os.path.dirname(path) or "."
+    dst = _stat(d, what)
+    if dst is None:
+        raise ArgsError(f"{what} {show(path)}: directory {show(d)} does not exist")
+    if not stat.S_ISDIR(dst.st_mode):
+        raise ArgsError(f"{what} {show(path)}: {show(d)} is not a directory")
+    try:
+        name_max = os.pathconf(d, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    if len(os.fsencode(os.path.basename(path))) > name_max - 16:  # room for .tmp<pid>, .old
+        raise ArgsError(f"{what} {show(path)}: file name longer than {name_max - 16} bytes")
+    # permission bits do not tell root about read-only mounts or /proc: try it
+    probe = os.path.join(d, f".damoncore-probe-{os.getpid()}")
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.unlink(probe)
+    except OSError as e:
+        raise ArgsError(f"{what} {show(path)}: cannot create files in {show(d)} "
+                        f"({e.strerror})") from None
+    if st is not None:
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError as e:
+            raise ArgsError(f"{what} {show(path)}: not writable ({e.strerror})") from None
+    if exts is not None:
+        ext = os.path.splitext(path)[1].lstrip(".").lower()
+        if ext not in exts:
+            raise ArgsError(f"{what} {show(path)}: unknown file type {show('.' + ext)} "
+                            f"(known: {', '.join(sorted(exts))})")
+    return path
