@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-from .. import records as rec
 from ..kdamonds import fmt_ratio
 from ..kdamonds import fmt_sz as _fmt_sz
 from ..kdamonds import fmt_time_us as _fmt_time_us
+from .damo_options import ArgsError, int_arg
+from .report_input import load_records
 
 
 def fmt_sz(n, raw=False):
@@ -62,12 +63,19 @@ def set_argparser(p):
                    help="record file")
     p.add_argument("--sort_regions_by", choices=["address", "access_rate", "age", "size"],
                    default="address", help="field to sort regions by")
-    p.add_argument("--snapshot_idx", type=int, metavar="<index>",
+    p.add_argument("--snapshot_idx", type=int_arg(-(1 << 63), 1 << 63), metavar="<index>",
                    help="show only this snapshot (negative counts from the end)")
     p.add_argument("--raw_number", action="store_true", help="machine-friendly raw numbers")
     p.description = "Show the monitored access pattern of each snapshot"
 
 
 def main(args):
-    print(render(rec.read_records(args.input), args.raw_number, args.sort_regions_by,
-                 args.snapshot_idx))
+    records = load_records(args.input)
+    if args.snapshot_idx is not None:
+        for r in records:
+            n = len(r.snapshots)
+            if not -n <= args.snapshot_idx < n:
+                raise ArgsError(f"--snapshot_idx {args.snapshot_idx}: kdamond {r.kdamond_idx} "
+                                f"context {r.context_idx} target {r.target_id} has {n} "
+                                f"snapshots" + (f" (-{n}..{n - 1})" if n else ""))
+    print(render(records, args.raw_number, args.sort_regions_by, args.snapshot_idx))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..kdamonds import fmt_sz as _fmt_sz
+from .damo_options import ArgsError, int_arg
 
 
 def fmt_sz(n, raw=False):
@@ -38,10 +39,24 @@ def fmt_dist(metric, values, pcts, raw=False, nr_cols_bar=59, all_values=False) 
 def add_dist_args(p, default_input):
     p.add_argument("--input", "-i", metavar="<file>", default=default_input,
                    help="input file name")
-    p.add_argument("--range", "-r", type=int, nargs=3, metavar=("<start>", "<stop>", "<step>"),
+    p.add_argument("--range", "-r", type=int_arg(-1, 1000), nargs=3,
+                   metavar=("<start>", "<stop>", "<step>"),
                    default=[0, 101, 25], help="range of percentiles to print")
     p.add_argument("--sortby", "-s", choices=["time", "size"], default="size",
                    help="sort the values by size (percentiles) or keep time order")
-    p.add_argument("--nr_cols_bar", type=int, metavar="<num>", default=59,
+    p.add_argument("--nr_cols_bar", type=int_arg(0, 1000), metavar="<num>", default=59,
                    help="number of columns for the bar")
     p.add_argument("--raw_number", action="store_true", help="machine-friendly raw numbers")
+
+
+def percentiles(rng) -> range:
+    """``--range start stop step`` as the percentiles to print (each 0..100)."""
+    start, stop, step = rng
+    if step == 0:
+        raise ArgsError(f"--range {start} {stop} {step}: the step must not be 0")
+    pcts = range(start, stop, step)
+    if not pcts:
+        raise ArgsError(f"--range {start} {stop} {step}: no percentile in it")
+    if min(pcts) < 0 or max(pcts) > 100:
+        raise ArgsError(f"--range {start} {stop} {step}: percentiles must be within 0..100")
+    return pcts

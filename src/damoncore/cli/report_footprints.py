@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .. import records as rec
-from .report_dist import add_dist_args, fmt_dist
+from .report_dist import add_dist_args, fmt_dist, percentiles
+from .report_input import load_footprints
 
 METRICS = ("vsz", "rss", "sys_used")
 PAGE = 4096
@@ -18,9 +18,9 @@ def footprint_values(snapshots, metric, sort=True):
             f, pid = fp["footprint"], fp["pid"]
             if metric == "sys_used":
                 if pid is None:
-                    total = (f["total"] - f["free"]) * 1024
+                    total = ((f.get("total") or 0) - (f.get("free") or 0)) * 1024
             elif pid is not None:
-                total += f["size" if metric == "vsz" else "resident"] * PAGE
+                total += (f.get("size" if metric == "vsz" else "resident") or 0) * PAGE
         out.append(total)
     return sorted(out) if sort else out
 
@@ -40,5 +40,6 @@ def set_argparser(p):
 
 def main(args):
     metrics = METRICS if args.metric == "all" else (args.metric,)
-    print(render(rec.read_footprints(args.input), metrics, args.sortby == "size",
-                 range(*args.range), args.raw_number, args.nr_cols_bar))
+    pcts = percentiles(args.range)
+    print(render(load_footprints(args.input), metrics, args.sortby == "size",
+                 pcts, args.raw_number, args.nr_cols_bar))

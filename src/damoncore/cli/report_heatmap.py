@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import records as rec
-from ..errors import FeatureMissing
 from ..kdamonds import fmt_sz as _fmt_sz
 from ..kdamonds import fmt_time_us as _fmt_time_us
+from .checks import PackageMissing, output_file
+from .damo_options import COUNT_MAX, ArgsError, int_arg
+from .report_input import load_records
 
 
 def fmt_sz(n, raw=False):
@@ -25,7 +26,7 @@ def fmt_time_us(us, raw=False):
 
 def heat_grid(record, time_resol=40, addr_resol=80, addr_range=None, time_range=None):
     """(heat[time_resol, addr_resol] with NaN where unmonitored, t0_us, t1_us, a0, a1)."""
-    snaps = record.snapshots
+    snaps = [s for s in record.snapshots if len(s.targets[0].start)]
     if not snaps:
         return None
     a0 = min(int(s.targets[0].start.min()) for s in snaps if len(s.targets[0].start))
@@ -91,14 +92,23 @@ def render(record, resol=(40, 80), output="stdout", addr_range=None, time_range=
         f"{fmt_time_us((t1 - t0) // resol[0])} for each character)"])
 
 
-def plot_png(record, path, resol=(500, 500)) -> None:
+IMAGE_EXTS = ("png", "pdf", "svg", "jpg", "jpeg", "eps", "ps", "tif", "tiff", "webp")
+RESOL_MAX = 10_000
+
+
+def _pyplot():
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-    except ImportError as e:
-        raise FeatureMissing("matplotlib", "pip install 'damoncore[plot]' for image "
-                             "heatmaps") from e
+    except ImportError:
+        raise PackageMissing("matplotlib", "an image heatmap (--output <file>)",
+                             "plot") from None
+    return plt
+
+
+def plot_png(record, path, resol=(500, 500)) -> None:
+    plt = _pyplot()
     grid, t0, t1, a0, a1 = heat_grid(record, resol[0], resol[1])
     fig, ax = plt.subplots()
     im = ax.imshow(grid.T, aspect="auto", origin="lower", cmap="gray",
@@ -112,28 +122,50 @@ def plot_png(record, path, resol=(500, 500)) -> None:
 
 def set_argparser(p):
     p.add_argument("--output", metavar="<output>", default="stdout",
-                   help="'stdout', 'raw', or an image file (.png, needs matplotlib)")
+                   help="'stdout', 'raw', or an image file (.png, .pdf, .svg, .jpg; needs "
+                        "matplotlib: pip install 'damoncore[plot]')")
     p.add_argument("--input", "-i", metavar="<file>", default="damon.data", help="record file")
-    p.add_argument("--kdamond_idx", type=int, default=None, metavar="<int>")
-    p.add_argument("--context_idx", type=int, default=None, metavar="<int>")
-    p.add_argument("--tid", type=int, default=None, metavar="<id>", help="target id")
-    p.add_argument("--resol", metavar="<resolution>", type=int, nargs=2,
-                   help="resolutions for time and address axes")
-    p.add_argument("--address_range", metavar="<address>", nargs=2, type=int,
+    p.add_argument("--kdamond_idx", type=int_arg(0, COUNT_MAX), default=None, metavar="<int>")
+    p.add_argument("--context_idx", type=int_arg(0, COUNT_MAX), default=None, metavar="<int>")
+    p.add_argument("--tid", type=int_arg(0, COUNT_MAX), default=None, metavar="<id>",
+                   help="target id")
+    p.add_argument("--resol", metavar="<resolution>", type=int_arg(1, RESOL_MAX), nargs=2,
+                   help=f"resolutions for time and address axes (1..{RESOL_MAX} each)")
+    p.add_argument("--address_range", metavar="<address>", nargs=2, type=int_arg(),
                    help="start and end address of the heatmap")
-    p.add_argument("--time_range", metavar="<nanoseconds>", nargs=2, type=int,
+    p.add_argument("--time_range", metavar="<nanoseconds>", nargs=2, type=int_arg(),
                    help="start and end time of the heatmap (ns)")
     p.description = "Show when which address ranges were how frequently accessed"
 
 
+def check_args(args) -> None:
+    """Every option, before the record is read; nothing is written on failure."""
+    for name in ("address_range", "time_range"):
+        v = getattr(args, name)
+        if v and v[0] >= v[1]:
+            raise ArgsError(f"--{name} {v[0]} {v[1]}: start must be below end")
+    if args.time_range and args.time_range[1] // 1000 == args.time_range[0] // 1000:
+        raise ArgsError(f"--time_range {args.time_range[0]} {args.time_range[1]}: shorter "
+                        f"than the 1 us resolution of records")
+    if args.output not in ("stdout", "raw"):
+        output_file(args.output, "--output", IMAGE_EXTS)
+        _pyplot()
+
+
 def main(args):
-    recs = [r for r in rec.read_records(args.input)
+    check_args(args)
+    recs = [r for r in load_records(args.input)
             if (args.kdamond_idx is None or r.kdamond_idx == args.kdamond_idx)
             and (args.context_idx is None or r.context_idx == args.context_idx)
             and (args.tid is None or r.target_id == args.tid)]
+    if not recs and (args.kdamond_idx, args.context_idx, args.tid) != (None, None, None):
+        raise ArgsError(f"--kdamond_idx/--context_idx/--tid: no record of "
+                        f"{args.input} matches")
     tr = tuple(x // 1000 for x in args.time_range) if args.time_range else None
     for r in recs[:1]:
         if args.output not in ("stdout", "raw"):
+            if heat_grid(r, 1, 1) is None:
+                raise ArgsError(f"--input {args.input}: no snapshot to draw")
             plot_png(r, args.output, tuple(args.resol or (500, 500)))
             return
         print(render(r, tuple(args.resol or (40, 80)), args.output, args.address_range, tr))

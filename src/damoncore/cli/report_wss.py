@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from .. import records as rec
-from .report_dist import add_dist_args, fmt_dist
+from .damo_options import int_arg
+from .report_dist import add_dist_args, fmt_dist, percentiles
+from .report_input import load_records
 
 
 def wss_values(record, acc_thres=1, sz_thres=1, exclude_samples=0, sort=True):
@@ -28,17 +29,18 @@ def render(records, acc_thres=1, sz_thres=1, exclude_samples=20, sort=True,
 
 def set_argparser(p):
     add_dist_args(p, "damon.data")
-    p.add_argument("--exclude_samples", type=int, default=20, metavar="<# samples>",
+    p.add_argument("--exclude_samples", type=int_arg(), default=20, metavar="<# samples>",
                    help="number of first snapshots to exclude")
-    p.add_argument("--acc_thres", "-t", type=int, default=1, metavar="<# accesses>",
+    p.add_argument("--acc_thres", "-t", type=int_arg(), default=1, metavar="<# accesses>",
                    help="minimal nr_accesses (samples) for the working set")
-    p.add_argument("--sz_thres", type=int, default=1, metavar="<size>",
+    p.add_argument("--sz_thres", type=int_arg(), default=1, metavar="<size>",
                    help="minimal region size for the working set")
     p.add_argument("--all_wss", action="store_true", help="print every wss, not percentiles")
     p.description = "Show distribution of working set size"
 
 
 def main(args):
-    print(render(rec.read_records(args.input), args.acc_thres, args.sz_thres,
-                 args.exclude_samples, args.sortby == "size", range(*args.range),
+    pcts = percentiles(args.range)
+    print(render(load_records(args.input), args.acc_thres, args.sz_thres,
+                 args.exclude_samples, args.sortby == "size", pcts,
                  args.raw_number, args.nr_cols_bar, args.all_wss))
