@@ -8,6 +8,7 @@ that accessor's access reports only) with its promote/demote schemes, and runs.
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 from .. import kdamonds as kd
@@ -16,6 +17,9 @@ from ..policies.hierarchy import AccessorSpec, build_hierarchies, cpu_accessors
 from ..policies.holistic import HolisticConfig, HolisticPolicy
 from ..schemes.scheme import Filter
 from . import backends
+from .damo_options import NID_MAX
+from .signals import stopping
+from .start import MAX_DURATION_US
 
 MiB = 1 << 20
 
@@ -118,8 +122,9 @@ def set_argparser(p):
     p.add_argument("--cgroup", metavar="<path>",
                    help="only migrate memory of this memory cgroup (a DAMOS memcg filter)")
     p.add_argument("--duration", metavar="<time>",
-                   help="stop after this long (e.g. 30s; virtual time with --backend sim); "
-                        "default: until SIGINT (sim: 10s)")
+                   help="stop after this long (e.g. 30s): simulated time with --backend "
+                        "sim, wall time otherwise; default: until SIGINT, SIGTERM or SIGHUP "
+                        "(sim: 10s)")
     p.add_argument("--dry_run", action="store_true",
                    help="print the hierarchies and schemes, do not monitor")
     backends.add_root_args(p)
@@ -178,10 +183,11 @@ def _devices(specs) -> list:
     out = []
     for spec in specs:
         parts = spec.split(":")
-        if len(parts) != 3 or not parts[0] or not parts[1].isdigit():
-            raise InvalidConfig(f"--device {spec!r}: expected <name>:<node>:<tid,...>")
+        if len(parts) != 3 or not parts[0] or not re.fullmatch(r"[0-9]{1,4}", parts[1]) \
+                or int(parts[1]) > NID_MAX:
+            raise InvalidConfig(f"--device {kd.show(spec)}: expected <name>:<node>:<tid,...>")
         out.append(AccessorSpec(parts[0], int(parts[1]),
-                                tids=kd.parse_idlist(parts[2], f"--device {spec!r} ids")))
+                                tids=kd.parse_idlist(parts[2], f"--device {kd.show(spec)} ids")))
     return out
 
 
@@ -254,8 +260,19 @@ def _summary(policy, machine, out) -> None:
               f"{s['time_us'] / 1e6:g} s virtual", file=out)
 
 
+def _duration(args):
+    if not args.duration:
+        return None
+    d = kd.parse_time_us(args.duration, "--duration")
+    if not 0 < d <= MAX_DURATION_US:
+        raise InvalidConfig(f"--duration {kd.show(args.duration)}: must be above 0 and at "
+                            f"most 2^63 us (leave it out to run until a signal)")
+    return d
+
+
 def main(args, out=None):
     out = out or sys.stdout
+    duration = _duration(args)
     policy, machine = build(args)
     print("accessor hierarchies (node (cost), best first):", file=out)
     for line in policy.describe():
@@ -268,15 +285,11 @@ def main(args, out=None):
     if len(policy.nodes) < 2:
         raise FeatureMissing("a second NUMA node", f"memory node(s) {sorted(policy.nodes)} only: "
                              f"nothing to migrate between")
-    if args.duration:
-        duration = kd.parse_time_us(args.duration, "--duration")
-    else:
-        duration = 10_000_000 if machine is not None else None
+    if duration is None and machine is not None:
+        duration = 10_000_000
     kdamond = policy.kdamond()
-    import signal
-    old = signal.signal(signal.SIGINT, lambda *_: kdamond.stop())
-    try:
+    with stopping(kdamond.stop) as stop:
         kdamond.run(duration)
-    finally:
-        signal.signal(signal.SIGINT, old)
+    if stop.signum is not None:
+        print(f"stopped by {stop.name}", file=out)
     _summary(policy, machine, out)

@@ -3,7 +3,7 @@ signal; optionally record; serve status on a private Unix socket."""
 
 from __future__ import annotations
 
-import signal
+import re
 import sys
 import threading
 import time
@@ -13,8 +13,10 @@ from ..core.context import Kdamond
 from ..errors import FeatureMissing, InvalidConfig
 from ..records import RecordWriter
 from . import backends
-from .damo_args import kdamonds_from_args
+from .checks import output_file
+from .damo_args import kdamonds_from_args, parse_pid
 from .damo_options import set_damon_params_argparser
+from .signals import stopping
 from .status_server import StatusServer, status_of
 
 
@@ -25,21 +27,28 @@ def set_argparser(p, record_default=None):
     p.add_argument("--sim_preset", choices=sorted(backends.PRESETS), default="seed",
                    help="simulated machine and workload (sim backend)")
     p.add_argument("--duration", metavar="<time>",
-                   help="stop after this long (e.g. 10s); default: until SIGINT/SIGTERM")
+                   help="stop after this long (e.g. 10s): simulated time on the sim "
+                        "backend (a minute of it takes seconds), wall time otherwise; "
+                        "default: until SIGINT, SIGTERM or SIGHUP")
     p.add_argument("--record", metavar="<file>", default=record_default,
                    help="also record the monitoring results to this file")
     p.add_argument("--output_type", choices=["json_compressed", "json"],
                    default="json_compressed", help="record file format")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.add_argument("--progress_interval", metavar="<time>", default="3s",
-                   help="wall time between progress lines")
+                   help="wall time between progress lines (each starts with the elapsed time)")
     p.add_argument("--no_status_socket", action="store_true",
                    help="do not open the status socket")
     backends.add_root_args(p)
     p.description = "Start DAMON-style monitoring and DAMOS in user space"
 
 
-def _progress_line(kdamonds) -> str:
+def _elapsed(clock_us: int, wall_s: float, simulated: bool) -> str:
+    t = kd.fmt_time_us(clock_us, exact=False)
+    return f"[{t} simulated, {wall_s:.1f} s wall]" if simulated else f"[{t}]"
+
+
+def _progress_line(kdamonds, elapsed: str = "") -> str:
     parts = []
     for i, ctxs in enumerate(kdamonds):
         for j, c in enumerate(ctxs):
@@ -50,12 +59,47 @@ def _progress_line(kdamonds) -> str:
                       f"{kd.fmt_sz(sc.stats.sz_applied, exact=False)} "
                       f"(esz {kd.fmt_sz(sc.quota_state.esz, exact=False)})")
             parts.append(s)
-    return " | ".join(parts)
+    return (f"{elapsed} " if elapsed else "") + " | ".join(parts)
 
 
-def run(args, out=sys.stderr, ready=None) -> list:
+def slow_goal_hint(kdamonds) -> str | None:
+    """One line when a scheme's quota goal is tuned by ``consist`` from 1 byte (the
+    kernel's default): it needs ~30 quota intervals to reach a 200 MiB quota, so a short
+    run seems to do nothing."""
+    slow = [f"kd{i}/ctx{j}/s{k} {s.action}" for i, ctxs in enumerate(kdamonds)
+            for j, c in enumerate(ctxs) for k, s in enumerate(c.schemes)
+            if s.quota.goals and s.quota.goal_tuner == "consist" and s.quota.esz_start == "min"]
+    if not slow:
+        return None
+    return (f"hint: {', '.join(slow)}: the consist goal tuner starts the quota at 1 byte "
+            f"and at most doubles it per quota interval; --damos_quota_goal_tuner temporal "
+            f"(kernel 7.1) or distance (damoncore) act at the full quota from the start")
+
+
+MAX_DURATION_US = 1 << 63   # ~292,000 years: longer means never, which is no --duration
+
+
+def check_args(args) -> None:
+    """The options that are not part of the kdamonds JSON; raises before anything starts."""
+    if args.duration is not None:
+        d = kd.parse_time_us(args.duration, "--duration")
+        if not 0 < d <= MAX_DURATION_US:
+            raise InvalidConfig(f"--duration {kd.show(args.duration)}: must be above 0 and at "
+                                f"most 2^63 us (leave it out to run until a signal)")
+    kd.parse_time_us(args.progress_interval, "--progress_interval")
+    if args.record:
+        output_file(args.record, "--record")
+    target = args.deducible_target
+    if target and target != "paddr" and re.fullmatch(r"[0-9]+", target):
+        args.target_pid = [parse_pid(target, "<deducible string>")]
+        args.deducible_target = None
+
+
+def run(args, out=None, ready=None) -> list:
     """Build, run and tear down; returns the kdamonds (lists of contexts).  ``ready``:
     called with the kdamonds once everything is built, just before monitoring starts."""
+    out = out or sys.stderr
+    check_args(args)
     space = (args.ops or ["vaddr" if args.target_pid else "paddr"])[0]
     page_fault = any("page_fault" in ps for ps in (args.sample_primitives or [])) or \
         any(backends.yes(v) for v in (args.exp_ops_use_reports or []))
@@ -82,17 +126,26 @@ def run(args, out=sys.stderr, ready=None) -> list:
               file=out, flush=True)
     kdamonds = kd.build_contexts(d, backends.ops_factory(backend, machine, pid, args.sysfs_root,
                                                              args.procfs_root))
-    duration = kd.parse_time_us(args.duration, f"--duration {args.duration!r}") \
-        if args.duration else None
-    every = kd.parse_time_us(args.progress_interval, "--progress_interval") / 1e6
+    duration = kd.parse_time_us(args.duration) if args.duration else None
+    hint = slow_goal_hint(kdamonds)
+    if hint and not args.quiet:
+        print(hint, file=out, flush=True)
+    every = kd.parse_time_us(args.progress_interval) / 1e6
+    clock = kdamonds[0][0].clock if kdamonds and kdamonds[0] else None
+    t0 = [clock.now_us() if clock else 0, time.monotonic()]
     last = [time.monotonic()]
     writer = RecordWriter(args.record, args.output_type,
                           **getattr(args, "record_options", {})) if args.record else None
 
+    def elapsed() -> str:
+        if clock is None:
+            return ""
+        return _elapsed(clock.now_us() - t0[0], time.monotonic() - t0[1], backend == "sim")
+
     def progress(ctx, snap):
         if not args.quiet and time.monotonic() - last[0] >= every:
             last[0] = time.monotonic()
-            print(_progress_line(kdamonds), file=out, flush=True)
+            print(_progress_line(kdamonds, elapsed()), file=out, flush=True)
 
     for i, ctxs in enumerate(kdamonds):
         for j, c in enumerate(ctxs):
@@ -101,42 +154,43 @@ def run(args, out=sys.stderr, ready=None) -> list:
             c.add_callback(progress)
     runners = [Kdamond([c for ctxs in kdamonds for c in ctxs])] if backend == "sim" \
         else [Kdamond(ctxs) for ctxs in kdamonds if ctxs]
-    server = None if args.no_status_socket else StatusServer(lambda: status_of(kdamonds))
-    if server and not args.quiet:
-        print(f"status socket: {server.path}", file=out, flush=True)
 
-    def stop(signum, frame):
+    def stop():
         for r in runners:
             r.stop()
-    old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    server = None
     switch = sys.getswitchinterval()
-    try:
-        if ready:
-            ready(kdamonds)
-        if len(runners) == 1:
-            runners[0].run(duration)
-        else:
-            # kdamond threads share the GIL: one back from a syscall waits out the other's
-            # switch interval (5 ms by default), a convoy that multiplied the cost of the
-            # syscall-heavy steps (access checks, owner lookups) in the guest
-            sys.setswitchinterval(0.0005)
-            threads = [threading.Thread(target=r.run, args=(duration,), daemon=True)
-                       for r in runners]
-            for t in threads:
-                t.start()
-            while any(t.is_alive() for t in threads):
+    with stopping(stop):
+        try:
+            server = None if args.no_status_socket else \
+                StatusServer(lambda: status_of(kdamonds))
+            if server and not args.quiet:
+                print(f"status socket: {server.path}", file=out, flush=True)
+            if ready:
+                ready(kdamonds)
+            t0[:] = [clock.now_us() if clock else 0, time.monotonic()]
+            if len(runners) == 1:
+                runners[0].run(duration)
+            else:
+                # kdamond threads share the GIL: one back from a syscall waits out the
+                # other's switch interval (5 ms by default), a convoy that multiplied the
+                # cost of the syscall-heavy steps (access checks, owner lookups) in the guest
+                sys.setswitchinterval(0.0005)
+                threads = [threading.Thread(target=r.run, args=(duration,), daemon=True)
+                           for r in runners]
                 for t in threads:
-                    t.join(0.2)
-    finally:
-        sys.setswitchinterval(switch)
-        for s, h in old.items():
-            signal.signal(s, h)
-        if server:
-            server.close()
-        if writer:
-            writer.close()
+                    t.start()
+                while any(t.is_alive() for t in threads):
+                    for t in threads:
+                        t.join(0.2)
+        finally:
+            sys.setswitchinterval(switch)
+            if server:
+                server.close()
+            if writer:
+                writer.close()
     if not args.quiet:
-        print(_progress_line(kdamonds), file=out, flush=True)
+        print(_progress_line(kdamonds, elapsed()), file=out, flush=True)
     return kdamonds
 
 
