@@ -9,7 +9,9 @@ import os
 from ..errors import DamonError
 from ..kdamonds import fmt_sz as _fmt_sz
 from ..kdamonds import fmt_time_us as _fmt_time_us
-from .status_server import query, socket_dir
+from ..kdamonds import show
+from .damo_options import PID_MAX, ArgsError, int_arg
+from .status_server import query, remove_stale, socket_dir
 
 
 def fmt_sz(n, raw=False):
@@ -21,7 +23,8 @@ def fmt_time_us(us, raw=False):
 
 
 def set_argparser(p):
-    p.add_argument("--pid", type=int, metavar="<pid>", help="the damoncore start process")
+    p.add_argument("--pid", type=int_arg(1, PID_MAX), metavar="<pid>",
+                   help="the damoncore start process")
     p.add_argument("--socket", metavar="<path>", help="control socket path")
     p.add_argument("--json", action="store_true", help="print the raw JSON status")
     p.description = "Show the status of running damoncore start processes"
@@ -65,13 +68,35 @@ def render(st) -> str:
     return "\n".join(lines)
 
 
+def _query(path):
+    """The status at ``path``; None if its run is gone (a dead run's socket is removed)."""
+    try:
+        return query(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        remove_stale(path)
+        return None
+    except (OSError, ValueError) as e:
+        raise DamonError(f"cannot query {path}: {getattr(e, 'strerror', None) or e}") from e
+
+
 def main(args):
     paths = find_sockets(args)
-    if not paths:
-        raise DamonError(f"no running damoncore start found (no socket in {socket_dir()})")
+    if args.socket and not os.path.exists(args.socket):
+        raise ArgsError(f"--socket {show(args.socket)}: no such file")
+    found = 0
     for path in paths:
-        try:
-            st = query(path)
-        except OSError as e:
-            raise DamonError(f"cannot query {path}: {e.strerror or e}") from e
-        print(json.dumps(st, indent=4) if args.json else render(st))
+        st = _query(path)
+        if st is None:
+            continue
+        found += 1
+        if args.json:
+            print(json.dumps(st, indent=4))
+        elif "error" in st:
+            print(f"{path}: the run could not report its status: {st['error']}")
+        else:
+            print(render(st))
+    if not found:
+        if args.socket or args.pid:
+            raise DamonError(f"no damoncore start answers at {paths[0]} (the run is gone)")
+        raise DamonError(f"no running damoncore start found (no live socket in "
+                         f"{socket_dir()})")

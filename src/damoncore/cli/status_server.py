@@ -67,6 +67,59 @@ def status_of(kdamonds, started_us=None, clock=None) -> dict:
     return out
 
 
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def socket_pid(path: str) -> int | None:
+    """The pid a ``<pid>.sock`` in the socket directory belongs to."""
+    stem = os.path.basename(path)[:-len(".sock")] if path.endswith(".sock") else ""
+    return int(stem) if stem.isascii() and stem.isdigit() and len(stem) < 10 else None
+
+
+def remove_stale(path: str) -> bool:
+    """Unlink ``path`` if it is a dead run's socket (its pid is gone, or nobody listens on
+    it: a run killed by SIGKILL leaves one behind); True if it was removed."""
+    pid = socket_pid(path)
+    try:
+        if pid is None or not stat.S_ISSOCK(os.lstat(path).st_mode):
+            return False            # never anything but a <pid>.sock socket
+    except OSError:
+        return False
+    if pid_alive(pid):
+        for _ in range(2):          # a run between bind() and listen() refuses briefly
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                    s.settimeout(1.0)
+                    s.connect(path)
+                return False
+            except ConnectionRefusedError:
+                threading.Event().wait(0.2)
+            except OSError:
+                return False
+    try:
+        os.unlink(path)
+    except OSError:
+        return False
+    return True
+
+
+def sweep(directory: str) -> int:
+    """Remove the dead runs' sockets in ``directory``; how many were removed."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return 0
+    return sum(remove_stale(os.path.join(directory, n)) for n in names
+               if n.endswith(".sock") and socket_pid(n) != os.getpid())
+
+
 class StatusServer:
     """Serves ``status_fn()`` as JSON on ``path`` from a daemon thread."""
 
@@ -74,6 +127,7 @@ class StatusServer:
         if path is None:
             d = socket_dir()
             ensure_private_dir(d)
+            sweep(d)
             path = os.path.join(d, f"{os.getpid()}.sock")
         self.path = path
         self.status_fn = status_fn
