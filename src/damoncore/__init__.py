@@ -14,7 +14,15 @@ from .ops.base import ApplyResult, Operations
 from .schemes.scheme import (AccessPattern, Filter, Quota, QuotaGoal, Scheme, SchemeStats,
                              Watermarks)
 
-__version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # the version has one source, pyproject.toml, read through the installed package's
+    # metadata (or, in a source tree that was never installed, pyproject.toml itself)
+    if name == "__version__":
+        from ._version import version
+        return version()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "AccessPattern", "ActionNotSupported", "Adaptation", "AdaptationError", "ApplyResult",
