@@ -620,6 +620,13 @@ def _sample_filter_from_dict(kv) -> SampleFilter:
                         if t == "threads" else frozenset())
 
 
+def check_aggr_samples(sample_us: int, aggr_us: int, what: str) -> None:
+    """nr_accesses is a u32: at most 2^32-1 samples per aggregation."""
+    if sample_us > 0 and aggr_us // sample_us > _U32:
+        raise InvalidConfig(f"{what} {aggr_us} us / {sample_us} us: more than 2^32-1 "
+                            f"samples per aggregation (nr_accesses is a u32)")
+
+
 def context_from_dict(kv, ops) -> Context:
     """One context of the kdamonds JSON, running on ``ops``."""
     if parse_bytes(kv.get("addr_unit", 1), "addr_unit") != 1:
@@ -642,6 +649,7 @@ def context_from_dict(kv, ops) -> Context:
             aggrs=parse_nr(g.get("aggrs", 0), "aggrs"),
             min_sample_us=parse_time_us(g.get("min_sample_us", 0), "min_sample_us"),
             max_sample_us=parse_time_us(g.get("max_sample_us", 0), "max_sample_us")))
+    check_aggr_samples(attrs.sample_us, attrs.aggr_us, "aggr_us / sample_us")
     targets = []
     for i, t in enumerate(kv.get("targets", [])):
         pid = t.get("pid")
@@ -656,6 +664,8 @@ def context_from_dict(kv, ops) -> Context:
         tgt = Target(pid=pid, ranges=ranges)
         tgt.obsolete = bool(t.get("obsolete", False))
         targets.append(tgt)
+    if not targets:
+        raise InvalidConfig("targets: a context needs at least one target")
     sc = kv.get("sample_control") or {}
     pe = sc.get("primitives_enabled") or {"page_table": True}
     prims = tuple(p for p in ("page_table", "page_fault") if pe.get(p))

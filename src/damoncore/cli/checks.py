@@ -7,6 +7,7 @@ into the same.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
@@ -52,6 +53,21 @@ def input_file(path: str, what: str = "--input", hint: str = "") -> str:
     return path
 
 
+def _writable_dir(d: str) -> bool:
+    """For file systems without O_TMPFILE (/proc, some network ones): create and remove a
+    named probe (it leaves no file, only the directory's mtime changes)."""
+    probe = os.path.join(d, f".damoncore-probe-{os.getpid()}")
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError:
+        return False
+    try:
+        os.unlink(probe)
+    except OSError:
+        pass
+    return True
+
+
 def output_file(path: str, what: str = "--output", exts=None) -> str:
     """``path`` if a file can be created there (its directory exists and is writable, it
     is not a directory, its name is not too long, and it has one of ``exts`` if given);
@@ -71,14 +87,20 @@ def output_file(path: str, what: str = "--output", exts=None) -> str:
         name_max = 255
     if len(os.fsencode(os.path.basename(path))) > name_max - 16:  # room for .tmp<pid>, .old
         raise ArgsError(f"{what} {show(path)}: file name longer than {name_max - 16} bytes")
-    # permission bits do not tell root about read-only mounts or /proc: try it
-    probe = os.path.join(d, f".damoncore-probe-{os.getpid()}")
+    # permission bits do not tell root about read-only mounts or /proc: try it, with an
+    # unnamed file (O_TMPFILE) that leaves no trace, not even the directory's mtime
     try:
-        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        os.unlink(probe)
+        os.close(os.open(d, os.O_WRONLY | getattr(os, "O_TMPFILE", 0), 0o600))
+        ok, why = True, ""
+    except IsADirectoryError:           # no O_TMPFILE here
+        ok, why = _writable_dir(d), "not writable"
     except OSError as e:
-        raise ArgsError(f"{what} {show(path)}: cannot create files in {show(d)} "
-                        f"({e.strerror})") from None
+        if e.errno in (errno.EOPNOTSUPP, errno.EINVAL):  # a file system without O_TMPFILE
+            ok, why = _writable_dir(d), "not writable"
+        else:
+            ok, why = False, e.strerror
+    if not ok:
+        raise ArgsError(f"{what} {show(path)}: cannot create files in {show(d)} ({why})")
     if st is not None:
         try:
             os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))

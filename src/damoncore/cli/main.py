@@ -150,7 +150,7 @@ def main(argv=None) -> int:
             pass
         return 0
     except (Exception, Interrupted, KeyboardInterrupt) as e:
-        if debug:
+        if debug and command is not None:   # a usage error needs no traceback
             raise
         if command is None and isinstance(e, ArgsError):
             # a parse error: name the command it is about

@@ -143,6 +143,7 @@ def _config(args) -> HolisticConfig:
         raise InvalidConfig(f"--sample {args.sample!r}: must be > 0")
     if aggr < sample:
         raise InvalidConfig(f"--aggr {args.aggr!r}: must be at least --sample ({args.sample})")
+    kd.check_aggr_samples(sample, aggr, "--aggr / --sample")
     if update < sample:
         raise InvalidConfig(f"--ops_update {args.ops_update!r}: must be at least --sample "
                             f"({args.sample})")

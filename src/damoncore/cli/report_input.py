@@ -44,6 +44,13 @@ def load_records(path: str, what: str = "--input") -> list:
         recs = rec.read_records(path)
         if not isinstance(recs, list):
             raise ValueError("not a list of records")
+        for r in recs:
+            if not all(isinstance(v, int) and not isinstance(v, bool)
+                       for v in (r.kdamond_idx, r.context_idx, r.target_id)):
+                raise InvalidConfig("not a damo record file (a record without integer "
+                                    "kdamond_idx, context_idx and target_id)")
+    except OSError as e:
+        raise ArgsError(f"{where}: cannot read it ({e.strerror or e})") from None
     except InvalidConfig as e:
         msg = str(e) if str(e).startswith("not a ") else f"bad record ({e})"
         raise ArgsError(f"{where}: {msg}") from None
@@ -64,12 +71,19 @@ def load_footprints(path: str, what: str = "--input") -> list:
         snaps = rec.read_footprints(path)
         kd.check_shape(snaps, _FOOTPRINT, "mem_footprint")
         for s in snaps:
+            if "footprints" not in s:
+                raise InvalidConfig("a snapshot without footprints")
             for fp in s["footprints"]:
+                if "pid" not in fp or "footprint" not in fp:
+                    raise InvalidConfig("a footprint without pid or footprint")
                 need = ("total", "free") if fp.get("pid") is None else ("size", "resident")
                 for k in need:
                     v = fp["footprint"].get(k)
-                    if v is not None:
-                        kd.parse_nr(v, f"footprint {k}")
+                    if v is not None and (not isinstance(v, int) or isinstance(v, bool)
+                                          or not 0 <= v < 1 << 63):
+                        raise InvalidConfig(f"footprint {k}: {kd.show(v)} is not a count")
+    except OSError as e:
+        raise ArgsError(f"{where}: cannot read it ({e.strerror or e})") from None
     except InvalidConfig as e:
         raise ArgsError(f"{where}: not a damo mem_footprint file ({e})") from None
     except _DAMAGE as e:

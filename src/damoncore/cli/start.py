@@ -88,11 +88,25 @@ def check_args(args) -> None:
                                 f"most 2^63 us (leave it out to run until a signal)")
     kd.parse_time_us(args.progress_interval, "--progress_interval")
     if args.record:
-        output_file(args.record, "--record")
+        output_file(args.record, "--out" if getattr(args, "out", None) else "--record")
     target = args.deducible_target
     if target and target != "paddr" and re.fullmatch(r"[0-9]+", target):
         args.target_pid = [parse_pid(target, "<deducible string>")]
         args.deducible_target = None
+
+
+def _start_all(contexts) -> None:
+    """Start every context (regions, backends) before anything is printed or served, so a
+    setting only the backend can refuse fails as one line, with nothing to undo."""
+    started = []
+    try:
+        for c in contexts:
+            c.start()
+            started.append(c)
+    except BaseException:
+        for c in started:
+            c.ops.cleanup(c)
+        raise
 
 
 def run(args, out=None, ready=None) -> list:
@@ -121,12 +135,15 @@ def run(args, out=None, ready=None) -> list:
     if d is None:
         d = kdamonds_from_args(args, backends.SimResolver(machine) if machine else
                                backends.RealResolver(args.sysfs_root, args.procfs_root))
+    kdamonds = kd.build_contexts(d, backends.ops_factory(backend, machine, pid, args.sysfs_root,
+                                                             args.procfs_root))
+    if not any(kdamonds):
+        raise InvalidConfig("nothing to monitor: no kdamond has a context")
+    duration = kd.parse_time_us(args.duration) if args.duration else None
+    _start_all([c for ctxs in kdamonds for c in ctxs])
     if why and not args.quiet:
         print(f"using simulated memory (--sim_preset {args.sim_preset}): {why}",
               file=out, flush=True)
-    kdamonds = kd.build_contexts(d, backends.ops_factory(backend, machine, pid, args.sysfs_root,
-                                                             args.procfs_root))
-    duration = kd.parse_time_us(args.duration) if args.duration else None
     hint = slow_goal_hint(kdamonds)
     if hint and not args.quiet:
         print(hint, file=out, flush=True)
