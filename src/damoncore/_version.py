@@ -16,9 +16,10 @@ def version() -> str:
     if os.path.exists(pyproject):
         # a source tree (PYTHONPATH=src): its own pyproject, not another checkout's metadata
         with open(pyproject) as f:
-            m = re.search(r'^\[project\][^\[]*?^version\s*=\s*"([^"]+)"', f.read(),
-                          re.MULTILINE | re.DOTALL)
-        if m:
+            text = f.read()
+        m = re.search(r'^\[project\][^\[]*?^version\s*=\s*"([^"]+)"', text,
+                      re.MULTILINE | re.DOTALL)
+        if m and re.search(r'^name\s*=\s*"damoncore"', text, re.MULTILINE):
             return m.group(1)
     try:
         return dist_version("damoncore")
