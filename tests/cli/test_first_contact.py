@@ -166,3 +166,42 @@ def test_a_good_record_still_reports(tmp_path):
                                          "--snapshot_idx", "-1"], wd.path)
     assert rc == 0 and err == "" and "snapshot 11:" in out
     assert zlib.decompress(h.FIXTURES["rec.data"])      # the fixture is damo's format
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_full_disk_is_a_runtime_failure_naming_what_failed(tmp_path):
+    import subprocess
+    import sys
+    env = dict(os.environ, PYTHONPATH=h.SRC)
+    with h.Workdir() as wd, open("/dev/full", "w") as full:
+        p = subprocess.run([sys.executable, "-m", "damoncore", "report", "access", "-i",
+                            "rec.data"], cwd=wd.path, env=env, stdout=full,
+                           stderr=subprocess.PIPE, text=True, timeout=60)
+        assert p.returncode == 1
+        assert p.stderr == "damoncore: writing the standard output: No space left on device\n"
+        rc, out, err = h.run_subprocess(["args", "damon", "--backend", "sim", "--out",
+                                         "/dev/full"], wd.path)
+        assert rc == 1 and err.strip().endswith("No space left on device)"), err
+        assert "--out /dev/full" in err
+
+
+def test_a_closed_pipe_is_not_an_error(tmp_path):
+    import subprocess
+    import sys
+
+    from cli_helpers import make_snapshots
+
+    from damoncore import records as rec
+    r = rec.Record(0, 0, 0, 4242, {"sample_us": 5000, "aggr_us": 100000})
+    r.snapshots = make_snapshots(2000)          # ~1 MB of report: more than a pipe holds
+    rec.write_records([r], str(tmp_path / "big.data"))
+    env = dict(os.environ, PYTHONPATH=h.SRC)
+    with h.Workdir() as wd:
+        p = subprocess.Popen([sys.executable, "-m", "damoncore", "report", "access", "-i",
+                              str(tmp_path / "big.data")], cwd=wd.path, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        p.stdout.readline()
+        p.stdout.close()                # as `| head -1` does
+        err = p.stderr.read().decode()
+        p.wait(60)
+    assert p.returncode == 0 and err == ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from .. import kdamonds as kd
+from ..errors import DamonError
 from . import backends
 from .checks import output_file
 from .damo_args import kdamonds_from_args, validate
@@ -41,7 +42,10 @@ def main(args):
         output_file(args.out, "--out")
     text = render(args)
     if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+        try:
+            with open(args.out, "w") as f:
+                f.write(text + "\n")
+        except OSError as e:
+            raise DamonError(f"--out {args.out}: writing failed ({e.strerror})") from None
     else:
         print(text)

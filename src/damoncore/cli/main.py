@@ -97,12 +97,42 @@ def _line(msg: str) -> str:
     return msg if len(msg) <= MAX_LINE else msg[:MAX_LINE - 3] + "..."
 
 
-def _os_error(e: OSError) -> tuple[int, str]:
+class OutputError(OSError):
+    """Writing the standard output failed (disk full, a closed pipe's neighbour)."""
+
+
+class _Stdout:
+    """sys.stdout whose write errors say they are about the standard output."""
+
+    def __init__(self, f):
+        self._f = f
+
+    def _call(self, name, *a):
+        try:
+            return getattr(self._f, name)(*a)
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise OutputError(e.errno, f"writing the standard output: {e.strerror}") from e
+
+    def write(self, text):
+        return self._call("write", text)
+
+    def flush(self):
+        return self._call("flush")
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+
+def _os_error(e: OSError, command: str | None) -> tuple[int, str]:
     where = " -> ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
     what = e.strerror or str(e) or type(e).__name__
     if where and e.errno in PATH_ERRNOS:
         return 2, f"error: {where}: {what}"
-    return 1, f"{where}: {what}" if where else what
+    if where:
+        return 1, f"{where}: {what}"
+    return 1, what if isinstance(e, OutputError) else f"{command or 'damoncore'}: {what}"
 
 
 def classify(e: BaseException, command: str | None) -> tuple[int, str]:
@@ -119,7 +149,7 @@ def classify(e: BaseException, command: str | None) -> tuple[int, str]:
     if isinstance(e, DamonError):
         return 1, str(e) or type(e).__name__
     if isinstance(e, OSError):
-        return _os_error(e)
+        return _os_error(e, command)
     if isinstance(e, ValueError):       # malformed input that reached a parser (bytes, JSON)
         return 2, f"error: {e or type(e).__name__}"
     if isinstance(e, MemoryError):
@@ -132,6 +162,9 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = _debug_requested(argv)
     command = None
+    real_stdout = sys.stdout
+    if real_stdout is not None:
+        sys.stdout = _Stdout(real_stdout)
     try:
         with raising(), warnings.catch_warnings():
             if not debug:
@@ -139,6 +172,8 @@ def main(argv=None) -> int:
             args = build_parser(_chosen(argv)).parse_args(argv)
             command = args.command
             _module(command).main(args)
+            if sys.stdout is not None:
+                sys.stdout.flush()
     except SystemExit as e:             # --help, --version
         return e.code if isinstance(e.code, int) else 0
     except BrokenPipeError:
@@ -159,6 +194,8 @@ def main(argv=None) -> int:
         if msg:
             print(f"damoncore: {_line(msg)}", file=sys.stderr)
         return code
+    finally:
+        sys.stdout = real_stdout
     return 0
 
 
