@@ -85,6 +85,9 @@ RECORD = _record_kvs()
 KDAMONDS = _kdamonds()
 FIXTURES = {
     "rec.data": zlib.compress(json.dumps(RECORD).encode()),
+    # the reports' default inputs, so that options are exercised past the file check
+    "damon.data": zlib.compress(json.dumps(RECORD).encode()),
+    "damon.data.mem_footprint": json.dumps(FOOTPRINTS).encode(),
     "rec.json": json.dumps(RECORD).encode(),
     "kd.json": json.dumps(KDAMONDS).encode(),
     "fp.json": json.dumps(FOOTPRINTS).encode(),
@@ -126,7 +129,8 @@ DURATIONS = st.sampled_from([
     "0", "1", "1ms", "10ms", "-1s", "1ns", "max", "min", "2^70s", "1180591620717411303424s",
     "9" * 100_000, "abc", "", "5 ms 3", "1e3s", "1.5ms", "18446744073709551615",
     "9223372036854775809", "100ms"])     # 2^63 + 1 us: one above the bound
-HOSTILE = st.one_of(NUMBERS, UNITS, WORDS, PATHS, _non_utf8(),
+EDGES = st.sampled_from(["0", "-1", "1", str(2 ** 64), str(2 ** 70), "9" * 100_000, ""])
+HOSTILE = st.one_of(EDGES, EDGES, NUMBERS, UNITS, WORDS, PATHS, _non_utf8(),
                     st.text(max_size=12))
 
 
@@ -243,6 +247,15 @@ VALID["record"] = VALID["start"] + [["-o", "out.data", "--output_type", "json"]]
 VALID["args damon"] = [v for v in VALID["start"]] + [["--out", "out.json", "--raw"]]
 
 
+def _owner(parser, body, j):
+    """The option whose value ``body[j]`` is (the nearest option before it), if any."""
+    by_name = {o: a for a in parser._actions for o in a.option_strings}
+    for w in reversed(body[:j]):
+        if w in by_name:
+            return by_name[w]
+    return None
+
+
 @st.composite
 def mutated_argv(draw, words, parser):
     """One of :data:`VALID`'s command lines for ``words`` with 1-3 tokens replaced by
@@ -255,7 +268,10 @@ def mutated_argv(draw, words, parser):
         i = draw(st.integers(0, len(body)))
         values = [j for j, w in enumerate(body) if not w.startswith("--")]
         if how == "value" and values:
-            body[draw(st.sampled_from(values))] = draw(st.one_of(HOSTILE, NUMBERS, UNITS))
+            j = draw(st.sampled_from(values))
+            owner = _owner(parser, body, j)
+            body[j] = draw(st.one_of(value_for(owner), NUMBERS, UNITS) if owner else
+                           st.one_of(HOSTILE, NUMBERS, UNITS))
         elif how in ("replace", "value") and body:
             body[min(i, len(body) - 1)] = draw(HOSTILE)
         elif how == "delete" and body:

@@ -48,7 +48,7 @@ def test_the_grammar_covers_every_subcommand():
 
 
 @pytest.mark.parametrize("words", [w for w, _ in h.COMMANDS], ids=" ".join)
-@settings(max_examples=int(os.environ.get("DAMONCORE_HOSTILE_EXAMPLES", 60)), **SETTINGS)
+@settings(max_examples=int(os.environ.get("DAMONCORE_HOSTILE_EXAMPLES", 100)), **SETTINGS)
 @given(data=st.data())
 def test_argv_from_the_grammar(words, data, _private_socket_dir):
     parser = dict(h.COMMANDS)[words]
@@ -56,7 +56,7 @@ def test_argv_from_the_grammar(words, data, _private_socket_dir):
     _run(argv, socket_root=str(_private_socket_dir))
 
 
-@settings(max_examples=int(os.environ.get("DAMONCORE_HOSTILE_EXAMPLES", 60)) * 2, **SETTINGS)
+@settings(max_examples=int(os.environ.get("DAMONCORE_HOSTILE_EXAMPLES", 100)) * 2, **SETTINGS)
 @given(doc=h.damaged_file(h.KDAMONDS, compress=False), inline=st.booleans(),
        command=st.sampled_from(["start", "args"]))
 def test_damaged_kdamonds_json(doc, inline, command, _private_socket_dir):
@@ -77,7 +77,7 @@ def test_damaged_kdamonds_json(doc, inline, command, _private_socket_dir):
 REPORTS = [w for w, _ in h.COMMANDS if w[0] == "report"]
 
 
-@settings(max_examples=int(os.environ.get("DAMONCORE_HOSTILE_EXAMPLES", 60)) * 2, **SETTINGS)
+@settings(max_examples=int(os.environ.get("DAMONCORE_HOSTILE_EXAMPLES", 100)) * 2, **SETTINGS)
 @given(data=st.data())
 def test_damaged_record_files(data):
     words = data.draw(st.sampled_from([w for w in REPORTS if w[1] != "footprints"]))
@@ -86,7 +86,7 @@ def test_damaged_record_files(data):
     _run(extra + ["-i", "bad.data"], {"bad.data": doc})
 
 
-@settings(max_examples=int(os.environ.get("DAMONCORE_HOSTILE_EXAMPLES", 60)), **SETTINGS)
+@settings(max_examples=int(os.environ.get("DAMONCORE_HOSTILE_EXAMPLES", 100)), **SETTINGS)
 @given(doc=h.damaged_file(h.FOOTPRINTS, compress=False))
 def test_damaged_footprint_files(doc):
     _run(["report", "footprints", "-i", "bad.fp"], {"bad.fp": doc})

@@ -25,7 +25,7 @@ def fmt_dist(metric, values, pcts, raw=False, nr_cols_bar=59, all_values=False) 
     if all_values:
         return "\n".join(lines + [f"{i} {fmt_sz(v, raw)}" for i, v in enumerate(values)])
     top = max(percentile(values, p) for p in pcts)
-    per_col = top / nr_cols_bar if top > 0 else 1
+    per_col = top / nr_cols_bar if top > 0 and nr_cols_bar > 0 else 1
     for p in pcts:
         v = percentile(values, p)
         line = f"{p:3d} {fmt_sz(v, raw)!s:>15}"
