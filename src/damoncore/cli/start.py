@@ -109,10 +109,17 @@ def _start_all(contexts) -> None:
         raise
 
 
-def run(args, out=None, ready=None) -> list:
-    """Build, run and tear down; returns the kdamonds (lists of contexts).  ``ready``:
-    called with the kdamonds once everything is built, just before monitoring starts."""
-    out = out or sys.stderr
+class Plan:
+    """What :func:`prepare` decided: the backend (and why, if it fell back to the
+    simulator), the simulated machine if any, the kdamonds (built, not started)."""
+
+    def __init__(self, backend, why, machine, kdamonds):
+        self.backend, self.why, self.machine, self.kdamonds = backend, why, machine, kdamonds
+
+
+def prepare(args) -> Plan:
+    """Check every option and build the contexts; starts nothing and touches no file, so
+    a caller (record) can check a command line before it does anything itself."""
     check_args(args)
     space = (args.ops or ["vaddr" if args.target_pid else "paddr"])[0]
     page_fault = any("page_fault" in ps for ps in (args.sample_primitives or [])) or \
@@ -139,6 +146,16 @@ def run(args, out=None, ready=None) -> list:
                                                              args.procfs_root))
     if not any(kdamonds):
         raise InvalidConfig("nothing to monitor: no kdamond has a context")
+    return Plan(backend, why, machine, kdamonds)
+
+
+def run(args, out=None, plan=None, ready=None) -> list:
+    """Build (unless ``plan`` is given), run and tear down; returns the kdamonds (lists of
+    contexts).  ``ready``: called with the kdamonds once everything is built and started,
+    just before the monitoring loop."""
+    out = out or sys.stderr
+    plan = plan or prepare(args)
+    backend, why, kdamonds = plan.backend, plan.why, plan.kdamonds
     duration = kd.parse_time_us(args.duration) if args.duration else None
     _start_all([c for ctxs in kdamonds for c in ctxs])
     if why and not args.quiet:
@@ -175,7 +192,7 @@ def run(args, out=None, ready=None) -> list:
     def stop():
         for r in runners:
             r.stop()
-    server = None
+    server, ran = None, False
     switch = sys.getswitchinterval()
     with stopping(stop):
         try:
@@ -186,22 +203,36 @@ def run(args, out=None, ready=None) -> list:
             if ready:
                 ready(kdamonds)
             t0[:] = [clock.now_us() if clock else 0, time.monotonic()]
+            ran = True                  # from here on, Kdamond.run cleans up the backends
             if len(runners) == 1:
                 runners[0].run(duration)
             else:
+                errors = []
+
+                def run_one(r):
+                    try:
+                        r.run(duration)
+                    except BaseException as e:  # re-raised below, in the main thread
+                        errors.append(e)
+                        stop()
                 # kdamond threads share the GIL: one back from a syscall waits out the
                 # other's switch interval (5 ms by default), a convoy that multiplied the
                 # cost of the syscall-heavy steps (access checks, owner lookups) in the guest
                 sys.setswitchinterval(0.0005)
-                threads = [threading.Thread(target=r.run, args=(duration,), daemon=True)
+                threads = [threading.Thread(target=run_one, args=(r,), daemon=True)
                            for r in runners]
                 for t in threads:
                     t.start()
                 while any(t.is_alive() for t in threads):
                     for t in threads:
                         t.join(0.2)
+                if errors:
+                    raise errors[0]
         finally:
             sys.setswitchinterval(switch)
+            if not ran:
+                for c in (c for ctxs in kdamonds for c in ctxs):
+                    c.ops.cleanup(c)
             if server:
                 server.close()
             if writer:
