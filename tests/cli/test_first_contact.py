@@ -26,6 +26,14 @@ def _region_end(v):
     return json.dumps(kvs).encode()
 
 
+def _zero_sample_interval():
+    kvs = json.loads(json.dumps(h.RECORD))
+    kvs[0]["intervals"]["sample_us"] = 0
+    for s in kvs[0]["snapshots"]:
+        s.pop("sample_interval_us", None)
+    return json.dumps(kvs).encode()
+
+
 def _kdamonds_with(path, value):
     d = json.loads(json.dumps(h.KDAMONDS))
     cur = d
@@ -93,6 +101,8 @@ CASES = [
      {"b.data": _region_end(0)}, 2, ["b.data", "start is not below its end"]),
     ("report -i inverted times", ["report", "heatmap", "-i", "b.data"],
      {"b.data": _record_with(end_time=0, start_time=10 ** 9)}, 2, ["b.data", "time"]),
+    ("report -i sample interval 0", ["report", "access", "-i", "b.data"],
+     {"b.data": _zero_sample_interval()}, 2, ["b.data", "not a damo record file"]),
     ("heatmap resol 0 0", ["report", "heatmap", "-i", "rec.data", "--resol", "0", "0"], {},
      2, ["--resol", "0"]),
     ("heatmap resol -1 10", ["report", "heatmap", "-i", "rec.data", "--resol", "-1", "10"],

@@ -15,7 +15,7 @@ from .checks import input_file
 from .damo_options import ArgsError
 
 # what a damaged file makes the readers raise (besides InvalidConfig)
-_DAMAGE = (ValueError, KeyError, TypeError, AttributeError, IndexError, OverflowError,
+_DAMAGE = (ValueError, KeyError, TypeError, AttributeError, IndexError, ArithmeticError,
            zlib.error, RecursionError, EOFError)
 _FOOTPRINT = [{"time": "number", "footprints": [{"pid": ("number", None),
                                                   "footprint": {}}]}]
