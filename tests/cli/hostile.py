@@ -409,7 +409,7 @@ def requested_outputs(argv) -> set:
 
 
 class Workdir:
-    """A fresh directory with the fixtures; ``extra`` maps names to bytes."""
+    """A fresh directory with the fixtures; ``extra`` maps names to bytes (or None)."""
 
     def __init__(self, extra=None):
         self.extra = extra or {}
@@ -417,6 +417,8 @@ class Workdir:
     def __enter__(self):
         self.path = tempfile.mkdtemp(prefix="damoncore-hostile-")
         for name, data in {**FIXTURES, **self.extra}.items():
+            if data is None:            # extra={"name": None}: leave that fixture out
+                continue
             with open(os.path.join(self.path, name), "wb") as f:
                 f.write(data)
         for d in FIXTURE_DIRS:
