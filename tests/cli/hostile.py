@@ -439,6 +439,8 @@ def run_in_process(argv, cwd):
         with _time_limit(TIME_LIMIT), contextlib.redirect_stdout(out), \
                 contextlib.redirect_stderr(err):
             rc = main(list(argv))
+    except SystemExit as e:             # argparse's --help and --version, as for a process
+        rc = e.code if isinstance(e.code, int) else 0
     except Hang:
         raise AssertionError(f"still running after {TIME_LIMIT} s: {argv!r:.2000}") from None
     finally:

@@ -174,8 +174,6 @@ def main(argv=None) -> int:
             _module(command).main(args)
             if sys.stdout is not None:
                 sys.stdout.flush()
-    except SystemExit as e:             # --help, --version
-        return e.code if isinstance(e.code, int) else 0
     except BrokenPipeError:
         # the reader went away (| head): not an error; keep Python from complaining at exit
         try:
