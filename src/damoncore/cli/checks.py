@@ -19,10 +19,10 @@ from .damo_options import ArgsError, int_arg  # noqa: F401  (int_arg: one home)
 class PackageMissing(DamonError):
     """An optional Python package (not a kernel feature) that the request needs."""
 
-    def __init__(self, package: str, needed_for: str, extra: str):
+    def __init__(self, package: str, needed_for: str, install: str):
         self.package = package
         super().__init__(f"{needed_for} needs the Python package {package}, which is not "
-                         f"installed (pip install 'damoncore[{extra}]')")
+                         f"installed ({install})")
 
 
 def _stat(path: str, what: str):

@@ -12,6 +12,7 @@ import time
 from .. import kdamonds as kd
 from ..core.adaptation import ADAPTATIONS
 from ..evaluation import WORKLOADS, Grid, markdown, run_grid, summarize, write_table
+from .checks import PackageMissing, output_file
 from .damo_options import ArgsError
 
 
@@ -84,13 +85,22 @@ def grid_from_args(a) -> tuple:
     aggr = kd.parse_time_us(a.aggr, f"--aggr {a.aggr!r}")
     if not 0 < sample <= aggr:
         raise ArgsError(f"--sample {a.sample!r} --aggr {a.aggr!r}: need 0 < sample <= aggr")
+    kd.check_aggr_samples(sample, aggr, "--aggr / --sample")
     if a.workers is not None and a.workers < 1:
         raise ArgsError(f"--workers {a.workers}: need 1 or more")
     if a.serial and a.scheduler:
         raise ArgsError("--serial and --scheduler used together")
-    for path in (a.out, a.markdown):
-        if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
-            raise ArgsError(f"{path!r}: no such directory")
+    # both outputs are checked before the grid runs: a bad second one lost the whole run
+    for opt, path in (("--out", a.out), ("--markdown", a.markdown)):
+        if path:
+            output_file(path, opt)
+    if a.out and a.out.endswith(".parquet"):
+        try:
+            import pandas  # noqa: F401
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise PackageMissing("pandas and pyarrow", "--out <file>.parquet",
+                                 "pip install pandas pyarrow") from None
     executor = "serial" if a.serial else ("dask" if a.scheduler else "pool")
     grid = Grid(adaptations=adaptations, workloads=workloads, seeds=seeds, nr_regions=ranges,
                 sample_us=sample, aggr_us=aggr, extra=extra)

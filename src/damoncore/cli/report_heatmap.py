@@ -103,7 +103,7 @@ def _pyplot():
         import matplotlib.pyplot as plt
     except ImportError:
         raise PackageMissing("matplotlib", "an image heatmap (--output <file>)",
-                             "plot") from None
+                             "pip install 'damoncore[plot]'") from None
     return plt
 
 

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..core.adaptation import ADAPTATIONS
+from ..core.adaptation import ADAPTATIONS, Adaptation
 from ..core.attrs import Attrs
 from ..core.context import Context
 from ..core.target import Target
@@ -80,9 +80,12 @@ def make_adaptation(name: str, **options):
         import importlib
         mod, _, cls = name.partition(":")
         try:
-            return getattr(importlib.import_module(mod), cls)(**options)
-        except (ImportError, AttributeError) as e:
+            obj = getattr(importlib.import_module(mod), cls)
+        except (ImportError, AttributeError, ValueError) as e:
             raise InvalidConfig(f"adaptation {name!r}: cannot import it ({e})") from e
+        if not (isinstance(obj, type) and issubclass(obj, Adaptation)):
+            raise InvalidConfig(f"adaptation {name!r}: not a subclass of Adaptation")
+        return obj(**options)
     raise InvalidConfig(f"unknown adaptation {name!r} (known: {', '.join(ADAPTATIONS)}, "
                         f"or module:Class)")
 
