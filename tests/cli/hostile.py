@@ -36,7 +36,9 @@ from damoncore.cli.main import build_parser, main
 TIME_LIMIT = 30.0       # seconds, per run (a run takes ~0.02 s; a hang takes forever)
 # every long-running command runs on simulated memory for a short simulated time; the drawn
 # options come after these and override them (the last value wins), except --backend
-PREFIX = {"start": ["--duration", "10ms", "--progress_interval", "0"],
+PREFIX = {"eval-sampling": ["--serial", "--seeds", "1", "--workloads", "moving",
+                           "--adaptations", "kernel", "--nr_regions", "10-20"],
+          "start": ["--duration", "10ms", "--progress_interval", "0"],
           "record": ["--duration", "10ms", "--progress_interval", "0"],
           "demo": ["--duration", "200ms"],
           "numa-migrate": ["--duration", "10ms"]}
@@ -46,7 +48,7 @@ SUFFIX = {"start": ["--backend", "sim"], "record": ["--backend", "sim"],
 NOT_DRAWN = {"--help", "-h", "--version", "--backend", "--sysfs_root", "--procfs_root"}
 # the default output files of the commands (touching these is asked for)
 DEFAULT_OUTPUTS = {"record": ["damon.data", "damon.data.mem_footprint"]}
-OUTPUT_OPTIONS = ("--out", "-o", "--record", "--output")
+OUTPUT_OPTIONS = ("--out", "-o", "--record", "--output", "--markdown")
 
 MiB = 1 << 20
 
@@ -134,8 +136,28 @@ HOSTILE = st.one_of(EDGES, EDGES, NUMBERS, UNITS, WORDS, PATHS, _non_utf8(),
                     st.text(max_size=12))
 
 
-def value_for(action) -> st.SearchStrategy:
+# eval-sampling's size options take values that are valid, and long to run, or invalid;
+# its --adaptations imports any module:Class named, so only these are drawn
+EVAL_VALUES = {
+    "seeds": ["0", "-1", "", "x", "1", "2", "1,2", "10001", "9" * 100_000, "1,,2", "1,-2"],
+    "sample": ["0", "-1", "max", "", "abc", "5ms", "10ms", "2^70s", "9" * 100_000],
+    "aggr": ["0", "-1", "max", "", "abc", "100ms", "1ms", "2^70s", "9" * 100_000],
+    "nr_regions": ["10-20", "3-3", "2-5", "20-10", "0-0", "x", "10-", "-", "9" * 100_000,
+                   f"{2 ** 64}-{2 ** 65}"],
+    "extra": ["kernel", "fixed", "edge-split", "10-20", "x", "nosuchmodule:X", ""],
+    "adaptations": ["kernel", "fixed", "kernel,fixed", "", ",", "x", "nosuchmodule:X",
+                    "damoncore.core.adaptation:NoSuchClass", "damoncore:Context"],
+    "workloads": ["moving", "scan", "moving,scan", "", "x", ",", "all"],
+    "workers": ["0", "-1", "1", "2", "", "x", str(2 ** 70)],
+    "scheduler": ["tcp://127.0.0.1:1", "", "x"],
+}
+EVAL_DESTS = set(EVAL_VALUES) - {"sample", "aggr"}
+
+
+def value_for(action, command=None) -> st.SearchStrategy:
     dest = action.dest
+    if command == "eval-sampling" and dest in EVAL_VALUES:
+        return st.sampled_from(EVAL_VALUES[dest])
     if dest in ("duration", "every"):
         return DURATIONS
     if action.choices:
@@ -201,10 +223,11 @@ def argv_for(draw, words, parser, max_options=4):
         n = _arity(a.nargs, draw)
         if n and draw(st.integers(0, 9)) == 0:     # sometimes the wrong number of values
             n = max(0, n + draw(st.sampled_from([-1, 1])))
-        argv += [draw(value_for(a)) for _ in range(n)]
+        argv += [draw(value_for(a, words[0])) for _ in range(n)]
     for a in _positionals(parser):
         if draw(st.booleans()):
-            argv += [draw(value_for(a)) for _ in range(max(1, _arity(a.nargs, draw)))]
+            argv += [draw(value_for(a, words[0]))
+                     for _ in range(max(1, _arity(a.nargs, draw)))]
     return argv + SUFFIX.get(words[0], [])
 
 
@@ -239,6 +262,8 @@ VALID = {
     "report footprints": [["rss", "-i", "fp.json", "--sortby", "time", "--nr_cols_bar",
                            "10"]],
     "status": [["--json"]],
+    "eval-sampling": [["--workloads", "moving,scan", "--extra", "fixed", "10-10", "--out",
+                       "out.csv", "--markdown", "out.md", "--quiet"]],
     "numa-migrate": [["--sim_preset", "tiering", "--quota", "100MB", "--used_goal", "99%",
                       "--hot", "10%", "--min_age", "2", "--device", "gpu0:1:901",
                       "--pids", "4242"], ["--dry_run"]],
@@ -270,17 +295,22 @@ def mutated_argv(draw, words, parser):
         if how == "value" and values:
             j = draw(st.sampled_from(values))
             owner = _owner(parser, body, j)
-            body[j] = draw(st.one_of(value_for(owner), NUMBERS, UNITS) if owner else
-                           st.one_of(HOSTILE, NUMBERS, UNITS))
+            if owner is not None and words[0] == "eval-sampling":
+                body[j] = draw(value_for(owner, words[0]))
+            else:
+                body[j] = draw(st.one_of(value_for(owner), NUMBERS, UNITS) if owner else
+                               st.one_of(HOSTILE, NUMBERS, UNITS))
         elif how in ("replace", "value") and body:
-            body[min(i, len(body) - 1)] = draw(HOSTILE)
+            body[min(i, len(body) - 1)] = draw(
+                st.sampled_from(sorted({v for vs in EVAL_VALUES.values() for v in vs}))
+                if words[0] == "eval-sampling" else HOSTILE)
         elif how == "delete" and body:
             del body[min(i, len(body) - 1)]
         else:
             a = draw(st.sampled_from(opts))
             n = _arity(a.nargs, draw)
             body[i:i] = [draw(st.sampled_from(a.option_strings))] + \
-                [draw(value_for(a)) for _ in range(n)]
+                [draw(value_for(a, words[0])) for _ in range(n)]
     return list(words) + PREFIX.get(words[0], []) + body + SUFFIX.get(words[0], [])
 
 

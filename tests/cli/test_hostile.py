@@ -41,18 +41,29 @@ def test_the_grammar_covers_every_subcommand():
     names = {" ".join(words) for words, _ in h.COMMANDS}
     assert names == {"demo", "start", "record", "args damon", "report access",
                      "report heatmap", "report wss", "report footprints", "status",
-                     "numa-migrate"}
+                     "numa-migrate", "eval-sampling"}
     # and every option of each (all but help and the ones that could reach real memory)
     start = dict(h.COMMANDS)[("start",)]
     assert len(h._options(start)) > 50
 
 
-@pytest.mark.parametrize("words", [w for w, _ in h.COMMANDS], ids=" ".join)
+@pytest.mark.parametrize("words", [w for w, _ in h.COMMANDS if w != ("eval-sampling",)],
+                         ids=" ".join)
 @settings(max_examples=int(os.environ.get("DAMONCORE_HOSTILE_EXAMPLES", 100)), **SETTINGS)
 @given(data=st.data())
 def test_argv_from_the_grammar(words, data, _private_socket_dir):
     parser = dict(h.COMMANDS)[words]
     argv = data.draw(h.hostile_argv(words, parser), label="argv")
+    _run(argv, socket_root=str(_private_socket_dir))
+
+
+# a valid eval-sampling run simulates whole workloads (~0.5 s): fewer examples
+@settings(max_examples=int(os.environ.get("DAMONCORE_HOSTILE_EXAMPLES", 100)) * 2 // 5,
+          **SETTINGS)
+@given(data=st.data())
+def test_argv_from_the_grammar_eval_sampling(data, _private_socket_dir):
+    words = ("eval-sampling",)
+    argv = data.draw(h.hostile_argv(words, dict(h.COMMANDS)[words]), label="argv")
     _run(argv, socket_root=str(_private_socket_dir))
 
 
