@@ -69,26 +69,19 @@ def _writable_dir(d: str) -> bool:
 
 
 def output_file(path: str, what: str = "--output", exts=None) -> str:
-    """``path`` if a file can be created there (its directory exists and is writable, it
-    is not a directory, its name is not too long, and it has one of ``exts`` if given);
-    nothing is created."""
-    st = _stat(path, what)
-    if st is not None and stat.S_ISDIR(st.st_mode):
-        raise ArgsError(f"{what} {show(path)}: is a directory")
+    """``path`` if a file can be created there: records.check_output's rules (directory
+    exists and is writable, not a directory or other non-regular file, name short enough
+    to keep a ``.old``), then a real try, since permission bits tell root nothing about
+    read-only mounts or /proc, and one of ``exts`` if given.  Nothing is created."""
+    from ..records import check_output
+    if exts is not None:
+        ext = os.path.splitext(path)[1].lstrip(".").lower()
+        if ext not in exts:
+            raise ArgsError(f"{what} {show(path)}: unknown file type {show('.' + ext)} "
+                            f"(known: {', '.join(sorted(exts))})")
+    check_output(path, (), what)
     d = os.path.dirname(path) or "."
-    dst = _stat(d, what)
-    if dst is None:
-        raise ArgsError(f"{what} {show(path)}: directory {show(d)} does not exist")
-    if not stat.S_ISDIR(dst.st_mode):
-        raise ArgsError(f"{what} {show(path)}: {show(d)} is not a directory")
-    try:
-        name_max = os.pathconf(d, "PC_NAME_MAX")
-    except (OSError, ValueError):
-        name_max = 255
-    if len(os.fsencode(os.path.basename(path))) > name_max - 16:  # room for .tmp<pid>, .old
-        raise ArgsError(f"{what} {show(path)}: file name longer than {name_max - 16} bytes")
-    # permission bits do not tell root about read-only mounts or /proc: try it, with an
-    # unnamed file (O_TMPFILE) that leaves no trace, not even the directory's mtime
+    # an unnamed O_TMPFILE leaves no trace, not even the directory's mtime
     try:
         os.close(os.open(d, os.O_WRONLY | getattr(os, "O_TMPFILE", 0), 0o600))
         ok, why = True, ""
@@ -101,14 +94,9 @@ def output_file(path: str, what: str = "--output", exts=None) -> str:
             ok, why = False, e.strerror
     if not ok:
         raise ArgsError(f"{what} {show(path)}: cannot create files in {show(d)} ({why})")
-    if st is not None:
+    if os.path.exists(path):
         try:
             os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
         except OSError as e:
             raise ArgsError(f"{what} {show(path)}: not writable ({e.strerror})") from None
-    if exts is not None:
-        ext = os.path.splitext(path)[1].lstrip(".").lower()
-        if ext not in exts:
-            raise ArgsError(f"{what} {show(path)}: unknown file type {show('.' + ext)} "
-                            f"(known: {', '.join(sorted(exts))})")
     return path
