@@ -169,7 +169,7 @@ def test_cli_runs_a_grid_and_writes_table_and_summary(tmp_path):
     (["--sample", "1s", "--aggr", "100ms"], "need 0 < sample <= aggr"),
     (["--workers", "0"], "--workers 0"),
     (["--serial", "--scheduler", "tcp://127.0.0.1:1"], "used together"),
-    (["--out", "/no/such/dir/t.csv"], "no such directory"),
+    (["--out", "/no/such/dir/t.csv"], "does not exist"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, args, msg):
     r = run_cli("eval-sampling", *args, timeout=60)
