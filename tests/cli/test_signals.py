@@ -127,3 +127,49 @@ def test_a_new_run_sweeps_dead_sockets(tmp_path):
                 env={"XDG_RUNTIME_DIR": str(tmp_path / "xdg")})
     assert r.returncode == 0, r.stderr
     assert not gone.exists() and keep.exists()
+
+
+def _children(pid):
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(d))
+            except (OSError, ValueError, IndexError):
+                pass
+    return out
+
+
+def test_ctrl_c_on_a_process_pool_ends_every_process_with_one_line(tmp_path):
+    """eval-sampling's pool gets the terminal's SIGINT too (the whole process group): the
+    parent ends the pool, the workers do not die mid-cell, nothing is left, one line."""
+    env = dict(os.environ, PYTHONPATH=SRC)
+    p = subprocess.Popen([sys.executable, "-m", "damoncore", "eval-sampling", "--seeds", "3",
+                          "--workers", "2", "--quiet"], cwd=tmp_path, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    try:
+        deadline = time.time() + 60
+        while len(_children(p.pid)) < 2 and time.time() < deadline and p.poll() is None:
+            time.sleep(0.1)
+        time.sleep(1.5)                 # the workers are in their first cells
+        assert p.poll() is None, p.communicate()
+        os.killpg(p.pid, signal.SIGINT)
+        out, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.communicate()
+    assert p.returncode == 130 and err == "damoncore: interrupted by SIGINT\n", err
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            os.killpg(p.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.killpg(p.pid, signal.SIGKILL)
+        pytest.fail("pool workers outlived the run")

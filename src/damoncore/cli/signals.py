@@ -11,6 +11,7 @@ and further signals are ignored, so nothing the user asked to keep is cut short.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 
@@ -28,7 +29,16 @@ class Interrupted(BaseException):
 def _install(handler) -> dict:
     if threading.current_thread() is not threading.main_thread():
         return {}
-    return {s: signal.signal(s, handler) for s in SIGNALS}
+    pid = os.getpid()
+
+    def in_this_process(signum, frame):
+        if os.getpid() != pid:
+            # a forked child (a pool worker) inherited the handler: die as it would have
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        handler(signum, frame)
+    return {s: signal.signal(s, in_this_process) for s in SIGNALS}
 
 
 def _restore(old: dict) -> None:

@@ -61,10 +61,22 @@ def _serial(cells):
     return [run_cell(c) for c in cells]
 
 
+def _worker_init():
+    # Ctrl-C and a hangup reach the whole process group: the parent ends the pool (queued
+    # cells cancelled, running ones finish); a worker killed mid-cell would break the pool,
+    # and Python 3.11's executor then trips over the cancelled futures with a traceback
+    import signal
+    for s in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(s, signal.SIG_IGN)
+
+
 def _pool(cells, workers):
     from concurrent.futures import ProcessPoolExecutor
-    with ProcessPoolExecutor(max_workers=workers) as ex:
+    ex = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init)
+    try:
         return list(ex.map(run_cell, cells, chunksize=1))
+    finally:
+        ex.shutdown(wait=True, cancel_futures=True)
 
 
 def _dask(cells, address, connect_timeout_s):
