@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import zlib
 
 from hypothesis import strategies as st
@@ -483,10 +484,35 @@ def run_subprocess(argv, cwd, env=None):
     e = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
     e.update(env or {})
     argv = [os.fsencode(a) if isinstance(a, str) else a for a in argv]
-    p = subprocess.run([sys.executable.encode(), b"-m", b"damoncore", *argv], cwd=cwd,
-                       env=e, capture_output=True, timeout=TIME_LIMIT)
-    return (p.returncode, p.stdout.decode(errors="replace"),
-            p.stderr.decode(errors="replace"))
+    # its own process group, so that a timeout ends its children too (pool workers)
+    p = subprocess.Popen([sys.executable.encode(), b"-m", b"damoncore", *argv], cwd=cwd,
+                         env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         start_new_session=True)
+    try:
+        out, err = p.communicate(timeout=TIME_LIMIT)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.communicate()
+        raise AssertionError(f"still running after {TIME_LIMIT} s: {argv!r:.2000}") from None
+    finally:
+        left = _outlived(p.pid)
+    assert not left, f"processes of the run outlived it: {argv!r:.2000}"
+    return p.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+
+
+def _outlived(pgid, wait_s=2.0) -> bool:
+    """Whether processes of group ``pgid`` are still there ``wait_s`` after its leader
+    ended (they are killed either way)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        if time.monotonic() > deadline:
+            os.killpg(pgid, signal.SIGKILL)
+            return True
+        time.sleep(0.05)
 
 
 def check(argv, rc, out, err, wd, socket_dir=None):
