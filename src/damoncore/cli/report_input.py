@@ -85,7 +85,8 @@ def load_footprints(path: str, what: str = "--input") -> list:
     except OSError as e:
         raise ArgsError(f"{where}: cannot read it ({e.strerror or e})") from None
     except InvalidConfig as e:
-        raise ArgsError(f"{where}: not a damo mem_footprint file ({e})") from None
+        msg = str(e) if str(e).startswith("not a ") else f"not a damo mem_footprint file ({e})"
+        raise ArgsError(f"{where}: {msg}") from None
     except _DAMAGE as e:
         raise ArgsError(f"{where}: not a damo mem_footprint file ({type(e).__name__}: "
                         f"{kd.show(str(e), 120)[1:-1]})") from None
