@@ -11,3 +11,18 @@ from hypothesis import settings  # noqa: E402
 settings.register_profile("ci", derandomize=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+# No test may change the host's kernel settings (tests that must write system state run in
+# the 4-node guest): the settings read when the session starts must read the same at its end.
+import pytest  # noqa: E402
+
+import host_settings  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def host_settings_unchanged():
+    before = host_settings.snapshot()
+    yield
+    changed = host_settings.differences(before, host_settings.snapshot())
+    assert not changed, "the test session changed host settings: " + "; ".join(changed)

@@ -84,22 +84,6 @@ def test_write_refused_by_the_kernel_is_a_syscall_error(fake_sysfs):
         mp.write_weights({0: 3}, str(fake_sysfs))
 
 
-@needs_wi
-@pytest.mark.skipif(os.geteuid() != 0, reason="writing the weights needs root")
-def test_real_sysfs_weights_round_trip_and_are_restored():
-    before, auto = mp.read_weights(), mp.read_auto()
-    nid = next(iter(before))
-    new = before[nid] % 250 + 3
-    with mp.preserved_weights():
-        mp.write_weights({nid: new})
-        assert mp.read_weights()[nid] == new
-        if auto is not None:
-            assert mp.read_auto() is False       # a manual write leaves auto mode
-    assert mp.read_weights() == before
-    # without HMAT bandwidth the kernel cannot go back to auto mode (ENODEV)
-    assert mp.read_auto() in ((auto, False) if auto else (auto,))
-
-
 @pytest.fixture
 def anon_range():
     m = mmap.mmap(-1, 64 * PAGE)
