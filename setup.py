@@ -11,7 +11,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 EXTENSIONS = [
     ("damoncore._regions", "src/damoncore/_regions.pyx"),
     ("damoncore._adapt", "src/damoncore/_adapt.pyx"),
-    ("damoncore.linux._move_pages", "src/damoncore/linux/_move_pages.pyx"),
+    ("damoncore.linux._syscalls", "src/damoncore/linux/_syscalls.pyx"),
     ("damoncore.linux._frames", "src/damoncore/linux/_frames.pyx"),
     ("damoncore.ops._idle_sample", "src/damoncore/ops/_idle_sample.pyx"),
 ]

@@ -19,11 +19,12 @@ import pytest
 from damoncore.linux.kpageflags import KPageFlags
 from damoncore.linux.migrate import move_pages, page_addrs
 from damoncore.linux.pagemap import Pagemap, pfns, present
+from damoncore.linux.system import PAGE_SIZE as PAGE
+from damoncore.linux.system import syscall_number
 
-SYS_MOVE_PAGES = 279  # x86_64
+SYS_MOVE_PAGES = syscall_number("move_pages")
 NR_PAGES = 1 << 15  # 128 MiB of 4 KiB pages
 NR_LOOP_PAGES = 2048  # the single-page loop is slow; per-page cost is what matters
-PAGE = os.sysconf("SC_PAGE_SIZE")
 CHILD = r"""
 import mmap, sys, ctypes
 import numpy as np

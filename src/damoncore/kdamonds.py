@@ -23,6 +23,7 @@ from .core.context import Context
 from .core.reports import SampleFilter
 from .core.target import Target
 from .errors import InvalidConfig
+from .linux.formats import CpulistError, parse_cpulist
 from .schemes.scheme import (MIGRATE_ACTIONS, U64_MAX, AccessPattern, Filter, Quota,
                              QuotaGoal, Scheme, Watermarks)
 
@@ -245,18 +246,14 @@ IDLIST_LEN = 1 << 16
 
 
 def parse_idlist(text, what="cpu list") -> frozenset:
-    """'0-4,7' -> {0,1,2,3,4,7}."""
-    out = set()
-    for part in str(text).replace(" ", "").split(","):
-        m = re.fullmatch(r"([0-9]{1,10})(?:-([0-9]{1,10}))?", part)
-        lo, hi = (int(m.group(1)), int(m.group(2) or m.group(1))) if m else (1, 0)
-        if hi < lo:
-            raise _bad(what, text, "not an id list (e.g. 0-4,7)")
-        if hi > IDLIST_MAX or len(out) + hi - lo >= IDLIST_LEN:
-            raise _bad(what, text, f"ids must be at most {IDLIST_MAX}, and at most "
-                                   f"{IDLIST_LEN} of them")
-        out.update(range(lo, hi + 1))
-    return frozenset(out)
+    """'0-4,7' -> {0,1,2,3,4,7}: linux.formats' cpulist parser, ids bounded, empty refused."""
+    try:
+        ids = parse_cpulist(text, what, IDLIST_MAX, IDLIST_LEN)
+    except CpulistError as e:
+        raise _bad(what, text, e.problem) from None
+    if not ids:
+        raise _bad(what, text, "not an id list (e.g. 0-4,7)")
+    return frozenset(ids)
 
 
 def fmt_idlist(ids) -> str:

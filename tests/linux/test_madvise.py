@@ -1,6 +1,6 @@
 """process_madvise on a real child: what really happens on this (swapless) machine."""
 
-import ctypes
+import errno
 import os
 import subprocess
 import sys
@@ -10,6 +10,7 @@ import pytest
 from linux_helpers import PAGE, requires_root, smaps_entry
 
 from damoncore.errors import TargetGone
+from damoncore.linux import _syscalls
 from damoncore.linux import kpageflags as kpf
 from damoncore.linux import madvise as M
 from damoncore.linux.pagemap import Pagemap, pfns, present
@@ -86,17 +87,12 @@ def test_hugepage_refused_up_front_and_by_the_kernel(make_child):
     c = make_child(4)
     with pytest.raises(M.AdviceNotSupported, match="MADV_COLD"):
         M.madvise_range(c.pid, c.addr, c.addr + c.size, M.MADV_HUGEPAGE)
-    # The kernel agrees: EINVAL for HUGEPAGE on another process.
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long
+    # The kernel agrees: EINVAL for HUGEPAGE on another process (the raw syscall).
     fd = M.pidfd_open(c.pid)
-    iov = np.array([c.addr, c.size], dtype=np.uint64)
-    rc = libc.syscall(ctypes.c_long(M.SYS_PROCESS_MADVISE), ctypes.c_int(fd),
-                      ctypes.c_void_p(iov.ctypes.data), ctypes.c_size_t(1),
-                      ctypes.c_int(M.MADV_HUGEPAGE), ctypes.c_uint(0))  # fmt: skip
-    err = ctypes.get_errno()
+    rc = _syscalls.process_madvise(fd, np.array([c.addr], np.uint64),
+                                   np.array([c.size], np.uint64), 0, 1, M.MADV_HUGEPAGE)
     os.close(fd)
-    assert rc == -1 and err == 22
+    assert rc == -errno.EINVAL
 
 
 def test_exited_pid_is_target_gone():

@@ -8,8 +8,10 @@ import pytest
 from damoncore.core.regions import Regions
 from damoncore.linux import kpageflags as kpf
 from damoncore.linux.pagemap import Pagemap
+from damoncore.linux.migrate import pages_of_ranges
+from damoncore.linux.pagemap import present_ranges
 from damoncore.ops.common import fit_regions, folio_bytes, page_runs, pagemap_entries, \
-    pages_of_ranges, present_ranges, read_maps, dests_by_address
+    read_maps, dests_by_address
 
 
 def regions(pairs, nr=None):

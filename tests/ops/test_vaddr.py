@@ -9,13 +9,12 @@ import pytest
 from ops_helpers import PAGE, KernelLikeBitmap
 
 from damoncore.core import Attrs, Context, Target
-from damoncore.core.regions import three_ranges
 from damoncore.errors import FeatureMissing
 from damoncore.linux.errors import NodeUnavailable
 from damoncore.linux.migrate import memory_nodes, query_pages
 from damoncore.linux.page_idle import PageIdle, word_runs
 from damoncore.linux.pagemap import Pagemap, pfns
-from damoncore.ops.common import read_maps
+from damoncore.ops.common import read_maps, three_ranges
 from damoncore.ops.vaddr import VaddrOps, soft_dirty_supported
 from damoncore.schemes.scheme import AccessPattern, Filter, Scheme
 

@@ -18,7 +18,9 @@ import time
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 NODE_DIR = "/sys/devices/system/node"
-SYS_move_pages = 279  # x86_64
+from workloads_vm import platform_syscalls  # noqa: E402  (no numpy, no damoncore import)
+
+SYS_move_pages = platform_syscalls()["move_pages"]
 MPOL_MF_MOVE = 1 << 1
 MADV_NOHUGEPAGE = 15
 PROT_READ, PROT_WRITE = 1, 2

@@ -21,16 +21,34 @@ import sys
 import threading
 import time
 
-PAGE = 4096
+PAGE = mmap.PAGESIZE
 MiB = 1 << 20
-SYS_mbind = 237
-SYS_move_pages = 279
 MPOL_DEFAULT, MPOL_BIND = 0, 2
 MADV_NOHUGEPAGE = 15
 MADV_POPULATE_WRITE = 23
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _libc.syscall.restype = ctypes.c_long
+
+
+def platform_syscalls() -> dict:
+    """{name: number} of this platform's syscalls (from <sys/syscall.h>), as damoncore's one
+    syscall module has them: loaded from its compiled file alone, because importing the
+    package imports numpy (seconds under TCG) and these workloads stay numpy-free."""
+    import glob
+    import importlib.util
+
+    pkg = importlib.util.find_spec("damoncore").submodule_search_locations[0]
+    path = glob.glob(os.path.join(pkg, "linux", "_syscalls*.so"))[0]
+    spec = importlib.util.spec_from_file_location("damoncore.linux._syscalls", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return dict(mod.SYSCALLS)
+
+
+_SYSCALLS = platform_syscalls()
+SYS_mbind = _SYSCALLS["mbind"]
+SYS_move_pages = _SYSCALLS["move_pages"]
 
 
 # ----------------------------------------------------------------------------- memory

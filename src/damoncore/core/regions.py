@@ -114,9 +114,6 @@ class Regions:
         """The bytes covered, as coalesced [start, end) ranges."""
         return _coalesce(self.start, self.end)
 
-    def to_dict(self) -> dict:
-        return {c: getattr(self, c).tolist() for c in COLUMNS}
-
 
 def _coalesce(s, e):
     out = []
@@ -164,31 +161,6 @@ def even_regions(ranges, nr_pieces_total: int, min_region: int) -> Regions:
         starts.append(cuts)
         ends.append(np.append(cuts[1:], np.uint64(b)))
     return Regions(np.concatenate(starts), np.concatenate(ends))
-
-
-def three_regions_from_gaps(vmas, min_nr_regions: int, min_region: int) -> Regions:
-    """vaddr's initial regions: three ranges separated by the two largest gaps between VMAs.
-
-    ``vmas`` is a list of (start, end).  Mirrors __damon_va_three_regions() and
-    __damon_va_init_regions(): each of the three ranges is evenly split so that the total is
-    about ``min_nr_regions``.
-    """
-    return even_regions(three_ranges(vmas), min_nr_regions, min_region)
-
-
-def three_ranges(vmas):
-    """The three (start, end) ranges covering ``vmas`` minus its two largest gaps."""
-    vmas = sorted((int(a), int(b)) for a, b in vmas)
-    if not vmas:
-        raise ValueError("no memory mappings")
-    gaps = [(vmas[i + 1][0] - vmas[i][1], i) for i in range(len(vmas) - 1)
-            if vmas[i + 1][0] > vmas[i][1]]
-    if len(gaps) < 2:
-        return [(vmas[0][0], vmas[-1][1])]
-    top = sorted(sorted(gaps, reverse=True)[:2], key=lambda g: g[1])
-    (_, i1), (_, i2) = top
-    return [(vmas[0][0], vmas[i1][1]), (vmas[i1 + 1][0], vmas[i2][1]),
-            (vmas[i2 + 1][0], vmas[-1][1])]
 
 
 def count_in_regions(start, end, addrs) -> np.ndarray:

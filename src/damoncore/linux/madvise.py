@@ -1,9 +1,10 @@
-"""Advise on another process's memory with process_madvise(2) (x86_64 syscall numbers).
+"""Advise on another process's memory with process_madvise(2).
 
 A remote process accepts only MADV_COLD, MADV_PAGEOUT, MADV_WILLNEED and MADV_COLLAPSE (Linux 6.x,
 checked on 6.18: ``process_madvise_remote_valid``); other advice (e.g. MADV_HUGEPAGE) is refused
 up front with ``AdviceNotSupported``.  Ranges are passed as iovecs, UIO_MAXIOV (1024) per call.
-Needs PTRACE_MODE_READ on the target and CAP_SYS_NICE.
+Needs PTRACE_MODE_READ on the target and CAP_SYS_NICE.  The advice values are this
+architecture's (``asm/mman.h``, through :mod:`damoncore.linux._syscalls`).
 
 Effects worth knowing: PAGEOUT reclaims clean file pages at once, but anonymous pages only when
 swap exists; COLD only moves pages to the inactive LRU list.
@@ -11,28 +12,27 @@ swap exists; COLD only moves pages to the inactive LRU list.
 
 from __future__ import annotations
 
-import ctypes
 import errno
-import functools
 import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from damoncore.linux.errors import errno_name, raise_for_errno
 from damoncore.errors import InvalidConfig
+from damoncore.linux import _syscalls
+from damoncore.linux.errors import errno_name, raise_for_errno
+from damoncore.linux.pidfd import pidfd_open
 
-SYS_PIDFD_OPEN = 434  # x86_64
-SYS_PROCESS_MADVISE = 440  # x86_64
 UIO_MAXIOV = 1024
 
-MADV_WILLNEED = 3
-MADV_HUGEPAGE = 14
-MADV_NOHUGEPAGE = 15
-MADV_COLD = 20
-MADV_PAGEOUT = 21
-MADV_COLLAPSE = 25
-REMOTE_ADVICE = frozenset({MADV_COLD, MADV_PAGEOUT, MADV_WILLNEED, MADV_COLLAPSE})
+MADV_WILLNEED = _syscalls.ADVICE["MADV_WILLNEED"]
+MADV_HUGEPAGE = _syscalls.ADVICE["MADV_HUGEPAGE"]
+MADV_NOHUGEPAGE = _syscalls.ADVICE["MADV_NOHUGEPAGE"]
+MADV_COLD = _syscalls.ADVICE["MADV_COLD"]
+MADV_PAGEOUT = _syscalls.ADVICE["MADV_PAGEOUT"]
+MADV_COLLAPSE = _syscalls.ADVICE["MADV_COLLAPSE"]
+#: the advice a remote process accepts (those this platform's headers know)
+REMOTE_ADVICE = frozenset({MADV_COLD, MADV_PAGEOUT, MADV_WILLNEED, MADV_COLLAPSE}) - {-1}
 
 
 class AdviceNotSupported(InvalidConfig):
@@ -40,28 +40,10 @@ class AdviceNotSupported(InvalidConfig):
 
     def __init__(self, advice: int):
         self.advice = advice
-        super().__init__(
-            f"process_madvise does not accept advice {advice} on another process; "
-            "supported: MADV_COLD(20), MADV_PAGEOUT(21), MADV_WILLNEED(3), MADV_COLLAPSE(25)"
-        )
-
-
-IOVEC_BYTES = 16  # struct iovec {void *iov_base; size_t iov_len;} on LP64
-
-
-@functools.lru_cache(maxsize=1)
-def _libc():
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long
-    return libc
-
-
-def pidfd_open(pid: int) -> int:
-    """A pidfd (an fd number) for ``pid``; raises TargetGone if it does not exist."""
-    fd = _libc().syscall(ctypes.c_long(SYS_PIDFD_OPEN), ctypes.c_int(pid), ctypes.c_uint(0))
-    if fd < 0:
-        raise_for_errno(ctypes.get_errno(), "pidfd_open", pid)
-    return int(fd)
+        names = ", ".join(f"{n}({v})" for n, v in _syscalls.ADVICE.items()
+                          if v in REMOTE_ADVICE)
+        super().__init__(f"process_madvise does not accept advice {advice} on another "
+                         f"process; supported: {names}")
 
 
 @dataclass
@@ -89,29 +71,21 @@ def process_madvise(pid: int, starts, lengths, advice: int) -> MadviseResult:
     """
     if advice not in REMOTE_ADVICE:
         raise AdviceNotSupported(advice)
-    s = np.asarray(starts, dtype=np.uint64).ravel()
-    ln = np.asarray(lengths, dtype=np.uint64).ravel()
+    s = np.ascontiguousarray(starts, dtype=np.uint64).ravel()
+    ln = np.ascontiguousarray(lengths, dtype=np.uint64).ravel()
     if s.shape != ln.shape:
         raise ValueError("starts and lengths must have the same length")
-    # iovec is {void *, size_t}: interleave into one uint64 array and pass it as is.
-    iov = np.empty(2 * s.size, dtype=np.uint64)
-    iov[0::2], iov[1::2] = s, ln
     lens = ln.astype(np.int64)
     result = MadviseResult()
-    libc = _libc()
     pidfd = pidfd_open(pid)
     try:
         i = 0
         while i < s.size:
             n = min(UIO_MAXIOV, s.size - i)
-            ptr = iov.ctypes.data + i * IOVEC_BYTES
-            rc = libc.syscall(
-                ctypes.c_long(SYS_PROCESS_MADVISE), ctypes.c_int(pidfd), ctypes.c_void_p(ptr),
-                ctypes.c_size_t(n), ctypes.c_int(advice), ctypes.c_uint(0),
-            )  # fmt: skip
+            rc = _syscalls.process_madvise(pidfd, s, ln, i, n, advice)
             result.nr_calls += 1
             if rc < 0:
-                err = ctypes.get_errno()
+                err = -rc
                 if err in (errno.ESRCH, errno.EPERM, errno.EBADF, errno.ENOSYS):
                     raise_for_errno(err, "process_madvise", pid, f"advice {advice}")
                 # The first range of this batch was refused: count it and go on after it.

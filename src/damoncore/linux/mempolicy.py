@@ -7,7 +7,8 @@ switches to manual).  Kernels built with a compiler that has C23 ``auto`` name t
 ``__auto_type`` (the kernel's ``#define auto __auto_type`` also rewrote the attribute name);
 both spellings are handled.
 
-The syscalls go through libc's ``syscall(3)`` with the x86_64 numbers (no libnuma needed).
+The syscalls go through :mod:`damoncore.linux._syscalls` (numbers from the platform's
+``<sys/syscall.h>``; no libnuma needed).
 ``set_mempolicy`` sets the policy of the *calling thread*, ``mbind`` the policy of a range of
 the *calling process*; there is no call that changes another process' policy, so a tuner
 changes the system-wide weights and migrates existing pages (``move_pages``) instead.
@@ -16,19 +17,15 @@ changes the system-wide weights and migrates existing pages (``move_pages``) ins
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import os
 
 import numpy as np
 
 from damoncore.errors import FeatureMissing, InvalidConfig, SyscallError
+from damoncore.linux import _syscalls
 from damoncore.linux.errors import NodeUnavailable, raise_for_errno
-
-# x86_64 syscall numbers (arch/x86/entry/syscalls/syscall_64.tbl)
-SYS_MBIND = 237
-SYS_SET_MEMPOLICY = 238
-SYS_GET_MEMPOLICY = 239
+from damoncore.linux.system import PAGE_SIZE
 
 # include/uapi/linux/mempolicy.h: policy modes
 MPOL_DEFAULT = 0
@@ -59,11 +56,8 @@ WEIGHTS_DIR = "kernel/mm/mempolicy/weighted_interleave"
 AUTO_FILES = ("auto", "__auto_type")
 MIN_WEIGHT, MAX_WEIGHT = 1, 255
 NODEMASK_BITS = 1024           # the kernel's MAX_NUMNODES upper bound (CONFIG_NODES_SHIFT=10)
-_ULONG_BITS = 8 * ctypes.sizeof(ctypes.c_ulong)
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_syscall = _libc.syscall
-_syscall.restype = ctypes.c_long
+_ULONG = np.dtype("L")         # the C unsigned long of a nodemask word
+_ULONG_BITS = 8 * _ULONG.itemsize
 
 
 # --- sysfs weights -------------------------------------------------------------------------
@@ -168,18 +162,18 @@ def preserved_weights(sysfs_root: str = "/sys"):
 def _nodemask(nodes):
     """(c_ulong array, maxnode) for the node ids; maxnode is one past the mask's bits
     because the kernel's get_nodes() drops the last bit (a historic off-by-one)."""
-    mask = (ctypes.c_ulong * (NODEMASK_BITS // _ULONG_BITS))()
+    mask = np.zeros(NODEMASK_BITS // _ULONG_BITS, _ULONG)
     for n in nodes:
         n = int(n)
         if not 0 <= n < NODEMASK_BITS:
             raise InvalidConfig(f"node id {n} out of range 0..{NODEMASK_BITS - 1}")
-        mask[n // _ULONG_BITS] |= 1 << (n % _ULONG_BITS)
+        mask[n // _ULONG_BITS] |= mask.dtype.type(1 << (n % _ULONG_BITS))
     return mask, NODEMASK_BITS + 1
 
 
 def _nodes_of(mask) -> list[int]:
-    return [i * _ULONG_BITS + b for i, word in enumerate(mask) for b in range(_ULONG_BITS)
-            if word >> b & 1]
+    return [i * _ULONG_BITS + b for i, word in enumerate(mask.tolist())
+            for b in range(_ULONG_BITS) if word >> b & 1]
 
 
 def _check_mode(mode: int, mode_flags: int) -> None:
@@ -209,10 +203,10 @@ def set_mempolicy(mode: int, nodes=(), mode_flags: int = 0, sysfs_root: str = "/
     _check_mode(mode, mode_flags)
     mask, maxnode = _nodemask(nodes)
     nodes = list(nodes)
-    r = _syscall(SYS_SET_MEMPOLICY, ctypes.c_int(mode | mode_flags),
-                 mask if nodes else None, ctypes.c_ulong(maxnode if nodes else 0))
+    r = _syscalls.set_mempolicy(mode | mode_flags, mask if nodes else None,
+                                maxnode if nodes else 0)
     if r != 0:
-        _fail(ctypes.get_errno(), "set_mempolicy", mode, sysfs_root,
+        _fail(-r, "set_mempolicy", mode, sysfs_root,
               f"{MODE_NAMES[mode]} nodes={nodes}")
 
 
@@ -226,11 +220,10 @@ def mbind(addr: int, length: int, mode: int, nodes=(), flags: int = 0, mode_flag
         raise InvalidConfig(f"unknown mbind flags {flags:#x}")
     mask, maxnode = _nodemask(nodes)
     nodes = list(nodes)
-    r = _syscall(SYS_MBIND, ctypes.c_ulong(addr), ctypes.c_ulong(length),
-                 ctypes.c_ulong(mode | mode_flags), mask if nodes else None,
-                 ctypes.c_ulong(maxnode if nodes else 0), ctypes.c_uint(flags))
+    r = _syscalls.mbind(addr, length, mode | mode_flags, mask if nodes else None,
+                        maxnode if nodes else 0, flags)
     if r != 0:
-        _fail(ctypes.get_errno(), "mbind", mode, sysfs_root,
+        _fail(-r, "mbind", mode, sysfs_root,
               f"[{addr:#x}, +{length:#x}) {MODE_NAMES[mode]} nodes={nodes}")
 
 
@@ -239,15 +232,12 @@ def get_mempolicy(addr: int | None = None) -> tuple[int, list[int]]:
 
     Mode flags are stripped from the mode (compare with the ``MPOL_*`` constants).
     """
-    mode = ctypes.c_int(0)
-    mask = (ctypes.c_ulong * (NODEMASK_BITS // _ULONG_BITS))()
+    mask = np.zeros(NODEMASK_BITS // _ULONG_BITS, _ULONG)
     flags = 0 if addr is None else MPOL_F_ADDR
-    r = _syscall(SYS_GET_MEMPOLICY, ctypes.byref(mode), mask, ctypes.c_ulong(NODEMASK_BITS),
-                 ctypes.c_ulong(addr or 0), ctypes.c_ulong(flags))
+    r, mode = _syscalls.get_mempolicy(mask, NODEMASK_BITS, addr or 0, flags)
     if r != 0:
-        _fail(ctypes.get_errno(), "get_mempolicy", -1, "/sys",
-              "" if addr is None else f"addr {addr:#x}")
-    return mode.value & ~MPOL_MODE_FLAGS, _nodes_of(mask)
+        _fail(-r, "get_mempolicy", -1, "/sys", "" if addr is None else f"addr {addr:#x}")
+    return mode & ~MPOL_MODE_FLAGS, _nodes_of(mask)
 
 
 def set_weighted_interleave(nodes, sysfs_root: str = "/sys") -> None:
@@ -276,7 +266,7 @@ def stride_samples(first, npages, k: int, seed: int = 0) -> np.ndarray:
 
 
 def sample_node_bytes(pid: int, starts, ends, nr_nodes: int, samples_per_range: int = 16,
-                      page_size: int = 4096, max_exact_pages: int = 1 << 16,
+                      page_size: int = PAGE_SIZE, max_exact_pages: int = 1 << 16,
                       seed: int = 0) -> np.ndarray:
     """Estimated bytes of each ``[start, end)`` (bytes, of ``pid``) on each node:
     ``(len(starts), nr_nodes)`` float array.

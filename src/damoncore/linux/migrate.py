@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from damoncore.linux._move_pages import DEFAULT_CHUNK, move_pages_batch
+from damoncore.linux._syscalls import DEFAULT_CHUNK, move_pages_batch
 from damoncore.linux.errors import NodeUnavailable, errno_name, raise_for_errno
-from damoncore.numa.topology import parse_cpulist
+from damoncore.linux.formats import parse_cpulist
+from damoncore.linux.system import PAGE_SIZE
 
 MPOL_MF_MOVE = 1 << 1  # move pages mapped only by this process
 MPOL_MF_MOVE_ALL = 1 << 2  # also shared pages (CAP_SYS_NICE)
@@ -47,7 +48,7 @@ def memory_nodes(sysfs_root: str = "/sys") -> list[int]:
     for name in ("has_memory", "online"):
         try:
             with open(os.path.join(base, name)) as f:
-                return parse_cpulist(f.read())
+                return parse_cpulist(f.read(), os.path.join(base, name))
         except FileNotFoundError:
             continue
     return [0]
@@ -88,7 +89,7 @@ def move_pages(
     nodes,
     flags: int = MPOL_MF_MOVE,
     src_nodes=None,
-    page_size: int = 4096,
+    page_size: int = PAGE_SIZE,
     sysfs_root: str = "/sys",
     chunk: int = DEFAULT_CHUNK,
 ) -> MoveResult:
@@ -166,13 +167,13 @@ def move_pages(
     return result
 
 
-def page_addrs(start: int, end: int, page_size: int = 4096) -> np.ndarray:
+def page_addrs(start: int, end: int, page_size: int = PAGE_SIZE) -> np.ndarray:
     """Page-aligned addresses covering ``[start, end)`` bytes as a uint64 array."""
     first = start - start % page_size
     return np.arange(first, end, page_size, dtype=np.uint64)
 
 
-def pages_of_ranges(starts, ends, page_size: int = 4096):
+def pages_of_ranges(starts, ends, page_size: int = PAGE_SIZE):
     """Page addresses covering each ``[starts[i], ends[i])`` and the index i of each page."""
     ps = np.uint64(page_size)
     s = np.asarray(starts, np.uint64) // ps
@@ -184,7 +185,7 @@ def pages_of_ranges(starts, ends, page_size: int = 4096):
 
 
 def move_range(
-    pid: int, start: int, end: int, node: int, page_size: int = 4096, **kwargs
+    pid: int, start: int, end: int, node: int, page_size: int = PAGE_SIZE, **kwargs
 ) -> MoveResult:
     """Move every page of ``pid`` in ``[start, end)`` (bytes) to ``node`` in one batch."""
     return move_pages(pid, page_addrs(start, end, page_size), node, page_size=page_size, **kwargs)

@@ -17,9 +17,8 @@ or the whole system (neither).  The kernel wakes pollers only when a ring holds
 
 from __future__ import annotations
 
-import ctypes
+import errno
 import fcntl
-import functools
 import os
 import select
 import struct
@@ -28,19 +27,22 @@ import time
 import numpy as np
 
 from damoncore.errors import FeatureMissing
+from damoncore.linux import _syscalls
 from damoncore.linux import perf_ring as pr
 from damoncore.linux.errors import raise_for_errno
+from damoncore.linux.formats import parse_cpulist
+from damoncore.linux.system import PAGE_SIZE
 
-SYS_PERF_EVENT_OPEN = 298  # x86_64
 PERF_TYPE_SOFTWARE = 1
 PERF_TYPE_TRACEPOINT = 2
 PERF_COUNT_SW_PAGE_FAULTS = 2
 PERF_COUNT_SW_DUMMY = 9  # no samples; carries side-band records (here: mmaps)
 PERF_FLAG_FD_CLOEXEC = 1 << 3
 PERF_FLAG_PID_CGROUP = 1 << 2
-PERF_EVENT_IOC_ENABLE = 0x2400
-PERF_EVENT_IOC_DISABLE = 0x2401
-PERF_EVENT_IOC_SET_OUTPUT = 0x2405
+# ioctl numbers as this architecture encodes them (uapi linux/perf_event.h)
+PERF_EVENT_IOC_ENABLE = _syscalls.PERF_EVENT_IOC_ENABLE
+PERF_EVENT_IOC_DISABLE = _syscalls.PERF_EVENT_IOC_DISABLE
+PERF_EVENT_IOC_SET_OUTPUT = _syscalls.PERF_EVENT_IOC_SET_OUTPUT
 PERF_FORMAT_LOST = 1 << 4  # read() also returns the event's lost-sample count (Linux >= 6.0)
 CLOCK_MONOTONIC = 1
 ATTR_SIZE = 128  # PERF_ATTR_SIZE_VER7
@@ -85,22 +87,11 @@ def pack_attr(type_, config, sample_type, sample_period=1, inherit=False, wakeup
     )  # fmt: skip
 
 
-@functools.lru_cache(maxsize=1)
-def _libc():
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long
-    return libc
-
-
 def perf_event_open(attr: bytes, pid: int, cpu: int, group_fd: int = -1, flags: int = 0) -> int:
     """Open one perf event; returns its fd.  errno becomes TargetGone/SyscallError."""
-    buf = ctypes.create_string_buffer(attr, len(attr))
-    fd = _libc().syscall(
-        ctypes.c_long(SYS_PERF_EVENT_OPEN), buf, ctypes.c_int(pid), ctypes.c_int(cpu),
-        ctypes.c_int(group_fd), ctypes.c_ulong(flags | PERF_FLAG_FD_CLOEXEC),
-    )  # fmt: skip
+    fd = _syscalls.perf_event_open(bytes(attr), pid, cpu, group_fd, flags | PERF_FLAG_FD_CLOEXEC)
     if fd < 0:
-        err = ctypes.get_errno()
+        err = -fd
         is_pid = pid >= 0 and not flags & PERF_FLAG_PID_CGROUP
         raise_for_errno(err, "perf_event_open", pid if is_pid else None, f"cpu {cpu}")
     return int(fd)
@@ -171,8 +162,7 @@ class PageFaultSampler:
         self.procfs_root = procfs_root
         self.sample_type = sample_type
         self.ring_pages = ring_pages
-        page = os.sysconf("SC_PAGE_SIZE")
-        wake = wakeup_bytes if wakeup_bytes is not None else ring_pages * page // 4
+        wake = wakeup_bytes if wakeup_bytes is not None else ring_pages * PAGE_SIZE // 4
         self._attr = pack_attr(
             type, config, sample_type, sample_period,
             inherit=pid is not None, wakeup_bytes=wake, precise_ip=precise_ip,
@@ -246,7 +236,7 @@ class PageFaultSampler:
         try:
             return sorted(int(t) for t in os.listdir(tdir))
         except FileNotFoundError:
-            raise_for_errno(3, "perf_event_open", self.pid)  # ESRCH -> TargetGone
+            raise_for_errno(errno.ESRCH, "perf_event_open", self.pid)  # -> TargetGone
 
     def close(self):
         """Disable and release everything; safe to call twice."""
@@ -380,7 +370,6 @@ def remapped_after(got: dict, mmaps: dict, chunk: int = 256) -> np.ndarray:
 
 
 def online_cpus(sysfs_root: str = "/sys") -> list[int]:
-    from damoncore.numa.topology import parse_cpulist
-
-    with open(os.path.join(sysfs_root, "devices/system/cpu/online")) as f:
-        return parse_cpulist(f.read())
+    path = os.path.join(sysfs_root, "devices/system/cpu/online")
+    with open(path) as f:
+        return parse_cpulist(f.read(), path)

@@ -3,9 +3,9 @@
 The ring is one control page (``struct perf_event_mmap_page``; ``data_head`` at byte 1024,
 ``data_tail`` at 1032) followed by 2^n data pages.  The kernel writes records at ``data_head``;
 we read ``data_head``, copy ``[data_tail, data_head)`` out, then store ``data_tail`` so the kernel
-may reuse that space.  On x86_64 (TSO) the 8-byte loads/stores through ctypes are single
-instructions and the Python calls in between act as compiler barriers, which is the ordering the
-kernel documents (an smp_rmb after reading data_head, an smp_mb before writing data_tail).
+may reuse that space.  ``data_head`` is read with acquire and ``data_tail`` written with release
+semantics (:mod:`damoncore.linux._syscalls`), the ordering the kernel documents (an smp_rmb
+after reading data_head, an smp_mb before writing data_tail), on any CPU, not only x86's TSO.
 
 Samples of one event all have the same size, so runs of them are viewed as a numpy structured
 array without a per-record Python loop; other records (LOST, THROTTLE, MMAP) are walked one by
@@ -19,6 +19,9 @@ import mmap
 import struct
 
 import numpy as np
+
+from damoncore.linux import _syscalls
+from damoncore.linux.system import PAGE_SIZE
 
 PERF_RECORD_MMAP = 1
 PERF_RECORD_LOST = 2
@@ -181,20 +184,24 @@ class RingBuffer:
         page_size: bytes per page.
     """
 
-    def __init__(self, fd: int, nr_data_pages: int, page_size: int = mmap.PAGESIZE):
+    def __init__(self, fd: int, nr_data_pages: int, page_size: int = PAGE_SIZE):
         if nr_data_pages & (nr_data_pages - 1):
             raise ValueError("nr_data_pages must be a power of two")
         self.page_size = page_size
         self.data_size = nr_data_pages * page_size
         self._mm = mmap.mmap(fd, (1 + nr_data_pages) * page_size, mmap.MAP_SHARED,
                              mmap.PROT_READ | mmap.PROT_WRITE)  # fmt: skip
+        # the control page stays mapped while these exports live; the loads and the store
+        # go through their addresses with acquire/release order
         self._head = ctypes.c_uint64.from_buffer(self._mm, _HEAD_OFFSET)
         self._tail = ctypes.c_uint64.from_buffer(self._mm, _TAIL_OFFSET)
+        self._head_at = ctypes.addressof(self._head)
+        self._tail_at = ctypes.addressof(self._tail)
 
     def drain(self) -> bytes:
         """Copy out every complete record the kernel has published, and free their space."""
-        head = self._head.value
-        tail = self._tail.value
+        head = _syscalls.load_acquire_u64(self._head_at)
+        tail = self._tail.value           # only we write it
         if head == tail:
             return b""
         start = self.page_size + tail % self.data_size
@@ -203,7 +210,7 @@ class RingBuffer:
         data = self._mm[start : start + first]
         if first < n:
             data += self._mm[self.page_size : self.page_size + n - first]
-        self._tail.value = head
+        _syscalls.store_release_u64(self._tail_at, head)
         return data
 
     def close(self):

@@ -13,25 +13,14 @@ import os
 import re
 from dataclasses import dataclass, field
 
+from damoncore.linux.formats import parse_cpulist
+from damoncore.linux.formats import parse_meminfo as parse_node_meminfo
+from damoncore.linux.system import PAGE_SIZE
+
 _NODE_DIR = "devices/system/node"
 _MEMORY_DIR = "devices/system/memory"
 _TIERS_DIR = "devices/virtual/memory_tiering"
 _HMAT_FIELDS = ("read_latency", "write_latency", "read_bandwidth", "write_bandwidth")
-
-
-def parse_cpulist(text: str) -> list[int]:
-    """Expand a kernel cpulist/nodelist such as ``"0-3,8,10-11"`` into sorted integers."""
-    out: list[int] = []
-    for part in text.strip().split(","):
-        part = part.strip()
-        if not part:
-            continue
-        if "-" in part:
-            lo, hi = part.split("-", 1)
-            out.extend(range(int(lo), int(hi) + 1))
-        else:
-            out.append(int(part))
-    return sorted(set(out))
 
 
 def _read(path: str) -> str | None:
@@ -163,16 +152,6 @@ class Topology:
         return None
 
 
-def parse_node_meminfo(text: str) -> dict[str, int]:
-    """Parse ``Node 0 MemTotal:  123 kB`` lines into ``{"MemTotal": 123 * 1024}``."""
-    out = {}
-    for line in text.splitlines():
-        m = re.match(r"Node\s+\d+\s+(\S+):\s+(\d+)\s*(kB)?", line)
-        if m:
-            out[m.group(1)] = int(m.group(2)) * (1024 if m.group(3) else 1)
-    return out
-
-
 def _read_access(ndir: str) -> dict[int, AccessClass]:
     out = {}
     for cls_id in (0, 1):
@@ -240,7 +219,6 @@ def _read_phys_ranges(sysfs_root, procfs_root, nodes) -> dict[int, list[tuple[in
 
 def _zoneinfo_ranges(procfs_root, nodes) -> dict[int, list[tuple[int, int]]]:
     text = _read(os.path.join(procfs_root, "zoneinfo")) or ""
-    page_size = os.sysconf("SC_PAGE_SIZE")
     out: dict[int, list[tuple[int, int]]] = {n: [] for n in nodes}
     nid = spanned = None
     for line in text.splitlines():
@@ -252,6 +230,6 @@ def _zoneinfo_ranges(procfs_root, nodes) -> dict[int, list[tuple[int, int]]]:
         if len(words) == 2 and words[0] == "spanned":
             spanned = int(words[1])
         elif len(words) == 2 and words[0] == "start_pfn:" and nid is not None and spanned:
-            start = int(words[1]) * page_size
-            out.setdefault(nid, []).append((start, start + spanned * page_size))
+            start = int(words[1]) * PAGE_SIZE
+            out.setdefault(nid, []).append((start, start + spanned * PAGE_SIZE))
     return {n: _merge(r) for n, r in out.items()}

@@ -1,5 +1,5 @@
-"""Helpers shared by the real backends (paddr, vaddr, perf): region re-fitting, scattered
-pagemap reads, present-page scans, page ops filters from /proc/kpageflags, page runs.
+"""Helpers shared by the backends: vaddr's initial ranges, region re-fitting, scattered
+pagemap reads, page ops filters from /proc/kpageflags, page runs, weighted destinations.
 
 Addresses and sizes are bytes; PFNs are page frame numbers.  Every function works on whole
 numpy arrays; the only Python loops issue one syscall per contiguous cluster of pages.
@@ -7,26 +7,37 @@ numpy arrays; the only Python loops issue one syscall per contiguous cluster of 
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import os
-import select
-import struct
 
 import numpy as np
 
 from ..core.regions import ADDR, COLUMNS, Regions
 from ..errors import FeatureMissing, InvalidConfig, TargetGone
 from ..linux import kpageflags as kpf
-from ..linux.madvise import pidfd_open
-from ..linux.migrate import pages_of_ranges  # noqa: F401  (ops use it from here)
+from ..linux.system import PAGE_SIZE
 from ..schemes.filters import filters_pass
 
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 U64 = np.uint64
 
 
 # --- regions ---------------------------------------------------------------------------------
+def three_ranges(vmas):
+    """vaddr's initial ranges (``__damon_va_three_regions()``): the three (start, end)
+    ranges covering ``vmas`` (a list of (start, end) bytes) minus its two largest gaps; the
+    core then splits them evenly into ``min_nr_regions`` regions."""
+    vmas = sorted((int(a), int(b)) for a, b in vmas)
+    if not vmas:
+        raise ValueError("no memory mappings")
+    gaps = [(vmas[i + 1][0] - vmas[i][1], i) for i in range(len(vmas) - 1)
+            if vmas[i + 1][0] > vmas[i][1]]
+    if len(gaps) < 2:
+        return [(vmas[0][0], vmas[-1][1])]
+    top = sorted(sorted(gaps, reverse=True)[:2], key=lambda g: g[1])
+    (_, i1), (_, i2) = top
+    return [(vmas[0][0], vmas[i1][1]), (vmas[i1 + 1][0], vmas[i2][1]),
+            (vmas[i2 + 1][0], vmas[-1][1])]
+
+
 def _aligned_ranges(ranges, min_region):
     """Sorted ranges, start aligned down and end up to ``min_region``, overlaps merged."""
     out = []
@@ -99,24 +110,6 @@ def read_maps(pid: int, procfs_root: str = "/proc") -> list:
     return out
 
 
-class ProcessWatch:
-    """Tells whether a process is still running (not exited or zombie) through a pidfd."""
-
-    def __init__(self, pid: int):
-        self.pid = pid
-        self.fd = pidfd_open(pid)        # TargetGone if it does not exist
-        self._poll = select.poll()
-        self._poll.register(self.fd, select.POLLIN)
-
-    def alive(self) -> bool:
-        return self.fd >= 0 and not self._poll.poll(0)
-
-    def close(self):
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-
 # --- pagemap ---------------------------------------------------------------------------------
 def pagemap_entries(pm, addrs, max_gap_pages: int = 16) -> np.ndarray:
     """Raw pagemap entries (uint64) for each address in ``addrs`` (any order).
@@ -125,37 +118,6 @@ def pagemap_entries(pm, addrs, max_gap_pages: int = 16) -> np.ndarray:
     """
     a = np.asarray(addrs, dtype=U64).ravel()
     return pm.entries_at(a // U64(pm.page_size), max_gap_pages)
-
-
-PAGEMAP_SCAN = (3 << 30) | (96 << 16) | (ord("f") << 8) | 16     # _IOWR('f', 16, pm_scan_arg)
-PAGE_IS_PRESENT = 1 << 3
-USER_END = (1 << 47) - PAGE_SIZE         # x86_64 TASK_SIZE_MAX
-
-
-def present_ranges(pm, start: int = 0, end: int = USER_END, vec_len: int = 4096):
-    """(starts, ends) byte arrays of the present pages of ``pm``'s process (PAGEMAP_SCAN,
-    Linux >= 6.7), or None if the kernel lacks the ioctl.  Cost is one page-table walk."""
-    vec = np.zeros(3 * vec_len, U64)
-    out_s, out_e = [], []
-    while start < end:
-        arg = bytearray(struct.pack("<12Q", 96, 0, start, end, 0, vec.ctypes.data, vec_len,
-                                    0, 0, PAGE_IS_PRESENT, 0, PAGE_IS_PRESENT))
-        try:
-            n = fcntl.ioctl(pm._fd, PAGEMAP_SCAN, arg, True)
-        except OSError as err:
-            if err.errno in (errno.ENOTTY, errno.EINVAL):
-                return None
-            if err.errno == errno.ESRCH:
-                raise TargetGone(pm.pid) from err
-            raise
-        v = vec[: 3 * n].reshape(-1, 3)
-        out_s.append(v[:, 0].copy())
-        out_e.append(v[:, 1].copy())
-        walk_end = struct.unpack_from("<Q", arg, 32)[0]
-        if n < vec_len or walk_end >= end:
-            break
-        start = walk_end
-    return np.concatenate(out_s), np.concatenate(out_e)
 
 
 def page_runs(addrs, page_size: int = PAGE_SIZE):

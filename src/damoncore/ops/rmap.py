@@ -55,7 +55,8 @@ import numpy as np
 from ..errors import FeatureMissing, SyscallError, TargetGone
 from ..linux import kpageflags as kpf
 from ..linux import pagemap as pmap
-from .common import PAGE_SIZE, _KPageCgroup, pagemap_entries, present_ranges
+from ..linux.pagemap import present_ranges
+from .common import PAGE_SIZE, _KPageCgroup, pagemap_entries
 
 U64 = np.uint64
 #: longest extent (pages): the length is stored as uint16

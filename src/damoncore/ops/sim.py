@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.regions import three_ranges
 from ..errors import InvalidConfig
 from ..schemes.filters import filters_pass
 from ..sim.extents import KEY_END, KEY_SHIFT, SWAPPED, U64, VADDR_MASK, key_of, overlap_pairs, \
     u64
 from .base import ApplyResult, Operations
+from .common import three_ranges
 
 REPORT_SIZE = 8            # bytes per access report (one word)
 NR_CLASSES = 3             # young (and active), active only, inactive

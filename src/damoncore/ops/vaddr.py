@@ -36,17 +36,17 @@ import os
 
 import numpy as np
 
-from ..core.regions import three_ranges
 from ..errors import FeatureMissing, InvalidConfig, TargetGone
 from ..linux import madvise as md
 from ..linux import pagemap as pmap
 from ..linux.errors import NodeUnavailable
 from ..linux.migrate import MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, memory_nodes, move_pages, \
-    query_pages
+    pages_of_ranges, query_pages
 from ..linux.page_idle import BITMAP_PATH, PageIdle
+from ..linux.pidfd import ProcessWatch
 from .base import ApplyResult, Operations
-from .common import PAGE_SIZE, PageFilters, ProcessWatch, fit_regions, page_runs, \
-    pagemap_entries, pages_of_ranges, read_maps, dests_by_address
+from .common import PAGE_SIZE, PageFilters, dests_by_address, fit_regions, page_runs, \
+    pagemap_entries, read_maps, three_ranges
 from .native import IdleNative
 
 ADVICE = {"pageout": md.MADV_PAGEOUT, "cold": md.MADV_COLD, "willneed": md.MADV_WILLNEED}
