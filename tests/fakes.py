@@ -43,7 +43,7 @@ class HotRangeOps(Operations):
             out.append((self.g.random(len(a)) < p).astype(np.uint8))
         return out
 
-    def apply_scheme(self, ctx, target, scheme, starts, ends):
+    def apply_scheme(self, ctx, target, scheme, starts, ends, ops_filters=None):
         self.applied.append((ctx.targets.index(target), scheme, starts.copy(), ends.copy()))
         sz = int((ends - starts).sum())
         return ApplyResult(sz_applied=sz if scheme.action != "stat" else 0,

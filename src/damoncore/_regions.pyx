@@ -18,10 +18,17 @@ from libc.stdlib cimport abs as c_abs
 
 cnp.import_array()
 
-DEF MAX_SUBSCORE = 100
-DEF MAX_AGE_IN_LOG = 32
-DEF MAX_SCORE = 99
-DEF NR_SCORES = 100
+# The kernel's integer units, defined here once for the C loops and exported to Python
+# (damoncore.units): one whole is 10000 basis points; DAMOS scores are 0..DAMOS_MAX_SCORE.
+cdef enum:
+    BP_ONE = 10000              # basis points in one (nr_accesses_bp per access)
+    MAX_SCORE_C = 99            # DAMOS_MAX_SCORE
+    NR_SCORES = MAX_SCORE_C + 1
+    MAX_SUBSCORE = 100          # DAMON_MAX_SUBSCORE (damon_hot_score())
+    MAX_AGE_IN_LOG = 32         # DAMON_MAX_AGE_IN_LOG
+
+BP = BP_ONE
+MAX_SCORE = MAX_SCORE_C
 
 
 cdef uint64_t splitmix64_next(uint64_t *state) noexcept nogil:
@@ -72,11 +79,11 @@ cdef uint32_t update_accesses_c(uint32_t *nr_accesses, uint32_t *nr_accesses_bp,
     if len_window == 0:
         len_window = 1
     for i in range(n):
-        sub = <uint64_t>last_nr_accesses[i] * 10000 / len_window
+        sub = <uint64_t>last_nr_accesses[i] * BP_ONE / len_window
         bp = nr_accesses_bp[i]
         bp = bp - sub if bp > sub else 0
         if accessed[i]:
-            bp += 10000
+            bp += BP_ONE
             nr_accesses[i] += 1
         nr_accesses_bp[i] = <uint32_t>bp
         if nr_accesses[i] > mx:
@@ -90,7 +97,7 @@ def update_accesses(uint32_t[::1] nr_accesses, uint32_t[::1] nr_accesses_bp,
     """Apply one sample's access-check results; returns the max nr_accesses.
 
     Mirrors damon_update_region_access_rate(): the pseudo moving sum
-    ``bp = bp - last*10000/len_window + (accessed ? 10000 : 0)``.
+    ``bp = bp - last*BP_ONE/len_window + (accessed ? BP_ONE : 0)``.
     """
     cdef Py_ssize_t n = nr_accesses.shape[0]
     cdef uint32_t mx
@@ -142,7 +149,7 @@ def merge_regions(uint64_t[::1] start, uint64_t[::1] end, uint32_t[::1] nr_acces
                 age[i] = 0
             else:
                 age[i] += 1
-            nr_accesses_bp[i] = nr_accesses[i] * 10000
+            nr_accesses_bp[i] = nr_accesses[i] * BP_ONE
             if w >= 0:
                 d = <int64_t>nr_accesses[w] - <int64_t>nr_accesses[i]
                 sz_l = end[w] - start[w]
@@ -156,7 +163,7 @@ def merge_regions(uint64_t[::1] start, uint64_t[::1] end, uint32_t[::1] nr_acces
                     nr_accesses[w] = <uint32_t>((<uint64_t>nr_accesses[w] * sz_l
                                                  + <uint64_t>nr_accesses[i] * sz_r)
                                                 / (sz_l + sz_r))
-                    nr_accesses_bp[w] = nr_accesses[w] * 10000
+                    nr_accesses_bp[w] = nr_accesses[w] * BP_ONE
                     age[w] = <uint32_t>((<uint64_t>age[w] * sz_l + <uint64_t>age[i] * sz_r)
                                         / (sz_l + sz_r))
                     end[w] = end[i]
@@ -234,7 +241,7 @@ def hot_scores(const uint32_t[::1] nr_accesses_bp, const uint32_t[::1] age,
                uint32_t freq_weight, uint32_t age_weight, uint8_t[::1] out):
     """damon_hot_score() for every region: 0 (coldest) .. 99 (hottest).
 
-    The frequency subscore uses the moving sum (nr_accesses_bp / 10000) so a score taken
+    The frequency subscore uses the moving sum (nr_accesses_bp / BP_ONE) so a score taken
     between aggregations sees the current rate; at an aggregation end it equals
     nr_accesses.  ``cold score = 99 - hot score`` (damon_cold_score()).
     """
@@ -245,7 +252,7 @@ def hot_scores(const uint32_t[::1] nr_accesses_bp, const uint32_t[::1] age,
         max_nr_accesses = 1
     with nogil:
         for i in range(n):
-            freq = (<uint64_t>nr_accesses_bp[i] / 10000) * MAX_SUBSCORE / max_nr_accesses
+            freq = (<uint64_t>nr_accesses_bp[i] / BP_ONE) * MAX_SUBSCORE / max_nr_accesses
             age_sec = <uint64_t>age[i] * aggr_us / 1000000
             age_log = 0
             while age_log < MAX_AGE_IN_LOG and age_sec:
@@ -258,9 +265,9 @@ def hot_scores(const uint32_t[::1] nr_accesses_bp, const uint32_t[::1] age,
             hot = freq_weight * freq + age_weight * <uint64_t>age_sub
             if freq_weight + age_weight:
                 hot = hot / (freq_weight + age_weight)
-            hot = hot * MAX_SCORE / MAX_SUBSCORE
-            if hot > MAX_SCORE:
-                hot = MAX_SCORE
+            hot = hot * MAX_SCORE_C / MAX_SUBSCORE
+            if hot > MAX_SCORE_C:
+                hot = MAX_SCORE_C
             out[i] = <uint8_t>hot
 
 
@@ -268,13 +275,13 @@ def pattern_mask(const uint64_t[::1] start, const uint64_t[::1] end,
                  const uint32_t[::1] nr_accesses_bp, const uint32_t[::1] age,
                  uint64_t min_sz, uint64_t max_sz, uint64_t min_nr, uint64_t max_nr,
                  uint64_t min_age, uint64_t max_age, uint8_t[::1] out):
-    """__damos_valid_target(): 1 where size, nr_accesses_bp/10000 and age are in range."""
+    """__damos_valid_target(): 1 where size, nr_accesses_bp/BP_ONE and age are in range."""
     cdef Py_ssize_t i, n = start.shape[0]
     cdef uint64_t sz, nr
     with nogil:
         for i in range(n):
             sz = end[i] - start[i]
-            nr = nr_accesses_bp[i] / 10000
+            nr = nr_accesses_bp[i] / BP_ONE
             out[i] = (min_sz <= sz and sz <= max_sz and min_nr <= nr and nr <= max_nr
                       and min_age <= age[i] and age[i] <= max_age)
 
@@ -292,7 +299,7 @@ def score_histogram(const uint64_t[::1] start, const uint64_t[::1] end,
 
 def min_score_for(const uint64_t[::1] histogram, uint64_t esz):
     """The lowest score whose cumulated size (from 99 down) still fits ``esz``."""
-    cdef int score = MAX_SCORE
+    cdef int score = MAX_SCORE_C
     cdef uint64_t cum = 0
     with nogil:
         while True:

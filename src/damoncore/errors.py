@@ -54,3 +54,7 @@ class TargetGone(DamonError):
     def __init__(self, pid):
         self.pid = pid
         super().__init__(f"target process {pid} exited")
+
+
+class FilterNotSupported(ActionNotSupported):
+    """A scheme has an ops filter its ops backend cannot evaluate."""

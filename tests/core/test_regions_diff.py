@@ -133,5 +133,5 @@ def test_mark_reported(seed):
 @settings(max_examples=300, deadline=None)
 @given(last=st.integers(1, 1 << 40), score=st.integers(0, 40000))
 def test_feed_loop_matches_reference(last, score):
-    from damoncore.core.feedback import feed_loop_next_input
+    from damoncore.feedback import feed_loop_next_input
     assert feed_loop_next_input(last, score) == ref.feed_loop_next_input(last, score)

@@ -10,7 +10,7 @@ from damoncore import (AccessPattern, ApplyResult, ActionNotSupported, Attrs, Co
 from damoncore.core.regions import Regions
 from damoncore.schemes.apply import apply_to_target
 from damoncore.schemes.filters import filters_pass
-from damoncore.schemes.quota import adjust_quota, pattern_mask, scores_for, set_effective_quota
+from damoncore.schemes.quota import action_scores, adjust_quota, pattern_mask, set_effective_quota
 from fakes import HotRangeOps
 
 PAGE = 4096
@@ -20,7 +20,7 @@ MiB = 1 << 20
 class RecordingOps(HotRangeOps):
     """Records, per apply call, the quota window it fell in and its effective size."""
 
-    def apply_scheme(self, ctx, target, scheme, starts, ends):
+    def apply_scheme(self, ctx, target, scheme, starts, ends, ops_filters=None):
         st_ = scheme.quota_state
         self.applied.append((st_.charged_from_us, st_.esz, int((ends - starts).sum()),
                              starts.copy(), ends.copy(), ctx.targets.index(target)))
@@ -80,7 +80,7 @@ def test_served_regions_are_the_highest_priority(seed, action):
     apply_to_target(ctx, s, 0, t)
     # brute force over the regions as they were
     match = pattern_mask(ctx, s, before)
-    score = scores_for(ctx, s, before)
+    score = action_scores(ctx, s, before)
     order = np.argsort(-score[match].astype(int), kind="stable")
     cand_sz = (before.end - before.start)[match][order]
     cand_score = score[match][order]

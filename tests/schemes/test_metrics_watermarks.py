@@ -43,9 +43,7 @@ def test_host_metrics_from_fixture_trees(tmp_path):
     assert m.metric("active_mem_bp") == 7500
     assert m.metric("inactive_mem_bp") == 2500
     assert m.metric("free_mem_rate") == 250
-    assert m.metric("some_mem_psi_us") == 0          # the first read is the baseline
-    (proc / "pressure/memory").write_text("some avg10=0 avg60=0 avg300=0 total=1700\n")
-    assert m.metric("some_mem_psi_us") == 700        # delta since the last read
+    assert m.metric("some_mem_psi_total_us") == 1000  # the running total; goals take deltas
     with pytest.raises(InvalidConfig, match="node 7"):
         m.metric("node_mem_used_bp", nid=7)
     with pytest.raises(FeatureMissing, match="cgroup v2"):
@@ -59,8 +57,8 @@ def test_host_metrics_on_this_machine():
     assert 0 < used < 10000 and abs(used + free - 10000) <= 50
     assert 0 <= m.metric("active_mem_bp") <= 10000
     if os.path.exists("/proc/pressure/memory"):
-        m.metric("some_mem_psi_us")
-        assert m.metric("some_mem_psi_us") >= 0
+        first = m.metric("some_mem_psi_total_us")
+        assert m.metric("some_mem_psi_total_us") >= first >= 0
 
 
 def test_goal_current_values_come_from_the_ops_backend():
@@ -104,3 +102,37 @@ def test_watermarks_activate_and_deactivate_the_scheme():
     ops.free = 100                                    # below low: off
     ctx.run(500_000)
     assert not s.active
+
+
+class FixtureRootOps(HotRangeOps):
+    """A backend whose system lives in a fixture tree (as PaddrOps(sysfs_root=...) etc.)."""
+
+    def __init__(self, root):
+        super().__init__()
+        self.sysfs_root, self.procfs_root = str(root / "sys"), str(root / "proc")
+        self.cgroupfs_root = str(root / "cg")
+
+
+def test_goal_metrics_are_read_under_the_backends_roots(tmp_path):
+    """A backend's goals read its own /sys and /proc (``--sysfs_root``), not the host's:
+    node 1 exists only in the fixture tree."""
+    fixture_tree(tmp_path)
+    goal = QuotaGoal("node_mem_used_bp", 9970, nid=1)
+    s = Scheme(AccessPattern(), "pageout", quota=Quota(sz_bytes=MiB, goals=[goal]))
+    ctx = Context(FixtureRootOps(tmp_path), [Target(ranges=[(0, MiB)])], schemes=[s])
+    assert quota_score(ctx, s) == 7500 * 10000 // 9970
+    assert goal.current_value == 7500
+
+
+def test_each_psi_goal_keeps_its_own_last_total(tmp_path):
+    """Two some_mem_psi_us goals both see the stall time since their last read (the
+    kernel keeps the last PSI total per goal); one total per context gave the second ~0."""
+    _, proc = fixture_tree(tmp_path)
+    goals = [QuotaGoal("some_mem_psi_us", 1000), QuotaGoal("some_mem_psi_us", 500)]
+    s = Scheme(AccessPattern(), "pageout", quota=Quota(sz_bytes=MiB, goals=goals))
+    ctx = Context(FixtureRootOps(tmp_path), [Target(ranges=[(0, MiB)])], schemes=[s])
+    quota_score(ctx, s)                                   # baselines: total 1000
+    assert [g.current_value for g in goals] == [0, 0]
+    (proc / "pressure/memory").write_text("some avg10=0 avg60=0 avg300=0 total=1700\n")
+    assert quota_score(ctx, s) == 700 * 10000 // 500
+    assert [g.current_value for g in goals] == [700, 700]

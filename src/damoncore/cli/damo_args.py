@@ -15,6 +15,7 @@ from .. import kdamonds as kd
 from ..errors import InvalidConfig
 from ..ops.base import Operations
 from ..schemes.scheme import ACTIONS
+from ..vocab import OPS_FILTER_TYPES
 from .checks import input_file
 from .damo_options import PID_MAX, ArgsError
 from .damos_args import _split, schemes_from_args
@@ -38,6 +39,7 @@ class _NullOps(Operations):
     """Stands in for a backend while validating: every action, no effect."""
 
     supported_actions = frozenset(ACTIONS)
+    supported_filters = OPS_FILTER_TYPES
 
     def __init__(self, space):
         self.space = space

@@ -16,11 +16,13 @@ import weakref
 import numpy as np
 
 from .. import _regions
-from ..errors import AdaptationError, InvalidConfig
+from ..errors import ActionNotSupported, AdaptationError, FilterNotSupported, InvalidConfig
+from ..feedback import feed_loop_next_input
 from ..ops.base import Operations, RealClock
+from ..schemes.apply import apply_schemes
+from ..units import BP
 from .adaptation import TRUSTED, Adaptation, KernelAdaptation
 from .attrs import Attrs
-from .feedback import feed_loop_next_input
 from .regions import count_in_regions, even_regions, shares_by_size
 from .reports import ReportBuffer, SampleFilter, filters_keep
 from .snapshot import Snapshot, TargetSnapshot
@@ -36,11 +38,12 @@ class Context:
     backend's access checks) and/or ``"page_fault"`` (reports pushed through
     :meth:`report_access`, e.g. by a perf page-fault sampler).  ``sample_filters`` select
     reports (:class:`SampleFilter`).  ``min_region``: smallest region size in bytes (the
-    kernel's DAMON_MIN_REGION, a page).  ``seed`` makes the random sampling reproducible.
+    kernel's DAMON_MIN_REGION; default: the backend's page size).  ``seed`` makes the
+    random sampling reproducible.
     """
 
     def __init__(self, ops: Operations, targets=(), attrs: Attrs | None = None, schemes=(),
-                 primitives=("page_table",), sample_filters=(), min_region: int = 4096,
+                 primitives=("page_table",), sample_filters=(), min_region: int | None = None,
                  seed: int = 0, name: str | None = None, adaptation: Adaptation | None = None):
         if not isinstance(ops, Operations):
             raise InvalidConfig(f"ops must be an Operations backend, got {type(ops).__name__}")
@@ -61,6 +64,8 @@ class Context:
         for f in self.sample_filters:
             if not isinstance(f, SampleFilter):
                 raise InvalidConfig("sample_filters must be SampleFilter objects")
+        if min_region is None:
+            min_region = ops.page_size
         if min_region < 1:
             raise InvalidConfig(f"min_region must be >= 1, got {min_region}")
         self.min_region = int(min_region)
@@ -77,7 +82,7 @@ class Context:
         self.schemes = []
         for s in schemes:
             self.add_scheme(s)
-        self.clock = getattr(ops, "clock", None) or RealClock()
+        self.clock = ops.clock
         self.rng = np.array([(int(seed) * 0x9E3779B97F4A7C15 + 1) % (1 << 64)], dtype=np.uint64)
         self.reports = ReportBuffer()
         self.callbacks = []
@@ -113,9 +118,9 @@ class Context:
             old_max, new_max = old.aggr_samples, attrs.aggr_samples
             for t in self.targets:
                 r = t.regions
-                nr = (r.nr_accesses.astype(np.uint64) * 10000 // old_max) * new_max // 10000
+                nr = (r.nr_accesses.astype(np.uint64) * BP // old_max) * new_max // BP
                 r.nr_accesses[:] = nr
-                r.nr_accesses_bp[:] = nr * 10000
+                r.nr_accesses_bp[:] = nr * BP
                 r.age[:] = r.age.astype(np.uint64) * old.aggr_us // attrs.aggr_us
         self._attrs = attrs
         if self.started:
@@ -131,14 +136,28 @@ class Context:
                 s.next_apply_sis = rescale(s.next_apply_sis)
 
     def add_scheme(self, scheme) -> None:
-        """Install a scheme; refused if the backend cannot do its action."""
-        supported = getattr(self.ops, "supported_actions", frozenset({"stat"}))
+        """Install a scheme; refused if the backend cannot do its action or evaluate one of
+        its ops filters."""
+        supported = self.ops.supported_actions
         if scheme.action not in supported:
-            from ..errors import ActionNotSupported
             raise ActionNotSupported(
                 f"ops backend {self.ops.name!r} cannot do action {scheme.action!r} "
                 f"(it supports: {', '.join(sorted(supported))})")
+        filters = self.ops.supported_filters
+        for f in scheme.ops_filters:
+            if f.filter_type not in filters:
+                raise FilterNotSupported(
+                    f"ops backend {self.ops.name!r} cannot evaluate filter "
+                    f"{f.filter_type!r} (it evaluates: {', '.join(sorted(filters)) or 'none'})")
         self.schemes.append(scheme)
+
+    def apply_scheme_at_next_sample(self, scheme) -> None:
+        """Let ``scheme`` act at the end of the next sample instead of waiting for its
+        apply interval (a policy that just changed its filters wants them used at once);
+        its regular schedule resumes from there."""
+        if scheme not in self.schemes:
+            raise InvalidConfig(f"{scheme!r} is not a scheme of this context")
+        scheme.next_apply_sis = self.passed_sample_intervals + 1
 
     def add_callback(self, fn) -> None:
         """``fn(ctx, snapshot)`` runs at every aggregation; returning True stops the context."""
@@ -330,7 +349,6 @@ class Context:
         if aggregating:
             self._adapt("merge", self._max_nr_accesses // 10)
         if self.schemes:
-            from ..schemes.apply import apply_schemes
             apply_schemes(self)
         if aggregating:
             self._aggregation_end()
@@ -372,11 +390,12 @@ class Context:
     def _adapt(self, step: str, *args) -> None:
         """Run the adaptation's ``merge`` or ``split``; check a custom one's result."""
         ad = self.adaptation
+        run = ad.merge if step == "merge" else ad.split
         if type(ad) in TRUSTED:
-            getattr(ad, step)(self, *args)
+            run(self, *args)
             return
         before = [(t, t.regions.covered()) for t in self.active_targets]
-        getattr(ad, step)(self, *args)
+        run(self, *args)
         for t, cov in before:
             err = t.regions.invariant_error()
             if err is None and t.regions.covered() != cov:
@@ -437,17 +456,17 @@ class Context:
             sz = t.regions.sizes()
             events += int(np.dot(sz, t.regions.nr_accesses.astype(np.uint64)))
             max_events += int(sz.sum()) * a.aggr_samples
-        target = max_events * a.intervals_goal.access_bp // 10000 or 1
-        return events * 10000 // target
+        target = max_events * a.intervals_goal.access_bp // BP or 1
+        return events * BP // target
 
     def tune_intervals(self) -> None:
         """kdamond_tune_intervals(): scale the sampling interval toward the access goal."""
         a = self.attrs
         g = a.intervals_goal
-        adaptation_bp = feed_loop_next_input(100_000_000, self.intervals_score_bp()) // 10000
-        if adaptation_bp <= 10000:
-            adaptation_bp = 5000 + adaptation_bp // 2
-        sample = min(g.max_sample_us, a.sample_us * adaptation_bp // 10000)
+        adaptation_bp = feed_loop_next_input(BP * BP, self.intervals_score_bp()) // BP
+        if adaptation_bp <= BP:
+            adaptation_bp = BP // 2 + adaptation_bp // 2
+        sample = min(g.max_sample_us, a.sample_us * adaptation_bp // BP)
         sample = max(g.min_sample_us, sample)
         if sample != a.sample_us:
             # keep the ratio; set_attrs reschedules from "now" like damon_set_attrs()

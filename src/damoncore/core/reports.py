@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InvalidConfig
-
-FILTER_TYPES = ("cpumask", "threads", "write")
+from ..schemes.filters import filters_pass
+from ..vocab import SampleFilterType
 
 
 @dataclass(frozen=True)
@@ -29,41 +29,34 @@ class SampleFilter:
     the last filter's ``allow``.
     """
 
-    filter_type: str
+    filter_type: SampleFilterType
     allow: bool = True
     matching: bool = True
     cpus: frozenset = frozenset()
     tids: frozenset = frozenset()
 
     def __post_init__(self):
-        if self.filter_type not in FILTER_TYPES:
-            raise InvalidConfig(f"unknown sample filter type {self.filter_type!r} "
-                                f"(known: {', '.join(FILTER_TYPES)})")
+        object.__setattr__(self, "filter_type",
+                           SampleFilterType.parse(self.filter_type, "sample filter type"))
         object.__setattr__(self, "cpus", frozenset(int(c) for c in self.cpus))
         object.__setattr__(self, "tids", frozenset(int(t) for t in self.tids))
 
+    def has(self, batch: "ReportBatch") -> np.ndarray:
+        """Per report: it has the filter's property (before ``matching``)."""
+        if self.filter_type == SampleFilterType.CPUMASK:
+            return np.isin(batch.cpu, np.fromiter(self.cpus, np.int64, len(self.cpus)))
+        if self.filter_type == SampleFilterType.THREADS:
+            return np.isin(batch.tid, np.fromiter(self.tids, np.int64, len(self.tids)))
+        return batch.is_write.astype(bool)
+
     def matches(self, batch: "ReportBatch") -> np.ndarray:
-        if self.filter_type == "cpumask":
-            hit = np.isin(batch.cpu, np.fromiter(self.cpus, np.int64, len(self.cpus)))
-        elif self.filter_type == "threads":
-            hit = np.isin(batch.tid, np.fromiter(self.tids, np.int64, len(self.tids)))
-        else:
-            hit = batch.is_write.astype(bool)
-        return hit == self.matching
+        return self.has(batch) == self.matching
 
 
 def filters_keep(filters, batch: "ReportBatch") -> np.ndarray:
-    """Boolean mask of the reports the filters let through (first match wins)."""
-    n = len(batch)
-    if not filters:
-        return np.ones(n, dtype=bool)
-    keep = np.full(n, not filters[-1].allow, dtype=bool)
-    decided = np.zeros(n, dtype=bool)
-    for f in filters:
-        m = f.matches(batch) & ~decided
-        keep[m] = f.allow
-        decided |= m
-    return keep
+    """Boolean mask of the reports the filters let through (first match wins, as for
+    DAMOS filters)."""
+    return filters_pass(filters, lambda f: f.has(batch), len(batch))
 
 
 @dataclass
@@ -134,6 +127,7 @@ class ReportBuffer:
         return self._nr
 
     def drain(self) -> ReportBatch:
+        """Every buffered report."""
         with self._lock:
             batches, self._batches, self._nr = self._batches, [], 0
         return ReportBatch.concat(batches)

@@ -12,6 +12,7 @@ import errno
 import fcntl
 import os
 import struct
+import time
 
 import numpy as np
 
@@ -27,6 +28,8 @@ FILE_SHARED = np.uint64(1 << 61)
 SWAPPED = np.uint64(1 << 62)
 PRESENT = np.uint64(1 << 63)
 ENTRY_BYTES = 8
+#: scattered lookups read pages this close together with one pread (the kernel walks the gap)
+LOOKUP_GAP_PAGES = 16
 #: ranges one PAGEMAP_SCAN call reports at most (24 bytes each)
 SCAN_VEC_LEN = 2048
 
@@ -123,6 +126,11 @@ class Pagemap:
         """The open pagemap's fd (for C loops such as the native sample path)."""
         return self._fd
 
+    def alive(self) -> bool:
+        """Whether the process still has its memory (an exited one, even a zombie whose
+        pid was reused since, reads nothing through this open file)."""
+        return self._fd >= 0 and self._mm_alive()
+
     def _mm_alive(self) -> bool:
         try:
             return len(os.pread(self._fd, ENTRY_BYTES, 0)) == ENTRY_BYTES
@@ -139,6 +147,77 @@ class Pagemap:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class PagemapCache:
+    """Open /proc/PID/pagemap files by pid, for lookups repeated over a run (e.g. turning
+    fault addresses into physical ones).  The files of processes that have exited are
+    closed: the pid that faulted last is checked at each lookup, every cached one at
+    most every ``sweep_s`` seconds.
+
+    Args:
+        procfs_root: normally ``/proc``.
+        page_size: bytes per page.
+        sweep_s: least time between two checks of every cached file.
+    """
+
+    def __init__(self, procfs_root: str = "/proc", page_size: int = PAGE_SIZE,
+                 sweep_s: float = 1.0):
+        self.procfs_root, self.page_size, self.sweep_s = procfs_root, page_size, sweep_s
+        self._open: dict[int, Pagemap] = {}
+        self._swept_at = time.monotonic()
+
+    def __len__(self):
+        return len(self._open)
+
+    def get(self, pid: int) -> Pagemap:
+        """The open pagemap of ``pid``; TargetGone if it does not exist."""
+        pm = self._open.get(pid)
+        if pm is None:
+            pm = self._open[pid] = Pagemap(pid, self.procfs_root, self.page_size)
+        return pm
+
+    def forget(self, pid: int) -> None:
+        pm = self._open.pop(pid, None)
+        if pm is not None:
+            pm.close()
+
+    def sweep(self, now: float | None = None) -> int:
+        """Close the files of exited processes (at most every ``sweep_s``); how many."""
+        now = time.monotonic() if now is None else now
+        if now - self._swept_at < self.sweep_s:
+            return 0
+        self._swept_at = now
+        gone = [pid for pid, pm in self._open.items() if not pm.alive()]
+        for pid in gone:
+            self.forget(pid)
+        return len(gone)
+
+    def phys_addrs(self, pids, addrs):
+        """``(paddrs, kept)``: the physical address now behind each virtual address
+        ``addrs[i]`` (bytes) of process ``pids[i]``, and a mask of those present (needs
+        CAP_SYS_ADMIN for PFNs); addresses of exited processes are not kept."""
+        pids = np.asarray(pids)
+        addrs = np.asarray(addrs, np.uint64)
+        out = np.zeros(len(addrs), np.uint64)
+        kept = np.zeros(len(addrs), bool)
+        ps = np.uint64(self.page_size)
+        for pid in np.unique(pids).tolist():
+            sel = np.flatnonzero(pids == pid)
+            try:
+                ent = self.get(pid).entries_at(addrs[sel] // ps, LOOKUP_GAP_PAGES)
+            except TargetGone:
+                self.forget(pid)
+                continue
+            frames = ent & PFN_MASK
+            kept[sel] = present(ent) & (frames != 0)
+            out[sel] = frames * ps + addrs[sel] % ps
+        self.sweep()
+        return out, kept
+
+    def close(self) -> None:
+        for pid in list(self._open):
+            self.forget(pid)
 
 
 def present(entries: np.ndarray) -> np.ndarray:

@@ -1,48 +1,80 @@
-"""The ops protocol: what an address-space backend provides to the core.
+"""The ops contract: every hook the core may call on an address-space backend.
 
-Mirrors the kernel's ``struct damon_operations`` (include/linux/damon.h).  The core
-(:mod:`damoncore.core.context`) calls these, in this order, from its monitoring loop:
+Mirrors the kernel's ``struct damon_operations`` (include/linux/damon.h): one table, each
+hook with a default here, overridden by a backend where it has something to add.  The core
+(:mod:`damoncore.core`, :mod:`damoncore.schemes`) calls these and nothing else: it never
+probes a backend for attributes by name and never asks which backend it is.  The backends
+(:mod:`~damoncore.ops.sim`, ``paddr``, ``vaddr``, ``perf``) sit above the core; this module
+sits with it (the kernel's header), importing only the core's own layer and below.
 
-- ``init(ctx)`` once, before the first sample: give every target its initial regions
-  (``target.set_regions(...)``) unless the user already did.
-- ``update(ctx)`` every ops update interval: refresh target ranges (vaddr: /proc/PID/maps).
-- ``prepare_access_checks(ctx)`` at the start of every sample interval: the core has already
-  picked ``regions.sampling_addr`` for every target; the backend clears the accessed state of
-  those addresses (mkold / mark idle).
-- ``check_accesses(ctx)`` at the end of every sample interval: returns, per target (in
-  ``ctx.targets`` order), a ``numpy.uint8`` array with one entry per region, 1 if the
-  region's sampling address was accessed since ``prepare_access_checks``.
-- ``apply_scheme(ctx, target, scheme, starts, ends)`` when a scheme acts on regions: the
-  arrays hold the (already quota-trimmed, core-filtered) ranges of one target; returns an
-  :class:`ApplyResult`.  Ops filters (anon, young, ...) are the backend's job.
-- ``target_valid(target)`` before each sample: False ends monitoring of that target.
-- ``cleanup(ctx)`` once, when monitoring ends.
+Callbacks, in the order the monitoring loop calls them (:class:`~damoncore.core.Kdamond`):
 
-Queries policies may make (never called by the core; defaults say "unknown"):
+=========================  =======================================  ============================
+hook                       called                                   default
+=========================  =======================================  ============================
+``init(ctx)``              once, before the first sample: give      nothing (targets keep the
+                           targets their ranges (``t.ranges``)      ranges the user gave)
+``update(ctx)``            every ``Attrs.ops_update_us``: refresh   nothing
+                           target ranges (vaddr: /proc/PID/maps)
+``prepare_access_checks``  start of every sample (``page_table``    nothing
+``(ctx)``                  primitive), after the core picked
+                           ``regions.sampling_addr``: clear their
+                           accessed state (mkold, mark idle)
+``check_accesses(ctx)``    end of every sample: per target, a       nothing was accessed (a
+                           uint8 array, 1 per region whose          backend fed only by access
+                           sampling address was accessed            reports)
+``target_valid(target)``   before each sample's checks; False ends  True
+                           monitoring of the target
+``get_scheme_score(ctx,``  when a scheme has a quota: per region,   damon_hot_score() for
+``target, scheme)``        0..MAX_SCORE, how much the scheme        actions on hot memory,
+                           should act there first (uint8 array)     damon_cold_score() for
+                                                                    cold ones, else MAX_SCORE
+``apply_scheme(ctx,``      when a scheme acts on a target: the      nothing applied
+``target, scheme, starts,  quota-trimmed, core-filtered ranges
+ends, ops_filters)``       (bytes); evaluate the ops filters page
+                           by page, act on what passes
+``metric(name, nid,``      when a quota goal or watermark needs     the host's /proc and /sys
+``memcg_path)``            its current value                        under this backend's roots
+``translate_reports(pid,`` when a reporter (perf) hands in faults   the identity (targets are
+``addrs)``                 at virtual addresses of process ``pid``  virtual address spaces)
+``cleanup(ctx)``           once, when monitoring ends               nothing
+=========================  =======================================  ============================
 
-- ``node_ranges(ctx, target, starts, ends)``: which node holds each part of the ranges.
-- ``page_keys(ctx, target, addrs)``: a stable identity of the page at each address, the
-  same after the page migrates (so a policy's history of a page survives its move).
+Queries a policy may make (never called by the core; the defaults say "unknown"):
 
-Optional attributes the core looks for:
+=========================  =======================================  ============================
+``node_ranges(ctx,``       which node holds each present part of    None (cannot tell)
+``target, starts, ends)``  the ranges: ``(s, e, node)`` arrays
+``page_keys(ctx, target,`` a stable identity of the page at each    None (cannot tell)
+``addrs)``                 address, the same after the page
+                           migrates (``KEY_NONE`` where unknown)
+=========================  =======================================  ============================
 
-- ``clock``: an object with ``now_us()`` and ``sleep_us(us)``.  The simulated backend
-  provides a virtual clock so simulations run faster than real time; real backends leave it
-  out and the core uses :class:`RealClock`.
-- ``supported_actions``: a set of action names; a scheme with another action is refused at
-  install time (:class:`damoncore.errors.ActionNotSupported`).
-- ``metric(name, nid=None, memcg_path=None)``: current value of a DAMOS quota goal metric,
-  so that goals read the backend's own memory (the simulated machine reports its own node
-  usage).  Returns an int (basis points, or microseconds for ``some_mem_psi_us``).
+Attributes the core reads (class attributes; a backend may set them per instance):
 
-Native sample path (declared below, default: not offered):
+- ``name``: for messages only (never dispatched on).
+- ``space``: the kernel's ``damon_ops_id`` spelled as damo's ``ops`` (``"paddr"``,
+  ``"vaddr"``, ``"fvaddr"``): the address space the targets' addresses are in.
+- ``supported_actions`` (:class:`~damoncore.vocab.Action`\\ s) and ``supported_filters``
+  (ops :class:`~damoncore.vocab.FilterType`\\ s it evaluates): a scheme asking for
+  anything else is refused when it is installed.
+- ``page_size``: bytes per page of the address space: the default ``min_region`` and the
+  unit of page counts (migrated pages).
+- ``clock``: ``now_us()`` and ``sleep_us(us)``; a simulated backend brings its virtual
+  clock, real ones keep :class:`RealClock`.
+- ``procfs_root``, ``sysfs_root``, ``cgroupfs_root``: where this backend reads the system
+  (fixture trees in tests); the default :meth:`Operations.metric` reads there too.
+- ``translates_reports``: :meth:`translate_reports` maps addresses after the access, so a
+  reporter must drop reports whose address was mapped anew in between (perf records new
+  mappings for that).
 
-- ``native_sampler(ctx)`` at every sample begin on a real clock: None, or an object whose
-  ``run(ctx, targets, max_ends, until_us, wake_fd, end_due, due_us)`` does in C what
-  ``prepare_access_checks``, the wait and ``check_accesses`` + the counter update do, for up
-  to ``max_ends`` samples in a row, and returns a :class:`NativeRun` (or None: use the generic
-  path this time).  It leaves one sample begun for the generic ``check_accesses`` to end, or,
-  with ``end_due``, ends that one too (``NativeRun.ended``) for the core to finish.
+Native sample path (default: not offered): ``native_sampler(ctx)``, called at every sample
+begin on a real clock, returns None or an object whose ``run(ctx, targets, max_ends,
+until_us, wake_fd, end_due, due_us)`` does in C what ``prepare_access_checks``, the wait and
+``check_accesses`` + the counter update do, for up to ``max_ends`` samples in a row, and
+returns a :class:`NativeRun` (or None: use the generic path this time).  It leaves one sample
+begun for the generic ``check_accesses`` to end, or, with ``end_due``, ends that one too
+(``NativeRun.ended``) for the core to finish.
 """
 
 from __future__ import annotations
@@ -52,13 +84,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..linux.system import PAGE_SIZE
+from ..schemes.metrics import HostMetrics
+from ..schemes.quota import action_scores
+from ..vocab import Action, FilterType
 
 #: a page key the backend could not tell (:meth:`Operations.page_keys`)
 KEY_NONE = (1 << 64) - 1
 
 
 class RealClock:
-    """Wall-clock time; sleeping really sleeps."""
+    """Wall-clock time (CLOCK_MONOTONIC); sleeping really sleeps."""
 
     @staticmethod
     def now_us() -> int:
@@ -118,34 +154,67 @@ class NativeRun:
 
 
 class Operations:
-    """Base class for ops backends; every callback defaults to doing nothing.
+    """Base class of the ops backends: the table above, every hook at its default.
 
-    Subclasses set ``name`` (``"sim"``, ``"paddr"``, ``"vaddr"``, ``"perf"``) and override
-    what they implement.  The core never imports a backend: it only calls this interface.
+    Subclasses override what they implement; the core calls every hook of this class
+    directly, so a backend never needs to provide more than it has.
     """
 
     name = "none"
-    supported_actions: frozenset = frozenset({"stat"})
+    space = "paddr"
+    supported_actions: frozenset = frozenset({Action.STAT})
+    supported_filters: frozenset = frozenset()
+    page_size: int = PAGE_SIZE
+    clock = RealClock()
+    procfs_root = "/proc"
+    sysfs_root = "/sys"
+    cgroupfs_root = "/sys/fs/cgroup"
+    translates_reports = False
 
+    # --- monitoring ----------------------------------------------------------------------
     def init(self, ctx) -> None:
-        pass
+        """Before the first sample: give each target without regions its ``ranges``."""
 
     def update(self, ctx) -> None:
-        pass
+        """Every ops update interval: refresh the targets' ranges."""
 
     def prepare_access_checks(self, ctx) -> None:
-        pass
+        """Start of a sample: clear the accessed state of every ``sampling_addr``."""
 
     def check_accesses(self, ctx) -> list:
-        """Default: nothing was accessed (a backend fed only by access reports)."""
+        """End of a sample: per target (``ctx.targets`` order), a uint8 array with 1 for
+        each region whose sampling address was accessed since the prepare.  Default:
+        nothing was accessed (a backend fed only by access reports)."""
         return [np.zeros(t.regions.nr, dtype=np.uint8) for t in ctx.targets]
 
-    def apply_scheme(self, ctx, target, scheme, starts, ends) -> ApplyResult:
-        return ApplyResult()
-
     def target_valid(self, target) -> bool:
+        """False once the target is gone (its process exited); it is then dropped."""
         return True
 
+    def cleanup(self, ctx) -> None:
+        """When monitoring ends: release what ``init`` and the samples opened."""
+
+    # --- schemes -------------------------------------------------------------------------
+    def get_scheme_score(self, ctx, target, scheme) -> np.ndarray:
+        """Per region of ``target``, 0..MAX_SCORE (uint8): how much ``scheme`` should act
+        there before elsewhere when its quota is short.  Default: damon_hot_score() for
+        actions on hot memory (migrate_hot, lru_prio, willneed, hugepage),
+        damon_cold_score() for actions on cold memory (migrate_cold, pageout, cold,
+        lru_deprio, nohugepage), MAX_SCORE for the rest (stat)."""
+        return action_scores(ctx, scheme, target.regions)
+
+    def apply_scheme(self, ctx, target, scheme, starts, ends,
+                     ops_filters=None) -> ApplyResult:
+        """Act on the pages of ``[starts[i], ends[i])`` (bytes, uint64 arrays, one target's
+        quota-trimmed ranges the core filters let through, in address order) that pass
+        the ops filters: ``ops_filters`` (:class:`~damoncore.schemes.scheme.Filter`\\ s of
+        ``supported_filters``) when given, else ``scheme.ops_filters``.  The core gives an
+        empty list for ranges a core filter allowed, whose pages the kernel does not filter
+        again (``core_filters_allowed``).  Nothing outside the ranges may be touched.
+        Default: nothing applied."""
+        return ApplyResult()
+
+    # --- queries for policies (the core never calls these) -------------------------------
     def node_ranges(self, ctx, target, starts, ends):
         """Which node holds the memory of ``target``'s ranges ``[starts, ends)`` (bytes,
         sorted, disjoint): ``(s, e, node)`` arrays (uint64, uint64, int64) of the present
@@ -162,9 +231,27 @@ class Operations:
         frame)."""
         return None
 
-    def cleanup(self, ctx) -> None:
-        pass
+    # --- system --------------------------------------------------------------------------
+    def metric(self, name, nid=None, memcg_path=None) -> int:
+        """Current value of a quota goal or watermark metric (a
+        :class:`~damoncore.vocab.GoalMetric` or ``free_mem_rate``): basis points for the
+        ``*_bp`` ones, permil for ``free_mem_rate``; also ``node_mem_total_bytes`` (bytes)
+        and ``some_mem_psi_total_us`` (the running PSI total; each goal keeps its own last
+        total, so ``some_mem_psi_us`` is that goal's delta, as in the kernel).  Default:
+        the host, read under this backend's ``sysfs_root``/``procfs_root``/
+        ``cgroupfs_root``."""
+        return HostMetrics(self.sysfs_root, self.procfs_root,
+                           self.cgroupfs_root).metric(name, nid=nid, memcg_path=memcg_path)
 
+    def translate_reports(self, pid, addrs):
+        """``(addrs, kept)`` for access reports at virtual addresses ``addrs`` (uint64) of
+        processes ``pid`` (int array, same length): the reports' addresses in this
+        backend's target address space and a bool mask of those it could translate.
+        Default: the identity."""
+        addrs = np.asarray(addrs, np.uint64)
+        return addrs, np.ones(len(addrs), bool)
+
+    # --- optional native sample path -----------------------------------------------------
     def native_sampler(self, ctx):
         """The native sample path for ``ctx``, or None: not offered (the default; Python
         backends such as sim and perf keep the generic per-sample path)."""

@@ -16,6 +16,7 @@ from ..errors import FeatureMissing, InvalidConfig, TargetGone
 from ..linux import kpageflags as kpf
 from ..linux.system import PAGE_SIZE
 from ..schemes.filters import filters_pass
+from ..vocab import FilterType
 
 U64 = np.uint64
 
@@ -191,17 +192,21 @@ class PageFilters:
 
     def check_supported(self, filters) -> None:
         for f in filters:
-            if f.filter_type == "young" and self.page_idle is None:
+            if f.filter_type == FilterType.YOUNG and self.page_idle is None:
                 raise FeatureMissing("CONFIG_IDLE_PAGE_TRACKING",
                                      "the young filter reads and clears page idle bits")
+
+    def kpageflags(self) -> kpf.KPageFlags:
+        """The open /proc/kpageflags these filters read (opened at first use)."""
+        if self._kpf is None:
+            self._kpf = kpf.KPageFlags(self.procfs_root)
+        return self._kpf
 
     def on_lru(self, pfns) -> np.ndarray:
         """Bool per PFN: the frame is an LRU (user) page.  Free frames, slab and page
         tables cannot be marked idle, so their idle bit always reads "accessed"; the
         kernel's paddr finds no folio for them (damon_get_folio()) and reports no access."""
-        if self._kpf is None:
-            self._kpf = kpf.KPageFlags(self.procfs_root)
-        return kpf.has(self._kpf.read(np.asarray(pfns, U64)), kpf.LRU)
+        return kpf.has(self.kpageflags().read(np.asarray(pfns, U64)), kpf.LRU)
 
     def passed(self, filters, pfns) -> np.ndarray:
         """Bool per PFN: the filters let the page through."""
@@ -213,24 +218,22 @@ class PageFilters:
 
         def flags():
             if "flags" not in cache:
-                if self._kpf is None:
-                    self._kpf = kpf.KPageFlags(self.procfs_root)
-                cache["flags"] = self._kpf.read(pfns)
+                cache["flags"] = self.kpageflags().read(pfns)
             return cache["flags"]
 
         def match(f):
             t = f.filter_type
-            if t == "anon":
+            if t == FilterType.ANON:
                 return kpf.has(flags(), kpf.ANON)
-            if t == "active":
+            if t == FilterType.ACTIVE:
                 return kpf.has(flags(), kpf.ACTIVE)
-            if t == "unmapped":
+            if t == FilterType.UNMAPPED:
                 return ~kpf.has(flags(), kpf.MMAP)
-            if t == "hugepage_size":
-                sz = folio_bytes(self._kpf, pfns, flags())
+            if t == FilterType.HUGEPAGE_SIZE:
+                sz = folio_bytes(self.kpageflags(), pfns, flags())
                 lo, hi = f.hugepage_size
                 return (sz >= U64(lo)) & (sz <= U64(hi))
-            if t == "memcg":
+            if t == FilterType.MEMCG:
                 if self._kpc is None:
                     self._kpc = _KPageCgroup(self.procfs_root)
                 path = os.path.join(self.cgroupfs_root, f.memcg_path.lstrip("/"))
@@ -239,7 +242,7 @@ class PageFilters:
                 except FileNotFoundError as err:
                     raise InvalidConfig(f"memcg filter: no cgroup {path}") from err
                 return self._kpc.read(pfns) == U64(ino)
-            if t == "young":
+            if t == FilterType.YOUNG:
                 young = ~self.page_idle.read_idle(pfns)
                 self.page_idle.mark_idle(pfns[young])
                 return young

@@ -38,6 +38,7 @@ from ..linux import madvise as md
 from ..linux import pagemap as pmap
 from ..linux.page_idle import BITMAP_PATH, PageIdle
 from ..numa.topology import Topology
+from ..vocab import OPS_FILTER_TYPES
 from .base import ApplyResult, Operations
 from .common import PAGE_SIZE, PageFilters, page_runs, pagemap_entries
 from .native import IdleNative
@@ -80,7 +81,11 @@ class PaddrOps(Operations):
     """
 
     name = "paddr"
+    space = "paddr"
     supported_actions = frozenset({"stat", *NEEDS_RMAP})
+    supported_filters = OPS_FILTER_TYPES
+    # fault addresses are translated when the reports are drained, after the fault
+    translates_reports = True
 
     def __init__(self, sysfs_root="/sys", procfs_root="/proc", pids=None, cgroup=None,
                  page_idle_path=BITMAP_PATH, page_idle=None, cgroupfs_root="/sys/fs/cgroup",
@@ -99,6 +104,7 @@ class PaddrOps(Operations):
         self.native, self._native, self._native_kpf = native, None, None    # issue 13
         # migration itself is a vaddr job once the owner of each frame is known
         self._mover = VaddrOps(procfs_root, sysfs_root)
+        self._reporters = pmap.PagemapCache(procfs_root)
 
     @property
     def rmap_retry_s(self) -> float:
@@ -150,6 +156,12 @@ class PaddrOps(Operations):
         if self._native_kpf is not None:
             self._native_kpf.close()
         self._native = self._native_kpf = None
+        self._reporters.close()
+
+    def translate_reports(self, pid, addrs):
+        """Physical addresses of faults at virtual ``addrs`` of processes ``pid``, as
+        /proc/PID/pagemap maps them now; pages no longer present are not kept."""
+        return self._reporters.phys_addrs(pid, addrs)
 
     # --- native sample path (issue 13): ops/native.py runs the idle check's samples in C --
     def native_sampler(self, ctx):
@@ -196,9 +208,12 @@ class PaddrOps(Operations):
         return np.split(acc, np.cumsum(n)[:-1])
 
     # --- schemes -------------------------------------------------------------------------
-    def apply_scheme(self, ctx, target, scheme, starts, ends) -> ApplyResult:
+    def apply_scheme(self, ctx, target, scheme, starts, ends,
+                     ops_filters=None) -> ApplyResult:
         if scheme.action not in NEEDS_RMAP:
             return ApplyResult()
+        if ops_filters is None:
+            ops_filters = scheme.ops_filters
         if not self._rmap_wanted:
             self._rmap_wanted = True
             self.refresh_rmap()
@@ -206,7 +221,7 @@ class PaddrOps(Operations):
         res = ApplyResult(region_sz_applied=np.zeros(len(starts), U64))
         if own.nr_stale:                      # index entries that no longer held
             res.nr_failed["stale"] = own.nr_stale
-        ok = self.filters.passed(scheme.ops_filters, own.pfn)
+        ok = self.filters.passed(ops_filters, own.pfn)
         res.sz_ops_filter_passed = int(ok.sum()) * PAGE_SIZE
         pfn, pids, vaddr, ridx = own.pfn[ok], own.pid[ok], own.vaddr[ok], own.ridx[ok]
         order = np.argsort(pids, kind="stable")
@@ -227,8 +242,8 @@ class PaddrOps(Operations):
             if scheme.action in ADVICE:
                 r = self._advise(pid, ADVICE[scheme.action], vaddr[grp], ridx[grp], len(starts))
             else:
-                r = self._mover._migrate(pid, scheme, vaddr[grp], ridx[grp], len(starts),
-                                         ApplyResult())
+                r = self._mover.migrate(pid, scheme, vaddr[grp], ridx[grp], len(starts),
+                                        ApplyResult())
                 if any(src != dst for src, dst in r.migrated):
                     self.rmap.note_moved(pid, vaddr[grp])     # they live at new frames now
             res.add(r)

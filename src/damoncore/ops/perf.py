@@ -8,15 +8,16 @@ reports) and, between checks, by a thread that sleeps in poll() until a ring rea
 watermark (a quarter ring), so long sample intervals do not overflow the rings.  Times are
 CLOCK_MONOTONIC, the core's real clock (``monotonic_ns() // 1000``).
 
-Fault addresses are virtual: with a vaddr base the reports go to the faulting process'
-target (the core matches ``pid``); with a paddr base they are translated to physical
-addresses through /proc/PID/pagemap at drain time (faults of pages no longer present are
-dropped, counted in ``nr_untranslated``).  A paddr base also records the processes' new
-mappings (PERF_RECORD_MMAP): a fault whose address was mapped anew between the fault and the
-drain would translate to a frame it never touched (freed memory reused by another
-allocation, maybe on another node), so it is dropped, counted in ``nr_remapped`` (see
-:func:`~damoncore.linux.perf.remapped_after`); a mapping is recorded on the CPU that made
-it, so with ``cpus`` a subset of the online CPUs, mmap-only (dummy) events cover the others.
+Fault addresses are virtual: the base backend's ``translate_reports`` hook puts them in its
+targets' address space at drain time (a vaddr base keeps them, the core matching ``pid``; a
+paddr base reads /proc/PID/pagemap), and faults it cannot translate (pages no longer
+present) are dropped, counted in ``nr_untranslated``.  A base that ``translates_reports``
+after the fact also gets the processes' new mappings recorded (PERF_RECORD_MMAP): a fault
+whose address was mapped anew between the fault and the drain would translate to a frame
+it never touched (freed memory reused by another allocation, maybe on another node), so it
+is dropped, counted in ``nr_remapped`` (see :func:`~damoncore.linux.perf.remapped_after`); a
+mapping is recorded on the CPU that made it, so with ``cpus`` a subset of the online CPUs,
+mmap-only (dummy) events cover the others.
 Page faults only happen on first touch, after
 reclaim, migration or NUMA hinting: a page touched steadily reports nothing.
 """
@@ -29,12 +30,10 @@ import time
 
 import numpy as np
 
-from ..errors import InvalidConfig, TargetGone
-from ..linux import pagemap as pmap
+from ..errors import InvalidConfig
 from ..linux.perf import (DEFAULT_SAMPLE_PERIOD, PERF_COUNT_SW_DUMMY, PageFaultSampler,
                           online_cpus, remapped_after)
 from .base import KEY_NONE, Operations
-from .common import PAGE_SIZE, pagemap_entries
 from .vaddr import VaddrOps
 
 
@@ -82,21 +81,31 @@ class PerfOps(Operations):
         self._thread = None
         self._ctx = None
         self._clock_offset_us = 0
-        self._pagemaps = {}
         self._lost_closed = 0
         self._keys = (np.zeros(0, np.uint64), np.zeros(0, np.uint64), np.zeros(0, np.int64))
         self._key_batches = []
         self._nr_key_batched = 0
 
+    # --- the base's address space and limits -----------------------------------------------
+    @property
+    def space(self):
+        return self.base.space
+
     @property
     def supported_actions(self):
         return self.base.supported_actions
 
-    def __getattr__(self, name):
-        # optional ops attributes (metric, clock, ...) are the base's
-        if name == "base":
-            raise AttributeError(name)
-        return getattr(self.base, name)
+    @property
+    def supported_filters(self):
+        return self.base.supported_filters
+
+    @property
+    def page_size(self):
+        return self.base.page_size
+
+    @property
+    def clock(self):
+        return self.base.clock
 
     @property
     def lost(self) -> int:
@@ -107,7 +116,7 @@ class PerfOps(Operations):
     def _sampler(self, **scope):
         kw = dict(cpus=self.cpus, sample_period=self.sample_period, ring_pages=self.ring_pages,
                   procfs_root=self.procfs_root, sysfs_root=self.sysfs_root,
-                  track_mmaps=self.base.name == "paddr")
+                  track_mmaps=self.base.translates_reports)
         if self.event == "tracepoint":
             return PageFaultSampler.tracepoint(**scope, **kw)
         return PageFaultSampler(**scope, **kw)
@@ -134,7 +143,7 @@ class PerfOps(Operations):
         try:
             for sc in scopes:
                 self.samplers.append(self._sampler(**sc).open())
-            if self.base.name == "paddr" and self.cpus is not None:
+            if self.base.translates_reports and self.cpus is not None:
                 others = sorted(set(online_cpus(self.sysfs_root)) - set(self.cpus))
                 for sc in scopes if others else ():
                     self.mmap_trackers.append(PageFaultSampler(
@@ -157,9 +166,6 @@ class PerfOps(Operations):
             self._thread = None
         self.drain()
         self._close_samplers()
-        for pm in self._pagemaps.values():
-            pm.close()
-        self._pagemaps.clear()
         self.base.cleanup(ctx)
 
     def _close_samplers(self):
@@ -223,30 +229,14 @@ class PerfOps(Operations):
         return n
 
     def _translate(self, got):
-        """Virtual fault addresses, or physical ones for a paddr base (kept mask)."""
-        addr = got["addr"]
-        if self.base.name != "paddr":
-            return addr, np.ones(len(addr), bool)
-        out = np.zeros(len(addr), np.uint64)
-        keep = np.zeros(len(addr), bool)
-        for pid in np.unique(got["pid"]).tolist():
-            sel = np.flatnonzero(got["pid"] == pid)
-            try:
-                pm = self._pagemaps.get(pid) or self._pagemaps.setdefault(
-                    pid, pmap.Pagemap(pid, self.procfs_root))
-                ent = pagemap_entries(pm, addr[sel])
-            except TargetGone:
-                pm = self._pagemaps.pop(pid, None)
-                if pm is not None:
-                    pm.close()
-                continue
-            ok = pmap.present(ent) & ((ent & pmap.PFN_MASK) != 0)
-            out[sel] = (ent & pmap.PFN_MASK) * np.uint64(PAGE_SIZE) + addr[sel] % np.uint64(PAGE_SIZE)
-            keep[sel] = ok
+        """Fault addresses in the base's target space (kept mask), by its hook."""
+        addr, keep = self.base.translate_reports(got["pid"], got["addr"])
+        addr, keep = np.asarray(addr, np.uint64), np.asarray(keep, bool)
         self.nr_untranslated += int((~keep).sum())
-        self._remember_keys(out[keep] // np.uint64(PAGE_SIZE), got["pid"][keep],
-                            addr[keep] // np.uint64(PAGE_SIZE))
-        return out[keep], keep
+        if self.base.translates_reports:
+            ps = np.uint64(self.page_size)
+            self._remember_keys(addr[keep] // ps, got["pid"][keep], got["addr"][keep] // ps)
+        return addr[keep], keep
 
     #: translations kept for :meth:`page_keys`
     KEYS_KEPT = 1 << 20
@@ -292,18 +282,22 @@ class PerfOps(Operations):
         self.drain()
         return self.base.check_accesses(ctx)
 
-    def apply_scheme(self, ctx, target, scheme, starts, ends):
-        return self.base.apply_scheme(ctx, target, scheme, starts, ends)
+    def get_scheme_score(self, ctx, target, scheme):
+        return self.base.get_scheme_score(ctx, target, scheme)
+
+    def apply_scheme(self, ctx, target, scheme, starts, ends, ops_filters=None):
+        return self.base.apply_scheme(ctx, target, scheme, starts, ends, ops_filters)
 
     def node_ranges(self, ctx, target, starts, ends):
         return self.base.node_ranges(ctx, target, starts, ends)
 
     def page_keys(self, ctx, target, addrs):
-        """paddr base: the (pid, virtual page) each physical page had when a fault on it
-        was translated (the last ``KEYS_KEPT`` translations); else the base's answer."""
-        if self.base.name != "paddr":
+        """A base that translates fault addresses (paddr): the (pid, virtual page) each
+        physical page had when a fault on it was translated (the last ``KEYS_KEPT``
+        translations); else the base's answer."""
+        if not self.base.translates_reports:
             return self.base.page_keys(ctx, target, addrs)
-        pfn = np.asarray(addrs, np.uint64) // np.uint64(PAGE_SIZE)
+        pfn = np.asarray(addrs, np.uint64) // np.uint64(self.page_size)
         with self._lock:
             kp, kk, _ = self._merged_keys()
         out = np.full(len(pfn), KEY_NONE, np.uint64)
@@ -315,3 +309,9 @@ class PerfOps(Operations):
 
     def target_valid(self, target) -> bool:
         return self.base.target_valid(target)
+
+    def metric(self, name, nid=None, memcg_path=None) -> int:
+        return self.base.metric(name, nid=nid, memcg_path=memcg_path)
+
+    def translate_reports(self, pid, addrs):
+        return self.base.translate_reports(pid, addrs)

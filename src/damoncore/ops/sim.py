@@ -26,6 +26,8 @@ import numpy as np
 
 from ..errors import InvalidConfig
 from ..schemes.filters import filters_pass
+from ..units import BP
+from ..vocab import OPS_FILTER_TYPES, Action, FilterType
 from ..sim.extents import KEY_END, KEY_SHIFT, SWAPPED, U64, VADDR_MASK, key_of, overlap_pairs, \
     u64
 from .base import ApplyResult, Operations
@@ -75,8 +77,9 @@ class SimOps(Operations):
     """
 
     name = "sim"
-    supported_actions = frozenset({"stat", "migrate_hot", "migrate_cold", "pageout", "cold",
-                                   "willneed"})
+    supported_actions = frozenset({Action.STAT, Action.MIGRATE_HOT, Action.MIGRATE_COLD,
+                                   Action.PAGEOUT, Action.COLD, Action.WILLNEED})
+    supported_filters = OPS_FILTER_TYPES
 
     def __init__(self, machine, space: str = "vaddr", pid=None,
                  max_reports_per_accessor: int = 256, active_aggrs: int = 3,
@@ -88,6 +91,7 @@ class SimOps(Operations):
         self.report_period = float(report_period)
         self.machine = machine
         self.clock = machine.clock
+        self.page_size = machine.page_size
         self.space = space
         self.pid = pid
         self.max_reports_per_accessor = int(max_reports_per_accessor)
@@ -222,7 +226,7 @@ class SimOps(Operations):
         _, _, flo, fhi = overlap_pairs(starts, ends, fs, fe)
         return s[o], (s + (hi - lo))[o], m.node_of(lo)[o], int((fhi - flo).sum())
 
-    def _filter(self, ctx, target, scheme, s, e, node, free_bytes):
+    def _filter(self, ctx, filters, s, e, node, free_bytes):
         """Apply the ops filters: passed pages per piece (of the rate-split pieces
         returned), and the passed bytes including free frames."""
         m = self.machine
@@ -230,7 +234,6 @@ class SimOps(Operations):
         qi, r, lo, hi = overlap_pairs(s, e, rm.starts, rm.ends)
         node = node[qi]
         n = ((hi - lo) // U64(m.page_size)).astype(np.int64)
-        filters = scheme.ops_filters
         if not filters:
             return lo, hi, node, n, int((hi - lo).sum()) + free_bytes
         lam = rm.total[r]
@@ -249,15 +252,15 @@ class SimOps(Operations):
         owner = np.concatenate([pidx, [len(memcgs) - 1]])
 
         def match(f):
-            if f.filter_type == "anon":
+            if f.filter_type == FilterType.ANON:
                 return ~unmapped
-            if f.filter_type == "unmapped":
+            if f.filter_type == FilterType.UNMAPPED:
                 return unmapped
-            if f.filter_type == "young":
+            if f.filter_type == FilterType.YOUNG:
                 return (cls == 0) & ~unmapped
-            if f.filter_type == "active":
+            if f.filter_type == FilterType.ACTIVE:
                 return (cls <= 1) & ~unmapped
-            if f.filter_type == "memcg":
+            if f.filter_type == FilterType.MEMCG:
                 return memcgs[owner] == f.memcg_path
             return np.zeros(len(counts), bool)          # hugepage_size: base pages only
 
@@ -266,19 +269,22 @@ class SimOps(Operations):
         per_piece = passed[:-1].reshape(-1, NR_CLASSES).sum(axis=1)
         return lo, hi, node, per_piece, int(passed.sum()) * m.page_size
 
-    def apply_scheme(self, ctx, target, scheme, starts, ends) -> ApplyResult:
-        """Act on the pages of ``[starts, ends)`` that pass the ops filters; nothing
+    def apply_scheme(self, ctx, target, scheme, starts, ends,
+                     ops_filters=None) -> ApplyResult:
+        """Act on the pages of ``[starts, ends)`` that pass ``ops_filters``; nothing
         outside the ranges is touched."""
         m = self.machine
+        if ops_filters is None:
+            ops_filters = scheme.ops_filters
         s, e, node, free_bytes = self._pieces(target, starts, ends)
-        lo, _, node, k, sz_passed = self._filter(ctx, target, scheme, s, e, node, free_bytes)
+        lo, _, node, k, sz_passed = self._filter(ctx, ops_filters, s, e, node, free_bytes)
         res = ApplyResult(sz_ops_filter_passed=sz_passed)
         take = k > 0
         lo, node, k = lo[take], node[take], k[take]
         hi = lo + k.astype(U64) * U64(m.page_size)
         a = scheme.action
         nr_nodes = len(m.nodes)
-        if a in ("migrate_hot", "migrate_cold"):
+        if a in (Action.MIGRATE_HOT, Action.MIGRATE_COLD):
             present = node < nr_nodes
             lo, hi = lo[present], hi[present]
             dests = scheme.destinations()
@@ -287,12 +293,12 @@ class SimOps(Operations):
                 mv = m.move_keys(gs[g == i], ge[g == i], nid)
                 res.add(ApplyResult(mv.sz_moved, 0, mv.moved,
                                     {"ENOMEM": mv.nr_failed} if mv.nr_failed else {}))
-        elif a == "pageout":
+        elif a == Action.PAGEOUT:
             res.sz_applied = m.swap_out(lo, hi)
-        elif a == "willneed":
+        elif a == Action.WILLNEED:
             if self.space == "vaddr":
                 res.sz_applied = m.swap_in(lo, hi, m.process(self._pid(target)).node)
-        elif a == "cold":
+        elif a == Action.COLD:
             # MADV_COLD only reorders LRU lists, which the simulation does not model
             res.sz_applied = int((hi - lo)[node < nr_nodes].sum())
         return res
@@ -308,11 +314,11 @@ class SimOps(Operations):
             if nid is None or not 0 <= nid < len(m.nodes):
                 raise InvalidConfig(f"metric {name} needs a node id of the simulated machine, "
                                     f"got {nid!r}")
-            used = m.node_used(nid) * 10000 // m.nodes[nid].capacity_bytes
-            return used if name == "node_mem_used_bp" else 10000 - used
+            used = m.node_used(nid) * BP // m.nodes[nid].capacity_bytes
+            return used if name == "node_mem_used_bp" else BP - used
         if name in ("active_mem_bp", "inactive_mem_bp"):
-            act = int(round(m.acct.active_share(self._active_window_us) * 10000))
-            return act if name == "active_mem_bp" else 10000 - act
+            act = int(round(m.acct.active_share(self._active_window_us) * BP))
+            return act if name == "active_mem_bp" else BP - act
         raise InvalidConfig(f"the sim backend has no metric {name!r} (it provides "
                             f"node_mem_used_bp, node_mem_free_bp, active_mem_bp, "
                             f"inactive_mem_bp)")

@@ -44,13 +44,15 @@ from ..linux.migrate import MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, memory_nodes, move_p
     pages_of_ranges, query_pages
 from ..linux.page_idle import BITMAP_PATH, PageIdle
 from ..linux.pidfd import ProcessWatch
+from ..vocab import MIGRATE_ACTIONS, OPS_FILTER_TYPES, Action
 from .base import ApplyResult, Operations
 from .common import PAGE_SIZE, PageFilters, dests_by_address, fit_regions, page_runs, \
     pagemap_entries, read_maps, three_ranges
 from .native import IdleNative
 
-ADVICE = {"pageout": md.MADV_PAGEOUT, "cold": md.MADV_COLD, "willneed": md.MADV_WILLNEED}
-MIGRATE = ("migrate_hot", "migrate_cold")
+ADVICE = {Action.PAGEOUT: md.MADV_PAGEOUT, Action.COLD: md.MADV_COLD,
+          Action.WILLNEED: md.MADV_WILLNEED}
+MIGRATE = MIGRATE_ACTIONS
 
 
 def soft_dirty_supported(procfs_root: str = "/proc") -> bool:
@@ -98,7 +100,9 @@ class VaddrOps(Operations):
     """
 
     name = "vaddr"
-    supported_actions = frozenset({"stat", *MIGRATE, *ADVICE})
+    space = "vaddr"
+    supported_actions = frozenset({Action.STAT, *MIGRATE, *ADVICE})
+    supported_filters = OPS_FILTER_TYPES
 
     def __init__(self, procfs_root="/proc", sysfs_root="/sys", access_check="auto",
                  page_idle_path=BITMAP_PATH, page_idle=None, move_all=None,
@@ -275,12 +279,15 @@ class VaddrOps(Operations):
             return None
 
     # --- schemes -------------------------------------------------------------------------
-    def apply_scheme(self, ctx, target, scheme, starts, ends) -> ApplyResult:
+    def apply_scheme(self, ctx, target, scheme, starts, ends,
+                     ops_filters=None) -> ApplyResult:
         a = scheme.action
-        if a == "stat":
+        if a == Action.STAT:
             return ApplyResult()
+        if ops_filters is None:
+            ops_filters = scheme.ops_filters
         try:
-            if a in ADVICE and not scheme.ops_filters:
+            if a in ADVICE and not ops_filters:
                 r = md.process_madvise(target.pid, starts, ends - starts, ADVICE[a])
                 res = ApplyResult(sz_applied=r.bytes_advised, nr_failed=dict(r.errors))
                 if not r.errors:
@@ -290,7 +297,7 @@ class VaddrOps(Operations):
             ent = pagemap_entries(self._pagemap(target), addrs, self.max_gap_pages)
             present = pmap.present(ent)
             addrs, ridx, pfns = addrs[present], ridx[present], (ent & pmap.PFN_MASK)[present]
-            ok = self.filters.passed(scheme.ops_filters, pfns)
+            ok = self.filters.passed(ops_filters, pfns)
             addrs, ridx = addrs[ok], ridx[ok]
             res = ApplyResult(sz_ops_filter_passed=len(addrs) * PAGE_SIZE)
             if a in ADVICE:
@@ -298,12 +305,17 @@ class VaddrOps(Operations):
                 r = md.process_madvise(target.pid, s, ln, ADVICE[a])
                 res.sz_applied, res.nr_failed = r.bytes_advised, dict(r.errors)
                 return res
-            return self._migrate(target.pid, scheme, addrs, ridx, len(starts), res)
+            return self.migrate(target.pid, scheme, addrs, ridx, len(starts), res)
         except TargetGone:
             target.obsolete = True
             return ApplyResult()
 
-    def _migrate(self, pid, scheme, addrs, ridx, nr_ranges, res):
+    def migrate(self, pid, scheme, addrs, ridx, nr_ranges, res: ApplyResult) -> ApplyResult:
+        """Move the pages of ``pid`` at ``addrs`` (page-aligned bytes, from ranges ``ridx``
+        of ``nr_ranges``) to ``scheme``'s destinations with move_pages(2); fills ``res``
+        (``sz_applied``: pages on their destination afterwards, ``migrated`` per (src,
+        dst) node, ``region_sz_applied`` per range).  paddr moves frames through it once
+        it knows their owners."""
         if len(addrs) == 0:
             res.region_sz_applied = np.zeros(nr_ranges, np.uint64)
             return res

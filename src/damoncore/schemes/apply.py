@@ -18,9 +18,9 @@ import time
 
 import numpy as np
 
+from ..vocab import Action, FilterType, WatermarkMetric
 from .filters import core_filters_pass
-from .metrics import metric_value
-from .quota import adjust_quota, pattern_mask, scores_for
+from .quota import adjust_quota, pattern_mask, scheme_scores
 
 
 def apply_schemes(ctx) -> None:
@@ -45,14 +45,14 @@ def apply_schemes(ctx) -> None:
 def update_watermarks(ctx, s) -> None:
     """damos_wmark_wait_us(): (de)activate the scheme by the watermark metric."""
     w = s.watermarks
-    if w.metric == "none":
+    if w.metric == WatermarkMetric.NONE:
         s.active = True
         return
     now = ctx.clock.now_us()
     if now < s.next_watermark_check_us:
         return
     s.next_watermark_check_us = now + w.interval_us
-    m = metric_value(ctx, w.metric)
+    m = int(ctx.ops.metric(w.metric))
     if m > w.high or m < w.low:
         s.active = False
     elif w.mid <= m <= w.high and not s.active:
@@ -95,19 +95,21 @@ def apply_to_target(ctx, s, ti, t) -> None:
             _split_at_addrs(r, [skip_below - skip_below % minr], minr)
             st.charge_target_from, st.charge_addr_from = None, 0
     # exact per-region addr filter decisions need region boundaries at the filter edges
-    addr_edges = [v for f in s.core_filters if f.filter_type == "addr" for v in f.address_range]
+    addr_edges = [v for f in s.core_filters if f.filter_type == FilterType.ADDR
+                  for v in f.address_range]
     if addr_edges:
         _split_at_addrs(r, addr_edges, minr)
     match = pattern_mask(ctx, s, r)
     if skip_below:
         match &= r.start >= np.uint64(skip_below - skip_below % minr)
     if limited:
-        match &= scores_for(ctx, s, r) >= st.min_score
+        match &= scheme_scores(ctx, t, s) >= st.min_score
     idx = np.flatnonzero(match)
     if len(idx) == 0:
         return
     sizes = (r.end[idx] - r.start[idx]).astype(np.uint64)
-    passed = core_filters_pass(s.core_filters, ti, r.start[idx], r.end[idx], bool(s.ops_filters))
+    passed = core_filters_pass(s.core_filters, ti, r.start[idx], r.end[idx],
+                               bool(s.ops_filters), minr)[0]
     nr_zero_tried = 0
     if limited:
         # charge only regions the core filters pass; damos_apply_scheme() order
@@ -146,12 +148,12 @@ def apply_to_target(ctx, s, ti, t) -> None:
         st.charged_sz += total
         if st.charged_sz >= st.esz:
             st.charge_target_from, st.charge_addr_from = ti, int(ends[-1])
-    if s.action != "stat" and len(idx):
+    if s.action != Action.STAT and len(idx):
         r.age[idx] = 0
-    _update_stats(s, len(idx) + nr_zero_tried, total, res)
+    _update_stats(s, len(idx) + nr_zero_tried, total, res, ctx.ops.page_size)
 
 
-def _update_stats(s, nr_tried, sz_tried, res) -> None:
+def _update_stats(s, nr_tried, sz_tried, res, page_size) -> None:
     """damos_update_stat(), plus the migration accounting."""
     st = s.stats
     st.nr_tried += nr_tried
@@ -169,10 +171,10 @@ def _update_stats(s, nr_tried, sz_tried, res) -> None:
             continue
         st.migrated[(src, dst)] = st.migrated.get((src, dst), 0) + sz
         st.sz_migrated += sz
-        st.nr_migrated_pages += sz // 4096
-        if s.action == "migrate_hot":
+        st.nr_migrated_pages += sz // page_size
+        if s.action == Action.MIGRATE_HOT:
             st.sz_promoted += sz
-        elif s.action == "migrate_cold":
+        elif s.action == Action.MIGRATE_COLD:
             st.sz_demoted += sz
     for k, v in res.nr_failed.items():
         st.nr_failed[k] = st.nr_failed.get(k, 0) + v

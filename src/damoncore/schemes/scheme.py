@@ -10,26 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import InvalidConfig
+from ..units import U64_MAX
+from ..vocab import (MIGRATE_ACTIONS, Action, FilterType, GoalMetric, GoalTuner,
+                     WatermarkMetric)
 
-U64_MAX = (1 << 64) - 1
-
-ACTIONS = ("willneed", "cold", "pageout", "hugepage", "nohugepage", "lru_prio",
-           "lru_deprio", "migrate_hot", "migrate_cold", "stat")
-MIGRATE_ACTIONS = ("migrate_hot", "migrate_cold")
-# damon_hot_score() for these, damon_cold_score() for COLD_SCORE_ACTIONS, else the max score
-HOT_SCORE_ACTIONS = ("migrate_hot", "lru_prio", "willneed", "hugepage")
-COLD_SCORE_ACTIONS = ("migrate_cold", "pageout", "cold", "lru_deprio", "nohugepage")
-
-OPS_FILTER_TYPES = ("anon", "active", "memcg", "young", "hugepage_size", "unmapped")
-CORE_FILTER_TYPES = ("addr", "target")
-FILTER_TYPES = OPS_FILTER_TYPES + CORE_FILTER_TYPES
-
-GOAL_METRICS = ("user_input", "some_mem_psi_us", "node_mem_used_bp", "node_mem_free_bp",
-                "node_memcg_used_bp", "node_memcg_free_bp", "active_mem_bp",
-                "inactive_mem_bp")
-NODE_METRICS = ("node_mem_used_bp", "node_mem_free_bp", "node_memcg_used_bp",
-                "node_memcg_free_bp")
-WATERMARK_METRICS = ("none", "free_mem_rate")
+# the vocabulary's spellings, for option help and validation messages
+ACTIONS = Action.names()
+GOAL_METRICS = GoalMetric.names()
+FILTER_TYPES = FilterType.names()
+WATERMARK_METRICS = WatermarkMetric.names()
+__all__ = ["ACTIONS", "GOAL_METRICS", "FILTER_TYPES", "WATERMARK_METRICS", "MIGRATE_ACTIONS",
+           "U64_MAX", "AccessPattern", "QuotaGoal", "Quota", "Watermarks", "Filter",
+           "SchemeStats", "QuotaState", "Scheme"]
 
 
 def _range(name, lo, hi):
@@ -91,24 +83,24 @@ class QuotaGoal:
     ``target_value`` and ``current_value`` are in the metric's unit: basis points for the
     ``*_bp`` metrics, microseconds for ``some_mem_psi_us``, anything for ``user_input``
     (whose ``current_value`` the user updates).  ``nid`` is needed for the node metrics,
-    ``memcg_path`` for the memcg ones.
+    ``memcg_path`` for the memcg ones.  ``last_psi_total_us`` is engine state: the PSI
+    total this goal read last (the kernel's ``last_psi_total``, one per goal).
     """
 
-    metric: str
+    metric: GoalMetric
     target_value: int
     current_value: int = 0
     nid: int | None = None
     memcg_path: str | None = None
+    last_psi_total_us: int | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
-        if self.metric not in GOAL_METRICS:
-            raise InvalidConfig(f"unknown quota goal metric {self.metric!r} "
-                                f"(known: {', '.join(GOAL_METRICS)})")
+        self.metric = GoalMetric.parse(self.metric, "quota goal metric")
         if self.target_value <= 0:
             raise InvalidConfig(f"quota goal target_value must be > 0, got {self.target_value}")
-        if self.metric in NODE_METRICS and self.nid is None:
+        if self.metric.needs_nid and self.nid is None:
             raise InvalidConfig(f"quota goal metric {self.metric} needs a node id (nid)")
-        if self.metric.startswith("node_memcg") and not self.memcg_path:
+        if self.metric.needs_memcg and not self.memcg_path:
             raise InvalidConfig(f"quota goal metric {self.metric} needs a memcg path")
 
 
@@ -144,7 +136,7 @@ class Quota:
     weight_nr_accesses: int = 0
     weight_age: int = 0
     goals: list = field(default_factory=list)
-    goal_tuner: str = "consist"
+    goal_tuner: GoalTuner = GoalTuner.CONSIST
     esz_start: str = "min"
 
     def __post_init__(self):
@@ -152,9 +144,7 @@ class Quota:
                   "weight_nr_accesses", "weight_age"):
             if getattr(self, n) < 0:
                 raise InvalidConfig(f"quota {n} must be >= 0, got {getattr(self, n)}")
-        if self.goal_tuner not in ("consist", "temporal", "distance"):
-            raise InvalidConfig(f"unknown goal tuner {self.goal_tuner!r} "
-                                f"(consist, temporal, distance)")
+        self.goal_tuner = GoalTuner.parse(self.goal_tuner, "goal tuner")
         if self.esz_start not in ("min", "sz"):
             raise InvalidConfig(f"esz_start must be min or sz, got {self.esz_start!r}")
         for g in self.goals:
@@ -174,16 +164,14 @@ class Watermarks:
     or below ``low`` and activated again when it goes under ``mid``.
     """
 
-    metric: str = "none"
+    metric: WatermarkMetric = WatermarkMetric.NONE
     interval_us: int = 0
     high: int = 0
     mid: int = 0
     low: int = 0
 
     def __post_init__(self):
-        if self.metric not in WATERMARK_METRICS:
-            raise InvalidConfig(f"unknown watermarks metric {self.metric!r} "
-                                f"(known: {', '.join(WATERMARK_METRICS)})")
+        self.metric = WatermarkMetric.parse(self.metric, "watermarks metric")
         if self.metric != "none" and not (self.high >= self.mid >= self.low):
             raise InvalidConfig(f"watermarks need high >= mid >= low, got "
                                 f"{self.high}/{self.mid}/{self.low}")
@@ -199,7 +187,7 @@ class Filter:
     ``young``, ``hugepage_size`` (``hugepage_size`` (min, max) bytes), ``unmapped``.
     """
 
-    filter_type: str
+    filter_type: FilterType
     matching: bool = True
     allow: bool = False
     memcg_path: str | None = None
@@ -208,9 +196,7 @@ class Filter:
     hugepage_size: tuple | None = None
 
     def __post_init__(self):
-        if self.filter_type not in FILTER_TYPES:
-            raise InvalidConfig(f"unknown filter type {self.filter_type!r} "
-                                f"(known: {', '.join(FILTER_TYPES)})")
+        self.filter_type = FilterType.parse(self.filter_type, "filter type")
         if self.filter_type == "addr":
             if not self.address_range or self.address_range[0] >= self.address_range[1]:
                 raise InvalidConfig(f"addr filter needs a start < end range, "
@@ -226,7 +212,7 @@ class Filter:
 
     @property
     def handled_by_core(self) -> bool:
-        return self.filter_type in CORE_FILTER_TYPES
+        return self.filter_type.handled_by_core
 
 
 @dataclass
@@ -281,12 +267,11 @@ class Scheme:
     ``apply_interval_us``: 0 means every aggregation interval.
     """
 
-    def __init__(self, access_pattern: AccessPattern | None = None, action: str = "stat",
+    def __init__(self, access_pattern: AccessPattern | None = None, action: str = Action.STAT,
                  target_nid: int | None = None, dests=(), apply_interval_us: int = 0,
                  quota: Quota | None = None, watermarks: Watermarks | None = None,
                  filters=(), name: str | None = None):
-        if action not in ACTIONS:
-            raise InvalidConfig(f"unknown action {action!r} (known: {', '.join(ACTIONS)})")
+        action = Action.parse(action, "action")
         self.access_pattern = access_pattern or AccessPattern()
         self.action = action
         self.dests = [(int(n), int(w)) for n, w in dests]

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import DamonError, InvalidConfig
+from ..linux.system import PAGE_SIZE
 from .extents import (KEY_END, KEY_SHIFT, SWAPPED, U64, VADDR_MASK, ExtentTable, FreeList,
                       key_of, overlap_pairs, split_by_offsets, u64, zip_ranges)
 from .ratemap import RateMap
@@ -96,7 +97,7 @@ class SimMachine:
     latency).  ``seed`` makes every draw reproducible.
     """
 
-    def __init__(self, nodes, latency, page_size: int = 4096, seed: int = 0,
+    def __init__(self, nodes, latency, page_size: int = PAGE_SIZE, seed: int = 0,
                  swap_cost: float | None = None):
         self.nodes = list(nodes)
         n = len(self.nodes)

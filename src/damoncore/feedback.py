@@ -1,8 +1,14 @@
-"""The kernel's one feedback controller, shared by quota goals and intervals auto-tuning."""
+"""The kernel's one feedback controller, shared by quota goals and intervals auto-tuning.
 
-ULONG_MAX = (1 << 64) - 1
-FEED_LOOP_GOAL = 10000
-FEED_LOOP_MIN_INPUT = 10000
+It sits at the bottom of the package so that both the core (intervals tuning) and the
+schemes (quota goals) import it without importing each other.
+"""
+
+from .units import BP, U64_MAX
+
+#: the score the loop steers to (``damon_feed_loop_next_input()``'s goal)
+FEED_LOOP_GOAL = BP
+FEED_LOOP_MIN_INPUT = BP
 
 
 def feed_loop_next_input(last_input: int, score: int) -> int:
@@ -19,12 +25,12 @@ def feed_loop_next_input(last_input: int, score: int) -> int:
         return FEED_LOOP_MIN_INPUT
     over = score > goal
     diff = score - goal if over else goal - score
-    if last_input < ULONG_MAX // diff:
+    if last_input < U64_MAX // diff:
         comp = last_input * diff // goal
     else:
         comp = last_input // goal * diff
     if over:
         return max(last_input - comp, FEED_LOOP_MIN_INPUT)
-    if last_input < ULONG_MAX - comp:
+    if last_input < U64_MAX - comp:
         return last_input + comp
-    return ULONG_MAX
+    return U64_MAX
