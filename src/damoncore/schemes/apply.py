@@ -94,9 +94,10 @@ def apply_to_target(ctx, s, ti, t) -> None:
                 return
             _split_at_addrs(r, [skip_below - skip_below % minr], minr)
             st.charge_target_from, st.charge_addr_from = None, 0
-    # exact per-region addr filter decisions need region boundaries at the filter edges
+    # exact per-region addr filter decisions need region boundaries at the filter edges,
+    # aligned down to min_region as the kernel's damos_filter_match() cuts them
     addr_edges = [v for f in s.core_filters if f.filter_type == FilterType.ADDR
-                  for v in f.address_range]
+                  for v in f.aligned_range(minr)]
     if addr_edges:
         _split_at_addrs(r, addr_edges, minr)
     match = pattern_mask(ctx, s, r)
@@ -108,8 +109,8 @@ def apply_to_target(ctx, s, ti, t) -> None:
     if len(idx) == 0:
         return
     sizes = (r.end[idx] - r.start[idx]).astype(np.uint64)
-    passed = core_filters_pass(s.core_filters, ti, r.start[idx], r.end[idx],
-                               bool(s.ops_filters), minr)[0]
+    passed, allowed = core_filters_pass(s.core_filters, ti, r.start[idx], r.end[idx],
+                                        bool(s.ops_filters), minr)
     nr_zero_tried = 0
     if limited:
         # charge only regions the core filters pass; damos_apply_scheme() order
@@ -132,15 +133,15 @@ def apply_to_target(ctx, s, ti, t) -> None:
                 idx[k] = ridx
                 # indices after ridx shifted by one; only those up to k are kept
                 sizes = np.append(sizes[:k], np.uint64(part))
-                passed = passed[:k + 1]
+                passed, allowed = passed[:k + 1], allowed[:k + 1]
             else:
-                idx, sizes, passed = idx[:k], sizes[:k], passed[:k]
-    idx, sizes = idx[passed], sizes[passed]
+                idx, sizes, passed, allowed = idx[:k], sizes[:k], passed[:k], allowed[:k]
+    idx, sizes, allowed = idx[passed], sizes[passed], allowed[passed]
     if len(idx) == 0 and not nr_zero_tried:
         return
     starts, ends = r.start[idx].copy(), r.end[idx].copy()
     t0 = time.perf_counter_ns()
-    res = ctx.ops.apply_scheme(ctx, t, s, starts, ends) if len(idx) else None
+    res = _apply(ctx, t, s, starts, ends, allowed) if len(idx) else None
     dt = time.perf_counter_ns() - t0
     total = int(sizes.sum())
     if limited:
@@ -151,6 +152,30 @@ def apply_to_target(ctx, s, ti, t) -> None:
     if s.action != Action.STAT and len(idx):
         r.age[idx] = 0
     _update_stats(s, len(idx) + nr_zero_tried, total, res, ctx.ops.page_size)
+
+
+def _apply(ctx, t, s, starts, ends, core_allowed):
+    """ops.apply_scheme over the ranges: those a core filter allowed skip the ops filters
+    (the kernel's ``core_filters_allowed``), the others get them; one call per kind."""
+    if not s.ops_filters or not core_allowed.any():
+        return ctx.ops.apply_scheme(ctx, t, s, starts, ends)
+    if core_allowed.all():
+        return ctx.ops.apply_scheme(ctx, t, s, starts, ends, ops_filters=[])
+    res = None
+    per_range = np.zeros(len(starts), np.uint64)
+    exact = True
+    for sel, filters in ((core_allowed, []), (~core_allowed, None)):
+        got = ctx.ops.apply_scheme(ctx, t, s, starts[sel], ends[sel], ops_filters=filters)
+        if got.region_sz_applied is None:
+            exact = False
+        else:
+            per_range[sel] = got.region_sz_applied
+        if res is None:
+            res = got
+        else:
+            res.add(got)
+    res.region_sz_applied = per_range if exact else None
+    return res
 
 
 def _update_stats(s, nr_tried, sz_tried, res, page_size) -> None:

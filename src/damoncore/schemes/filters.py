@@ -45,8 +45,10 @@ def core_filters_pass(filters, target_idx: int, start: np.ndarray, end: np.ndarr
 
     damos_core_filter_out() for every region: the first filter that matches decides;
     ``allowed`` marks regions decided by a matching *allow* filter (the kernel's
-    ``core_filters_allowed``).  An addr filter matches a region lying inside its range;
-    the apply step first cuts regions at the filter edges so that holds exactly.  Regions no filter matched get the opposite of the last filter's
+    ``core_filters_allowed``: the ops filters are skipped for them).  An addr filter
+    matches a region lying inside its range with both edges aligned down to
+    ``min_region``; the apply step first cuts regions at those aligned edges so that
+    holds exactly.  Regions no filter matched get the opposite of the last filter's
     ``allow``, but pass when ops filters follow (``core_filters_default_reject`` is false
     then).
     """
@@ -56,7 +58,7 @@ def core_filters_pass(filters, target_idx: int, start: np.ndarray, end: np.ndarr
 
     def match(f):
         if f.filter_type == FilterType.ADDR:
-            a, b = f.address_range
+            a, b = f.aligned_range(min_region)
             return (start >= np.uint64(a)) & (end <= np.uint64(b))
         return np.full(n, f.target_idx == target_idx, dtype=bool)
 

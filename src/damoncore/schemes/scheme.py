@@ -214,6 +214,12 @@ class Filter:
     def handled_by_core(self) -> bool:
         return self.filter_type.handled_by_core
 
+    def aligned_range(self, min_region: int) -> tuple:
+        """An addr filter's range with both edges aligned down to ``min_region`` (the
+        kernel's damos_filter_match()): regions are cut there, never inside a page."""
+        a, b = self.address_range
+        return a - a % min_region, b - b % min_region
+
 
 @dataclass
 class SchemeStats:
