@@ -95,6 +95,7 @@ class Context:
         self._sz_limit = min_region
         self._sample_start_us = 0
         self._reports_from_us = 0
+        self._sample_due_us = None     # when the sample begun last ends (clock time)
         self._aggr_start_us = 0
         self._aggr_reports = {}       # target index -> [addresses of kept reports]
         self.started = False
@@ -185,9 +186,10 @@ class Context:
         self.stopped.set()
         self._wake_native()
 
-    def run(self, duration_us: int | None = None) -> None:
-        """Monitor until ``duration_us`` passes (clock time), stop() or all targets end."""
-        Kdamond([self]).run(duration_us)
+    def run(self, duration_us: int | None = None, cleanup: bool = True) -> None:
+        """Monitor until ``duration_us`` passes (clock time), stop() or all targets end
+        (see :meth:`Kdamond.run`)."""
+        Kdamond([self]).run(duration_us, cleanup)
 
     @property
     def active_targets(self):
@@ -234,13 +236,25 @@ class Context:
         return sum(t.regions.nr for t in self.active_targets)
 
     def sample_begin(self) -> None:
-        """Pick sampling addresses, let the backend clear their accessed state."""
+        """Pick sampling addresses, let the backend clear their accessed state; the sample
+        ends one sampling interval from now."""
         for t in self.active_targets:
             r = t.regions
             _regions.pick_sampling_addrs(r.start, r.end, r.sampling_addr, self.rng)
         if "page_table" in self.primitives:
             self.ops.prepare_access_checks(self)
         self._sample_start_us = self.clock.now_us()
+        self._sample_due_us = self._sample_start_us + self.attrs.sample_us
+
+    def drop_sample(self) -> None:
+        """Forget the sample in flight (its backend was cleaned up): the next run begins a
+        fresh one."""
+        self._sample_due_us = None
+
+    @property
+    def sample_due_us(self) -> int | None:
+        """Clock time at which the current sample ends (None before the first one)."""
+        return self._sample_due_us
 
     # --- native sample path (issue 13) ----------------------------------------------------
     def begin_samples(self, until_us: int | None = None) -> int | None:
@@ -281,13 +295,14 @@ class Context:
                 self._reports_from_us = run.check_us
             if not run.ended:
                 self._sample_start_us = run.begin_us
+                self._sample_due_us = run.deadline_us
                 return run.deadline_us
             self.sample_end_due()
             if self.stopped.is_set():
                 return None
             sampler = self.ops.native_sampler(self)
         self.sample_begin()
-        return self.clock.now_us() + self.attrs.sample_us
+        return self._sample_due_us
 
     def native_max_ends(self) -> int:
         """How many sample ends in a row need nothing Python-side: those before the next
@@ -500,44 +515,55 @@ class Kdamond:
             c.stop()
 
     def run(self, duration_us: int | None = None, cleanup: bool = True) -> None:
-        """Run until ``duration_us`` passes (clock time) or every context stopped.
+        """Run for ``duration_us`` of clock time (None: until every context stopped).
 
-        ``cleanup=False`` leaves the ops backends set up, so a caller can run a long
-        simulation in slices and look at it in between.
+        A call picks up where the previous one left off: each context keeps its sample
+        schedule (the sample begun last ends when it was due), so a long simulation can be
+        driven in slices of any length, even shorter than a sampling interval, and the
+        samples fall where one long call would have put them.  The call returns at
+        exactly ``duration_us`` after it began (the clock is advanced there; a real clock
+        waits), or earlier when every context stopped or :meth:`stop` was called.
+        ``cleanup=False`` leaves the ops backends set up for the next slice.
         """
         clock = self.clock
-        t0 = clock.now_us()
-        end = None if duration_us is None else t0 + int(duration_us)
-        deadlines = {}
+        end = None if duration_us is None else clock.now_us() + int(duration_us)
         try:
             for c in self.contexts:
-                c.start()
-                # alone, a context may run samples natively from the start (issue 13)
-                deadlines[id(c)] = c.begin_samples(end if len(self.contexts) == 1 else 0)
+                if not c.started:
+                    c.start()
+                if c.sample_due_us is None and not c.stopped.is_set():
+                    # alone, a context may run samples natively from the start (issue 13)
+                    c.begin_samples(end if len(self.contexts) == 1 else 0)
             while not self._stop.is_set():
                 live = [c for c in self.contexts if not c.stopped.is_set()]
                 if not live:
                     break
-                c = min(live, key=lambda x: deadlines[id(x)])
-                due = deadlines[id(c)]
+                c = min(live, key=lambda x: x.sample_due_us)
+                due = c.sample_due_us
                 if end is not None and due > end:
+                    self._wait_until(end)
                     break
-                wait = due - clock.now_us()
-                if wait > 0:
-                    if isinstance(clock, RealClock):
-                        if self._stop.wait(wait / 1e6):
-                            break
-                    else:
-                        clock.sleep_us(wait)
+                if self._wait_until(due):
+                    break
                 c.sample_end()
                 if c.stopped.is_set():
                     continue
                 # native samples may not pass another context's turn or the end (issue 13)
-                until = [deadlines[id(x)] - 1 for x in live
-                         if x is not c and deadlines[id(x)] is not None]
+                until = [x.sample_due_us - 1 for x in live
+                         if x is not c and x.sample_due_us is not None]
                 until = min(until + ([end] if end is not None else []), default=None)
-                deadlines[id(c)] = c.begin_samples(until)
+                c.begin_samples(until)
         finally:
             if cleanup or self._stop.is_set():
                 for c in self.contexts:
                     c.ops.cleanup(c)
+                    c.drop_sample()
+
+    def _wait_until(self, t_us: int) -> bool:
+        """Advance to clock time ``t_us``; True if :meth:`stop` was called meanwhile."""
+        wait = t_us - self.clock.now_us()
+        if wait > 0:
+            if isinstance(self.clock, RealClock):
+                return self._stop.wait(wait / 1e6)
+            self.clock.sleep_us(wait)
+        return self._stop.is_set()
