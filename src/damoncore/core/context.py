@@ -93,8 +93,7 @@ class Context:
         self.next_intervals_tune_sis = 0
         self._max_nr_accesses = 0
         self._sz_limit = min_region
-        self._sample_start_us = 0
-        self._reports_from_us = 0
+        self._start_us = 0
         self._sample_due_us = None     # when the sample begun last ends (clock time)
         self._aggr_start_us = 0
         self._aggr_reports = {}       # target index -> [addresses of kept reports]
@@ -218,7 +217,7 @@ class Context:
         self.next_intervals_tune_sis = a.aggr_samples * a.intervals_goal.aggrs
         for s in self.schemes:
             s.reschedule(self)
-        self._aggr_start_us = self._reports_from_us = self.clock.now_us()
+        self._aggr_start_us = self._start_us = self._sample_end_us = self.clock.now_us()
         self.started = True
 
     @property
@@ -243,8 +242,7 @@ class Context:
             _regions.pick_sampling_addrs(r.start, r.end, r.sampling_addr, self.rng)
         if "page_table" in self.primitives:
             self.ops.prepare_access_checks(self)
-        self._sample_start_us = self.clock.now_us()
-        self._sample_due_us = self._sample_start_us + self.attrs.sample_us
+        self._sample_due_us = self.clock.now_us() + self.attrs.sample_us
 
     def drop_sample(self) -> None:
         """Forget the sample in flight (its backend was cleaned up): the next run begins a
@@ -334,6 +332,9 @@ class Context:
 
     def sample_end(self) -> None:
         """Everything kdamond_fn does after the sleep of one sample interval."""
+        # the sample's boundary: reports made before it count now, later ones next time,
+        # whenever a reporter hands them in
+        self._sample_end_us = self.clock.now_us()
         self.passed_sample_intervals += 1
         for t in self.targets:
             if not t.obsolete and not self.ops.target_valid(t):
@@ -383,13 +384,14 @@ class Context:
             if len(out[-1]) != t.regions.nr:
                 raise RuntimeError(f"ops {self.ops.name!r} returned {len(out[-1])} access "
                                    f"flags for {t.regions.nr} regions")
-        batch = self.reports.drain()
-        # reports since the last drain count for this sample, including those that came in
-        # while the loop was busy between two samples (the kernel takes only the sample's
-        # own interval; here that would drop what arrives during aggregation work)
-        since, self._reports_from_us = self._reports_from_us, self.clock.now_us()
+        # every report made before this sample's end counts in it, however late its
+        # reporter handed it in: those of the previous sample's tail included (the kernel
+        # takes only the sample's own interval; a user-space reporter drains its rings
+        # later than the faults happen); reports made after the end wait for the next
+        # sample, and those from before monitoring started are dropped
+        batch = self.reports.take_before(self._sample_end_us)
         if "page_fault" in self.primitives and len(batch):
-            batch = batch.select(batch.time_us >= min(since, self._sample_start_us))
+            batch = batch.select(batch.time_us >= self._start_us)
             keep = filters_keep(self.sample_filters, batch).astype(np.uint8)
             for i, (t, acc) in enumerate(zip(self.targets, out)):
                 if t.obsolete:
@@ -420,7 +422,9 @@ class Context:
                                       f"the regions of {t!r} in {step}: {err}")
 
     def _aggregation_end(self) -> None:
-        now = self.clock.now_us()
+        # the interval ends at its last sample's boundary: the reports counted in it are
+        # exactly those made in [start_us, end_us)
+        now = self._sample_end_us
         a = self.attrs
         self.nr_aggregations += 1
         counted = "page_fault" in self.primitives

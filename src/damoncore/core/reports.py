@@ -2,9 +2,9 @@
 
 The user-space counterpart of the ``damon_report_access()`` RFC: perf page-fault samplers,
 a GPU driver shim or a simulated workload push batches of (address, size, cpu, tid,
-is_write, time); at the end of each sample interval the core takes the reports of that
-interval, keeps those the sample filters allow, and counts an access for every region that
-fully contains a kept report.
+is_write, time); at the end of each sample interval the core takes the reports made before
+that end (:meth:`ReportBuffer.take_before`), keeps those the sample filters allow, and
+counts an access for every region that fully contains a kept report.
 """
 
 from __future__ import annotations
@@ -131,3 +131,16 @@ class ReportBuffer:
         with self._lock:
             batches, self._batches, self._nr = self._batches, [], 0
         return ReportBatch.concat(batches)
+
+    def take_before(self, time_us: int) -> ReportBatch:
+        """The buffered reports made before ``time_us``; later ones stay buffered."""
+        with self._lock:
+            batch = ReportBatch.concat(self._batches)
+            later = batch.time_us >= time_us
+            if later.any():
+                rest = batch.select(later)
+                batch = batch.select(~later)
+                self._batches, self._nr = [rest], len(rest)
+            else:
+                self._batches, self._nr = [], 0
+        return batch

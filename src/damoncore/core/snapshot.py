@@ -34,8 +34,10 @@ class TargetSnapshot:
 class Snapshot:
     """A context's monitoring result for one aggregation interval.
 
-    Times are the context clock's microseconds; ``sample_us``/``aggr_us`` are the intervals
-    in force (after auto-tuning); ``max_nr_accesses`` is ``aggr_us // sample_us``.
+    Times are the context clock's microseconds: the aggregation interval is ``[start_us,
+    end_us)``, from one aggregation's last sample boundary to the next, and the access
+    reports counted in it are those made in it.  ``sample_us``/``aggr_us`` are the
+    intervals in force (after auto-tuning); ``max_nr_accesses`` is ``aggr_us // sample_us``.
     """
 
     start_us: int

@@ -52,6 +52,9 @@ class PerfOps(Operations):
     numpy arrays come and go all the time: with a system-wide or cgroup scope their faults
     would make regions hot that nobody else uses (in the 4-node guest they dragged another
     thread's pages to the other socket).
+
+    ``lost`` (samples the kernel dropped on full rings) and ``throttled`` (PERF_RECORD_THROTTLE
+    records) count over the whole run and stay readable after cleanup.
     """
 
     name = "perf"
@@ -85,6 +88,7 @@ class PerfOps(Operations):
         self._keys = (np.zeros(0, np.uint64), np.zeros(0, np.uint64), np.zeros(0, np.int64))
         self._key_batches = []
         self._nr_key_batched = 0
+        self._throttled_closed = 0
 
     # --- the base's address space and limits -----------------------------------------------
     @property
@@ -109,8 +113,13 @@ class PerfOps(Operations):
 
     @property
     def lost(self) -> int:
-        """Samples the kernel dropped (full rings), over all samplers."""
+        """Samples the kernel dropped (full rings), over all samplers, for the whole run."""
         return self._lost_closed + sum(s.lost for s in self.samplers)
+
+    @property
+    def throttled(self) -> int:
+        """PERF_RECORD_THROTTLE records seen, over all samplers, for the whole run."""
+        return self._throttled_closed + sum(s.throttled for s in self.samplers)
 
     # --- lifecycle -----------------------------------------------------------------------
     def _sampler(self, **scope):
@@ -171,6 +180,7 @@ class PerfOps(Operations):
     def _close_samplers(self):
         for s in self.samplers:
             self._lost_closed += s.lost
+            self._throttled_closed += s.throttled
             s.close()
         for s in self.mmap_trackers:
             s.close()
