@@ -9,10 +9,13 @@ applies :class:`Scheme` s (access pattern, action, :class:`Quota` with :class:`Q
 from .core import (Adaptation, Attrs, Context, EdgeSplit, FixedRegions, IntervalsGoal,
                    Kdamond, KernelAdaptation, Regions, SampleFilter, Snapshot, Target)
 from .errors import (ActionNotSupported, AdaptationError, DamonError, FeatureMissing,
-                     InvalidConfig, SyscallError, TargetGone)
+                     FilterNotSupported, InvalidConfig, SyscallError, TargetGone)
+from .linux.system import PAGE_SIZE
 from .ops.base import ApplyResult, Operations
 from .schemes.scheme import (AccessPattern, Filter, Quota, QuotaGoal, Scheme, SchemeStats,
                              Watermarks)
+from .units import BP, MAX_SCORE
+from .vocab import Action, FilterType, GoalMetric, GoalTuner, SampleFilterType, WatermarkMetric
 
 
 
@@ -25,9 +28,11 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
-    "AccessPattern", "ActionNotSupported", "Adaptation", "AdaptationError", "ApplyResult",
-    "Attrs", "Context", "DamonError", "EdgeSplit", "FeatureMissing", "Filter", "FixedRegions",
-    "IntervalsGoal", "InvalidConfig", "Kdamond", "KernelAdaptation", "Operations",
-    "Quota", "QuotaGoal", "Regions", "SampleFilter", "Scheme", "SchemeStats", "Snapshot",
-    "SyscallError", "Target", "TargetGone", "Watermarks",
+    "AccessPattern", "Action", "ActionNotSupported", "Adaptation", "AdaptationError",
+    "ApplyResult", "Attrs", "BP", "Context", "DamonError", "EdgeSplit", "FeatureMissing",
+    "Filter", "FilterNotSupported", "FilterType", "FixedRegions", "GoalMetric", "GoalTuner",
+    "IntervalsGoal", "InvalidConfig", "Kdamond", "KernelAdaptation", "MAX_SCORE",
+    "Operations", "PAGE_SIZE", "Quota", "QuotaGoal", "Regions", "SampleFilter",
+    "SampleFilterType", "Scheme", "SchemeStats", "Snapshot", "SyscallError", "Target",
+    "TargetGone", "WatermarkMetric", "Watermarks",
 ]

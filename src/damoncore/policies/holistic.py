@@ -61,10 +61,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import PAGE_SIZE, Operations
 from ..core import Attrs, Context, Kdamond, SampleFilter, Target
 from ..errors import InvalidConfig
 from ..ops.base import KEY_NONE
-from ..schemes.metrics import metric_value
 from ..schemes.scheme import U64_MAX, AccessPattern, Filter, Quota, QuotaGoal, Scheme
 from .hierarchy import node_owners
 
@@ -142,7 +142,7 @@ class HolisticConfig:
     @property
     def sz_per_aggregation(self) -> int:
         """Bytes one accessor may move out of one node per aggregation interval."""
-        return max(4096, self.quota_bytes_per_s * self.attrs.aggr_us // 1_000_000)
+        return max(PAGE_SIZE, self.quota_bytes_per_s * self.attrs.aggr_us // 1_000_000)
 
 
 def accessor_filter(accessor) -> SampleFilter:
@@ -507,7 +507,7 @@ class HolisticPolicy:
         self.nr_sparse_rejected = 0       # (piece, accessor) reported, under the floor
         self.nr_pages_approved = 0
         for a, h in enumerate(self.hierarchies):
-            o = ops(h.accessor) if callable(ops) and not hasattr(ops, "apply_scheme") else ops
+            o = ops if isinstance(ops, Operations) else ops(h.accessor)
             ctx = Context(o, [Target(ranges=node_ranges[n], name=f"node{n}")
                               for n in self.nodes],
                           attrs=cfg.attrs, primitives=("page_fault",),
@@ -626,8 +626,8 @@ class HolisticPolicy:
         room = np.zeros(self.cost.shape[1])
         short = np.zeros(self.cost.shape[1])
         for n in self.nodes:
-            used = metric_value(ctx, "node_mem_used_bp", n)
-            total = metric_value(ctx, "node_mem_total_bytes", n)
+            used = int(ctx.ops.metric("node_mem_used_bp", nid=n))
+            total = int(ctx.ops.metric("node_mem_total_bytes", nid=n))
             room[n] = max(0, (cfg.used_goal_bp - used) * total // BP)
             short[n] = max(0, (cfg.free_goal_bp - (BP - used)) * total // BP)
         return room, short
@@ -701,7 +701,7 @@ class HolisticPolicy:
         # (then once per aggregation, each time on the newest decision)
         for ctx, proms, dems in zip(self.contexts, self.promotes, self.demotes):
             for _, s in proms + dems:
-                s.next_apply_sis = ctx.passed_sample_intervals + 1
+                ctx.apply_scheme_at_next_sample(s)
 
     def _densities(self):
         """Pieces of the owners' address spaces (``piece_bytes`` of page keys) holding

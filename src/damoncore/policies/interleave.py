@@ -96,8 +96,8 @@ def bound_throughput(residual, shares) -> float:
 
 def sysfs_weights_setter(sysfs_root: str = "/sys"):
     """``set_weights`` for Linux: writes ``weighted_interleave/nodeN`` (needs root)."""
-    from ..linux.mempolicy import write_weights
-    return lambda weights: write_weights(weights, sysfs_root)
+    from ..numa import write_interleave_weights
+    return lambda weights: write_interleave_weights(weights, sysfs_root)
 
 
 @dataclass
