@@ -23,6 +23,7 @@ class VirtualClock:
 
 class HotRangeOps(Operations):
     name = "hotrange"
+    page_size = 4096        # a 4 KiB-page machine whatever the host: min_region follows it
     supported_actions = frozenset({"stat", "pageout", "migrate_hot", "migrate_cold"})
 
     def __init__(self, hot=(), p_hot=1.0, p_cold=0.0, seed=0, clock=None):

@@ -24,6 +24,7 @@ from .core.reports import SampleFilter
 from .core.target import Target
 from .errors import InvalidConfig
 from .linux.formats import CpulistError, parse_cpulist
+from .units import BP
 from .schemes.scheme import (MIGRATE_ACTIONS, U64_MAX, AccessPattern, Filter, Quota,
                              QuotaGoal, Scheme, Watermarks)
 
@@ -351,7 +352,7 @@ def context_to_dict(ctx: Context, raw=False) -> dict:
         "intervals": {"sample_us": fmt_time_us(a.sample_us, raw),
                       "aggr_us": fmt_time_us(a.aggr_us, raw),
                       "ops_update_us": fmt_time_us(a.ops_update_us, raw),
-                      "intervals_goal": {"access_bp": fmt_ratio(g.access_bp, 10000, raw),
+                      "intervals_goal": {"access_bp": fmt_ratio(g.access_bp, BP, raw),
                                          "aggrs": fmt_nr(g.aggrs, raw),
                                          "min_sample_us": fmt_time_us(g.min_sample_us, raw),
                                          "max_sample_us": fmt_time_us(g.max_sample_us, raw)}},
@@ -557,7 +558,7 @@ def _goal_from_dict(kv) -> QuotaGoal:
     metric = kv.get("metric", "user_input")
     tv = kv.get("target_value")
     if metric in _BP_METRICS:
-        target = parse_ratio(tv, 10000, f"{metric} target", limit=10000)
+        target = parse_ratio(tv, BP, f"{metric} target", limit=BP)
     elif metric == "some_mem_psi_us":
         target = parse_time_us(tv, f"{metric} target")
     else:
@@ -642,7 +643,7 @@ def context_from_dict(kv, ops) -> Context:
         min_nr_regions=parse_nr(nr.get("min", 10), "nr_regions min"),
         max_nr_regions=parse_nr(nr.get("max", 1000), "nr_regions max"),
         intervals_goal=IntervalsGoal(
-            access_bp=parse_ratio(g.get("access_bp", 0), 10000, "access_bp", limit=10000),
+            access_bp=parse_ratio(g.get("access_bp", 0), BP, "access_bp", limit=BP),
             aggrs=parse_nr(g.get("aggrs", 0), "aggrs"),
             min_sample_us=parse_time_us(g.get("min_sample_us", 0), "min_sample_us"),
             max_sample_us=parse_time_us(g.get("max_sample_us", 0), "max_sample_us")))

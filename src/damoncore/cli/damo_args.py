@@ -15,6 +15,7 @@ from .. import kdamonds as kd
 from ..errors import InvalidConfig
 from ..ops.base import Operations
 from ..schemes.scheme import ACTIONS
+from ..units import BP
 from ..vocab import OPS_FILTER_TYPES
 from .checks import input_file
 from .damo_options import PID_MAX, ArgsError
@@ -202,7 +203,7 @@ def _intervals(a, i):
             "aggr_us": kd.parse_time_us(iv[1], f"{names[1]} interval {kd.show(iv[1])}"),
             "ops_update_us": kd.parse_time_us(iv[2], f"{names[2]} interval {kd.show(iv[2])}"),
             "intervals_goal": {
-                "access_bp": kd.parse_ratio(goal[0], 10000, f"intervals goal access_bp {kd.show(goal[0])}"),
+                "access_bp": kd.parse_ratio(goal[0], BP, f"intervals goal access_bp {kd.show(goal[0])}"),
                 "aggrs": kd.parse_nr(goal[1], f"intervals goal aggrs {kd.show(goal[1])}"),
                 "min_sample_us": kd.parse_time_us(goal[2], f"intervals goal min_sample {kd.show(goal[2])}"),
                 "max_sample_us": kd.parse_time_us(goal[3], f"intervals goal max_sample {kd.show(goal[3])}")}}

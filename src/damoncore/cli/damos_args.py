@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .. import kdamonds as kd
 from ..schemes.scheme import ACTIONS, GOAL_METRICS, MIGRATE_ACTIONS, U64_MAX
+from ..units import BP
 from .damo_options import NID_MAX, ArgsError
 
 U32_MAX = (1 << 32) - 1
@@ -107,7 +108,7 @@ def _goal(words):
     what = f"--damos_quota_goal {metric} target"
     g = {"metric": metric, "nid": None, "memcg_path": None, "current_value": 0}
     if metric in BP_GOALS:
-        g["target_value"] = kd.parse_ratio(target, 10000, what, limit=10000)
+        g["target_value"] = kd.parse_ratio(target, BP, what, limit=BP)
     elif metric == "some_mem_psi_us":
         g["target_value"] = kd.parse_time_us(target, what)
     else:

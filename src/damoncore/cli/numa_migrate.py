@@ -16,6 +16,7 @@ from ..errors import FeatureMissing, InvalidConfig
 from ..policies.hierarchy import AccessorSpec, build_hierarchies, cpu_accessors
 from ..policies.holistic import HolisticConfig, HolisticPolicy
 from ..schemes.scheme import Filter
+from ..units import BP
 from . import backends
 from .damo_options import NID_MAX
 from .signals import stopping
@@ -150,22 +151,22 @@ def _config(args) -> HolisticConfig:
     attrs = Attrs(sample_us=sample, aggr_us=aggr, ops_update_us=update, min_nr_regions=200,
                   max_nr_regions=1000)
     quota = kd.parse_bytes(args.quota, "--quota")
-    used = kd.parse_ratio(args.used_goal, 10000, "--used_goal")
-    free = kd.parse_ratio(args.free_goal, 10000, "--free_goal")
+    used = kd.parse_ratio(args.used_goal, BP, "--used_goal")
+    free = kd.parse_ratio(args.free_goal, BP, "--free_goal")
     hot = kd.parse_percent(args.hot, "--hot")
     min_age = kd.parse_nr(args.min_age, "--min_age")
-    gain = kd.parse_ratio(args.min_gain, 10000, "--min_gain")
+    gain = kd.parse_ratio(args.min_gain, BP, "--min_gain")
     if quota <= 0 or quota > 1 << 50:
         raise InvalidConfig(f"--quota {args.quota!r}: must be 1 byte/s .. 1 PiB/s")
-    if not 0 < used < 10000:
+    if not 0 < used < BP:
         raise InvalidConfig(f"--used_goal {args.used_goal!r}: must be above 0% and below 100%")
-    if not 0 < free < 10000:
+    if not 0 < free < BP:
         raise InvalidConfig(f"--free_goal {args.free_goal!r}: must be above 0% and below 100%")
     if not 0 < hot <= 100:
         raise InvalidConfig(f"--hot {args.hot!r}: must be 1%..100%")
     if min_age > 100_000:
         raise InvalidConfig(f"--min_age {args.min_age!r}: at most 100000 aggregations")
-    if gain >= 10000:
+    if gain >= BP:
         raise InvalidConfig(f"--min_gain {args.min_gain!r}: must be below 100%")
     try:
         min_reports = float(args.min_reports_per_mib)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from ..kdamonds import fmt_ratio
 from ..kdamonds import fmt_sz as _fmt_sz
 from ..kdamonds import fmt_time_us as _fmt_time_us
+from ..units import BP
 from .damo_options import ArgsError, int_arg
 from .report_input import load_records
 
@@ -31,7 +32,7 @@ def region_lines(snap, raw=False, sort_by="address"):
         rows.sort(key=lambda r: -(r[1] - r[0]))
     out = []
     for i, (s, e, n, a) in enumerate(rows):
-        rate = fmt_ratio(n * 10000 // snap.max_nr_accesses, 10000, raw)
+        rate = fmt_ratio(n * BP // snap.max_nr_accesses, BP, raw)
         out.append(f"{i:>3} addr {fmt_sz(s, raw)!s:>12} size {fmt_sz(e - s, raw)!s:>11} "
                    f"access {rate!s:>5} age {fmt_time_us(a * snap.aggr_us, raw)!s:>13}")
     return out

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from ..linux.system import PAGE_SIZE as PAGE
 from .report_dist import add_dist_args, fmt_dist, percentiles
 from .report_input import load_footprints
 
 METRICS = ("vsz", "rss", "sys_used")
-PAGE = 4096
 
 
 def footprint_values(snapshots, metric, sort=True):

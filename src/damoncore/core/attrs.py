@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from ..errors import InvalidConfig
+from ..units import BP
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,8 @@ class Attrs:
         if g.aggrs < 0 or g.access_bp < 0:
             raise InvalidConfig(f"intervals goal values must be >= 0: {g}")
         if g.enabled:
-            if g.access_bp == 0 or g.access_bp > 10000:
-                raise InvalidConfig(f"intervals goal access_bp must be 1..10000, got {g.access_bp}")
+            if g.access_bp == 0 or g.access_bp > BP:
+                raise InvalidConfig(f"intervals goal access_bp must be 1..{BP}, got {g.access_bp}")
             if not (0 < g.min_sample_us <= g.max_sample_us):
                 raise InvalidConfig(f"intervals goal needs 0 < min_sample_us <= max_sample_us, "
                                     f"got {g.min_sample_us}..{g.max_sample_us}")

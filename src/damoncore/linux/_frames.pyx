@@ -30,7 +30,8 @@ cdef extern from "<endian.h>" nogil:
     uint64_t htole64(uint64_t x)
     uint64_t le64toh(uint64_t x)
 
-DEF WORD_BYTES = 8
+cdef enum:
+    WORD_BYTES = 8          # one bitmap word / one pagemap or kpageflags entry
 
 
 cdef int _cmp_u64(const void *a, const void *b) noexcept nogil:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from damoncore.arrays import expand_runs
 from damoncore.linux._syscalls import DEFAULT_CHUNK, move_pages_batch
 from damoncore.linux.errors import NodeUnavailable, errno_name, raise_for_errno
 from damoncore.linux.formats import parse_cpulist
@@ -178,10 +179,8 @@ def pages_of_ranges(starts, ends, page_size: int = PAGE_SIZE):
     ps = np.uint64(page_size)
     s = np.asarray(starts, np.uint64) // ps
     e = (np.asarray(ends, np.uint64) + ps - np.uint64(1)) // ps
-    n = (e - s).astype(np.int64)
-    ridx = np.repeat(np.arange(len(n)), n)
-    off = np.arange(int(n.sum()), dtype=np.int64) - np.repeat(np.cumsum(n) - n, n)
-    return (s[ridx] + off.astype(np.uint64)) * ps, ridx
+    ridx, pages = expand_runs(s, (e - s).astype(np.int64))
+    return pages * ps, ridx
 
 
 def move_range(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..arrays import expand_runs
 from ..errors import InvalidConfig
 from ..schemes.filters import filters_pass
 from ..units import BP
@@ -52,10 +53,7 @@ def interleave_by_address(lo, hi, weights):
         return lo, hi, np.zeros(0, np.int64)
     c = U64(DEST_CHUNK)
     first, last = lo // c, (hi - U64(1)) // c
-    n = (last - first + U64(1)).astype(np.int64)
-    rep = np.repeat(np.arange(len(lo)), n)
-    k = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
-    chunk = first[rep] + k.astype(U64)
+    rep, chunk = expand_runs(first, (last - first + U64(1)).astype(np.int64))
     s = np.maximum(lo[rep], chunk * c)
     e = np.minimum(hi[rep], (chunk + U64(1)) * c)
     cum = np.cumsum(np.asarray(weights, np.int64))

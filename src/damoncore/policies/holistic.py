@@ -66,10 +66,10 @@ from ..core import Attrs, Context, Kdamond, SampleFilter, Target
 from ..errors import InvalidConfig
 from ..ops.base import KEY_NONE
 from ..schemes.scheme import U64_MAX, AccessPattern, Filter, Quota, QuotaGoal, Scheme
+from ..units import BP
 from .hierarchy import node_owners
 
 MiB = 1 << 20
-BP = 10000
 EMA_KEEP = 0.75           # moving averages: 3/4 of the old value + 1/4 of this aggregation's
 FADED = 1e-3              # a page's averages all below this: forgotten
 ACTIVE_AGGRS = 2          # an accessor with no report on a piece for this long left it

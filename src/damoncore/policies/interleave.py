@@ -50,15 +50,16 @@ from math import gcd
 
 import numpy as np
 
+from .. import PAGE_SIZE
 from ..core.attrs import Attrs
 from ..core.context import Context
 from ..core.target import Target
 from ..errors import FeatureMissing, InvalidConfig
 from ..schemes.scheme import AccessPattern, Filter, Quota, Scheme
+from ..units import BP
 
 GiB = 1 << 30
-BP = 10000
-PLAN_UNIT = 4096          # a scheme's size quota when its node has nothing planned
+PLAN_UNIT = PAGE_SIZE     # a scheme's size quota when its node has nothing planned
 #: an address filter that matches nothing: the schemes' filter while nothing is planned
 NOTHING = Filter("addr", allow=True, address_range=(0, 1))
 INTERLEAVE_WEIGHT_MAX = 20    # deficits are dealt with weights up to this (a short cycle)

@@ -19,6 +19,7 @@ from ..core.context import Context
 from ..core.target import Target
 from ..errors import InvalidConfig
 from ..schemes.scheme import AccessPattern, Filter, Quota, QuotaGoal, Scheme
+from ..units import BP
 
 MiB = 1 << 20
 
@@ -57,7 +58,7 @@ class TppConfig:
             raise InvalidConfig(f"tiering needs at least two tiers, got {self.tiers}")
         if len(set(self.tiers)) != len(self.tiers):
             raise InvalidConfig(f"a node appears twice in tiers {self.tiers}")
-        if not 0 < self.used_bp <= 10000 or not 0 < self.free_bp <= 10000:
+        if not 0 < self.used_bp <= BP or not 0 < self.free_bp <= BP:
             raise InvalidConfig(f"used_bp/free_bp must be 1..10000, got "
                                 f"{self.used_bp}/{self.free_bp}")
         if not 0 <= self.hot_rate_pct <= 100:

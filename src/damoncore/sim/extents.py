@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..arrays import expand_runs
+
 U64 = np.uint64
 KEY_SHIFT = 48                       # x86-64 user space is below 2**47
 VADDR_MASK = U64((1 << KEY_SHIFT) - 1)
@@ -40,11 +42,7 @@ def overlap_pairs(qs, qe, s, e):
     qs, qe = u64(qs), u64(qe)
     lo_j = np.searchsorted(e, qs, side="right")       # first extent ending after qs
     hi_j = np.searchsorted(s, qe, side="left")        # first extent starting at/after qe
-    cnt = np.maximum(hi_j - lo_j, 0)
-    total = int(cnt.sum())
-    qi = np.repeat(np.arange(len(qs)), cnt)
-    first = np.repeat(np.cumsum(cnt) - cnt, cnt)
-    ej = np.arange(total) - first + np.repeat(lo_j, cnt)
+    qi, ej = expand_runs(lo_j, np.maximum(hi_j - lo_j, 0))
     lo = np.maximum(qs[qi], s[ej])
     hi = np.minimum(qe[qi], e[ej])
     ok = lo < hi

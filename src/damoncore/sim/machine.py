@@ -24,13 +24,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import DamonError, InvalidConfig
-from ..linux.system import PAGE_SIZE
 from .extents import (KEY_END, KEY_SHIFT, SWAPPED, U64, VADDR_MASK, ExtentTable, FreeList,
                       key_of, overlap_pairs, split_by_offsets, u64, zip_ranges)
 from .ratemap import RateMap
 from .stats import Accounting
 
 NODE_KINDS = ("dram", "cxl", "gpu")
+#: the simulated machines' base page, a model parameter (x86-64's), not the host's: a
+#: simulation gives the same results on any host
+SIM_PAGE_SIZE = 4096
 
 
 class SimOutOfMemory(DamonError, MemoryError):
@@ -97,7 +99,7 @@ class SimMachine:
     latency).  ``seed`` makes every draw reproducible.
     """
 
-    def __init__(self, nodes, latency, page_size: int = PAGE_SIZE, seed: int = 0,
+    def __init__(self, nodes, latency, page_size: int = SIM_PAGE_SIZE, seed: int = 0,
                  swap_cost: float | None = None):
         self.nodes = list(nodes)
         n = len(self.nodes)
