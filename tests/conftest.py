@@ -1,9 +1,7 @@
 import os
-import sys
 
-# Tests import the reference implementation as a plain module.
-sys.path.insert(0, os.path.dirname(__file__))
-
+# Helper modules (reference.py, fakes.py, ...) are on the path through pyproject's
+# [tool.pytest.ini_options] pythonpath.
 # CI runs the same examples every time (a landing must not depend on which random examples
 # hypothesis drew); local runs keep exploring new ones.  `--hypothesis-seed=N` still works.
 from hypothesis import settings  # noqa: E402

@@ -1,11 +1,6 @@
-import os
-import sys
-
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
-
-from ops_helpers import BufferChild  # noqa: E402
+from ops_helpers import BufferChild
 
 
 @pytest.fixture

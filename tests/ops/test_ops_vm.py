@@ -2,11 +2,9 @@
 nodes (vaddr and paddr) and access checks through the real idle page bitmap."""
 
 import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "vm"))
 harness = pytest.importorskip("harness", reason="tests/vm/harness.py not present")
 
 pytestmark = pytest.mark.vm

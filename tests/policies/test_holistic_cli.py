@@ -114,9 +114,6 @@ def test_intervals_take_damo_time_units_and_backend_defaults():
 
 
 def test_real_backend_samples_every_fault(tmp_path):
-    import os
-    import sys
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "numa"))
     from test_topology import build_seed_sysfs
     from damoncore.ops.paddr import PaddrOps
     from damoncore.ops.perf import PerfOps
@@ -143,11 +140,7 @@ def test_real_backend_samples_every_fault(tmp_path):
 def test_real_backend_drops_the_monitors_own_faults(tmp_path):
     """The per-accessor PerfOps sample the whole system: their default drops this process'
     faults (tests/ops/test_ops_perf.py runs that on the real kernel)."""
-    import os
-    import sys
-
     from damoncore.ops.perf import PerfOps
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "numa"))
     from test_topology import build_seed_sysfs
     pol, _ = numa_migrate.build(_parse("--backend", "real", "--sysfs_root",
                                        build_seed_sysfs(str(tmp_path))))

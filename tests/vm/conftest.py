@@ -8,16 +8,13 @@ and skips with the reason where that cannot work.  With DAMONCORE_VM_REQUIRED=1
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-_HERE = Path(__file__).resolve().parent
-if str(_HERE) not in sys.path:
-    sys.path.insert(0, str(_HERE))
+import harness
 
-import harness  # noqa: E402
+_HERE = Path(__file__).resolve().parent
 
 
 def pytest_collection_modifyitems(config, items):
