@@ -271,8 +271,8 @@ def fmt_idlist(ids) -> str:
 
 # --- objects -> dict ----------------------------------------------------------------------
 def ops_space(ops) -> str:
-    """The damo ``ops`` name (paddr, vaddr, fvaddr) of a backend."""
-    return getattr(ops, "space", None) or ops.name
+    """The damo ``ops`` name (paddr, vaddr, fvaddr) of a backend: its declared space."""
+    return str(ops.space)
 
 
 def _region(a, b, raw):

@@ -55,7 +55,7 @@ def status_of(kdamonds, started_us=None, clock=None) -> dict:
         for c in ctxs:
             a = c.attrs
             kd["contexts"].append({
-                "ops": getattr(c.ops, "space", None) or c.ops.name,
+                "ops": str(c.ops.space),
                 "backend": c.ops.name,
                 "sample_us": a.sample_us, "aggr_us": a.aggr_us,
                 "ops_update_us": a.ops_update_us,
