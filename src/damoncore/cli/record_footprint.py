@@ -31,6 +31,7 @@ import threading
 import time
 
 from ..errors import DamonError
+from ..linux.formats import parse_meminfo
 from .damo_args import NodeResolver, kdamonds_from_args
 from .damo_options import ArgsError
 
@@ -39,9 +40,9 @@ DO_RECORD = ("access", "cpu_profile", "mem_footprint", "vmas", "proc_stats",
 DO_RECORD_DEFAULT = ["access", "cpu_profile", "mem_footprint", "vmas", "proc_stats"]
 PERIOD_S = 1.0
 STATM_FIELDS = ("size", "resident", "shared", "trs", "lrs", "drs", "dt")
-MEMINFO_FIELDS = (("total", "MemTotal:"), ("free", "MemFree:"),
-                  ("available", "MemAvailable:"), ("buffers", "Buffers:"),
-                  ("cached", "Cached:"))
+MEMINFO_FIELDS = (("total", "MemTotal"), ("free", "MemFree"),
+                  ("available", "MemAvailable"), ("buffers", "Buffers"),
+                  ("cached", "Cached"))
 
 
 def add_args(p) -> None:
@@ -78,14 +79,9 @@ def proc_footprint(pid: int, procfs_root: str = "/proc") -> dict:
 
 def sys_footprint(procfs_root: str = "/proc") -> dict:
     """MemTotal, MemFree, MemAvailable, Buffers, Cached of /proc/meminfo (KiB)."""
-    out = {k: None for k, _ in MEMINFO_FIELDS}
-    names = {name: k for k, name in MEMINFO_FIELDS}
     with open(os.path.join(procfs_root, "meminfo")) as f:
-        for line in f:
-            words = line.split()
-            if len(words) >= 2 and words[0] in names:
-                out[names[words[0]]] = int(words[1])
-    return out
+        m = parse_meminfo(f.read())
+    return {k: m[name] // 1024 if name in m else None for k, name in MEMINFO_FIELDS}
 
 
 def snapshot(pids, procfs_root: str = "/proc") -> dict:
