@@ -14,6 +14,11 @@ from enum import Enum
 
 from .errors import InvalidConfig
 
+#: the prefix of each vocabulary's C names in include/linux/damon.h (lowercased)
+_C_PREFIXES = {"Action": "damos_", "FilterType": "damos_filter_type_",
+               "GoalMetric": "damos_quota_", "GoalTuner": "damos_quota_goal_tuner_",
+               "WatermarkMetric": "damos_wmark_", "SampleFilterType": "damon_filter_type_"}
+
 
 class Vocab(str, Enum):
     """Base of the vocabulary enums: a str whose value is damo's spelling."""
@@ -32,19 +37,13 @@ class Vocab(str, Enum):
         if not isinstance(value, str):
             return None
         word = value.strip().lower().replace("-", "_")
-        for prefix in cls._prefixes_of():
-            if word.startswith(prefix):
-                word = word[len(prefix):]
-                break
+        prefix = _C_PREFIXES.get(cls.__name__, "")
+        if prefix and word.startswith(prefix):
+            word = word[len(prefix):]
         for m in cls:
             if m.value == word:
                 return m
         return None
-
-    @classmethod
-    def _prefixes_of(cls):
-        """Prefixes of the kernel's C names of the members (include/linux/damon.h)."""
-        return ()
 
     @classmethod
     def parse(cls, value, what: str | None = None):
@@ -74,9 +73,6 @@ class Action(Vocab):
     MIGRATE_COLD = "migrate_cold"
     STAT = "stat"
 
-    @classmethod
-    def _prefixes_of(cls):
-        return ("damos_",)
 
 
 class FilterType(Vocab):
@@ -91,9 +87,6 @@ class FilterType(Vocab):
     ADDR = "addr"
     TARGET = "target"
 
-    @classmethod
-    def _prefixes_of(cls):
-        return ("damos_filter_type_",)
 
     @property
     def handled_by_core(self) -> bool:
@@ -113,9 +106,6 @@ class GoalMetric(Vocab):
     ACTIVE_MEM_BP = "active_mem_bp"
     INACTIVE_MEM_BP = "inactive_mem_bp"
 
-    @classmethod
-    def _prefixes_of(cls):
-        return ("damos_quota_",)
 
     @property
     def needs_nid(self) -> bool:
@@ -134,9 +124,6 @@ class GoalTuner(Vocab):
     TEMPORAL = "temporal"
     DISTANCE = "distance"
 
-    @classmethod
-    def _prefixes_of(cls):
-        return ("damos_quota_goal_tuner_",)
 
 
 class WatermarkMetric(Vocab):
@@ -145,9 +132,6 @@ class WatermarkMetric(Vocab):
     NONE = "none"
     FREE_MEM_RATE = "free_mem_rate"
 
-    @classmethod
-    def _prefixes_of(cls):
-        return ("damos_wmark_",)
 
 
 class SampleFilterType(Vocab):
@@ -157,9 +141,6 @@ class SampleFilterType(Vocab):
     THREADS = "threads"
     WRITE = "write"
 
-    @classmethod
-    def _prefixes_of(cls):
-        return ("damon_filter_type_",)
 
 
 #: actions that move memory between nodes (``target_nid`` / ``dests``)
