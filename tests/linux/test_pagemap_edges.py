@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 from linux_helpers import PAGE
 
@@ -107,3 +108,30 @@ def test_read_runs_matches_read_per_run(top_child):
     with pytest.raises(TargetGone):
         pm.read_runs([first], [1])
     pm.close()
+
+
+def test_pagemap_cache_closes_the_files_of_exited_processes(make_child):
+    """PagemapCache (paddr's fault-address translation) keeps one open pagemap per faulting
+    process; once a process has exited its file is closed at the next sweep, even if the
+    process never faults again (perf's cache kept it open for the whole run)."""
+    from damoncore.linux.pagemap import PagemapCache
+
+    a, b = make_child(8), make_child(8)
+    a.touch()
+    b.touch()
+    cache = PagemapCache(sweep_s=0)
+    fds = len(os.listdir("/proc/self/fd"))
+    addrs = np.array([a.addr, b.addr + PAGE], np.uint64)
+    phys, kept = cache.phys_addrs(np.array([a.pid, b.pid]), addrs)
+    assert len(cache) == 2 and len(os.listdir("/proc/self/fd")) == fds + 2
+    if os.geteuid() == 0:                  # PFNs need CAP_SYS_ADMIN
+        assert kept.all() and (phys % PAGE == addrs % PAGE).all()
+    b.proc.kill()
+    b.proc.wait()
+    assert cache.sweep() == 1 and len(cache) == 1
+    assert len(os.listdir("/proc/self/fd")) == fds + 1
+    # a lookup for the gone process is not kept, and leaves nothing open
+    _, kept = cache.phys_addrs(np.array([b.pid]), addrs[1:])
+    assert not kept.any() and len(cache) == 1
+    cache.close()
+    assert len(cache) == 0 and len(os.listdir("/proc/self/fd")) == fds
