@@ -16,11 +16,11 @@ MiB = 1 << 20
 CHILD = """
 import ctypes, mmap, random
 m = mmap.mmap(-1, 256 << 20)
-for off in range(0, 256 << 20, 4096):
+for off in range(0, 256 << 20, mmap.PAGESIZE):
     m[off] = 1
 print(ctypes.addressof(ctypes.c_char.from_buffer(m)), flush=True)
 hot = memoryview(m)[128 << 20:192 << 20]
-offsets = list(range(0, 64 << 20, 4096))
+offsets = list(range(0, 64 << 20, mmap.PAGESIZE))
 random.shuffle(offsets)
 while True:
     m.madvise(mmap.MADV_DONTNEED, 128 << 20, 64 << 20)
