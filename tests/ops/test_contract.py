@@ -14,7 +14,7 @@ from fakes import HotRangeOps, VirtualClock
 MiB = 1 << 20
 HOOKS = ("init", "update", "prepare_access_checks", "check_accesses", "target_valid",
          "cleanup", "get_scheme_score", "apply_scheme", "metric", "translate_reports",
-         "run_samples")
+         "native_sampler")
 
 
 def test_every_hook_is_declared_with_a_working_default():
@@ -36,7 +36,7 @@ def test_every_hook_is_declared_with_a_working_default():
     assert ops.apply_scheme(ctx, t, s, t.regions.start, t.regions.end) == ApplyResult()
     addrs, kept = ops.translate_reports(np.array([1, 2]), np.array([10, 20], np.uint64))
     assert addrs.tolist() == [10, 20] and kept.all()
-    assert ops.run_samples(ctx, 5) == 0 and not ops.offers_native_samples
+    assert ops.native_sampler(ctx) is None                           # not offered
     assert 0 < ops.metric("node_mem_used_bp", nid=0) < 10000       # the host, under /sys
     ops.cleanup(ctx)
     assert ctx.min_region == ops.page_size                           # DAMON_MIN_REGION
@@ -136,6 +136,6 @@ def test_perf_ops_hands_every_hook_to_its_base_explicitly():
     assert base.calls == ["metric"]
     # PerfOps declares each hook itself (no forwarding of unknown names)
     for name in HOOKS:
-        if name != "run_samples":
+        if name != "native_sampler":                  # perf keeps the generic path
             assert name in vars(PerfOps), name
     assert inspect.signature(PerfOps.apply_scheme).parameters["ops_filters"].default is None
