@@ -8,8 +8,9 @@
   package's code (strings and comments are prose and may say "4 KiB"), and no other
   ``sysconf``/``PAGESIZE`` read.  The one exception is the simulated machine's page, a
   model parameter (``sim/machine.py: SIM_PAGE_SIZE``).
-- One whole in basis points (10000) and DAMOS_MAX_SCORE (99) are defined in ``_regions.pyx``
-  and named in ``damoncore.units``: no 10000 or 99 number elsewhere in the package.
+- One whole in basis points (10000) and DAMOS_MAX_SCORE (99) are defined in ``_regions.pxd``
+  (Cython modules cimport them) and named for Python in ``damoncore.units``: no 10000 or 99
+  number elsewhere in the package.
 """
 
 import io
@@ -105,12 +106,12 @@ def test_no_page_size_basis_point_or_score_literal_in_the_package():
         for line, num in _numbers(p):
             if num in ("4096", "0x1000", "10000", "99") and (rel, num) not in ALLOWED_NUMBERS:
                 bad.append(f"{rel}:{line}: {num}")
-    for p in sorted(PKG.rglob("*.pyx")):
+    for p in sorted(PKG.rglob("*.px[dy]")):
         rel = p.relative_to(PKG).as_posix()
         for i, line in _code_lines(p):
             for num in re.findall(r"(?<![\w.])(4096|0x1000|10000|99)(?![\w.])", line):
-                # the one definition: _regions.pyx's cdef enum
-                if not (rel == "_regions.pyx" and re.match(r"\s*(BP_ONE|MAX_SCORE_C) = ", line)):
+                # the one definition: _regions.pxd's cdef enum
+                if not (rel == "_regions.pxd" and re.match(r"\s*(BP_ONE|MAX_SCORE_C) = ", line)):
                     bad.append(f"{rel}:{i}: {num}")
     assert not bad, ("literals that must be named (linux.system.PAGE_SIZE / ops.page_size, "
                      "units.BP, units.MAX_SCORE):\n" + "\n".join(bad))

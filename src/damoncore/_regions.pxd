@@ -4,6 +4,15 @@ from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
 ctypedef uint64_t addr_t      # region start/end, sampling address (numpy.uint64)
 ctypedef uint32_t count_t     # nr_accesses, nr_accesses_bp, last_nr_accesses, age (numpy.uint32)
 
+# The kernel's integer units, defined once: one whole is 10000 basis points; DAMOS scores are
+# 0..DAMOS_MAX_SCORE.  Python code takes them from damoncore.units, Cython code cimports them.
+cdef enum:
+    BP_ONE = 10000              # basis points in one (nr_accesses_bp per access)
+    MAX_SCORE_C = 99            # DAMOS_MAX_SCORE
+    NR_SCORES = MAX_SCORE_C + 1
+    MAX_SUBSCORE = 100          # DAMON_MAX_SUBSCORE (damon_hot_score())
+    MAX_AGE_IN_LOG = 32         # DAMON_MAX_AGE_IN_LOG
+
 cdef uint64_t splitmix64_next(uint64_t *state) noexcept nogil
 cdef uint64_t rand_range(uint64_t *state, uint64_t lo, uint64_t hi) noexcept nogil
 

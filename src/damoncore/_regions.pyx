@@ -18,15 +18,8 @@ from libc.stdlib cimport abs as c_abs
 
 cnp.import_array()
 
-# The kernel's integer units, defined here once for the C loops and exported to Python
-# (damoncore.units): one whole is 10000 basis points; DAMOS scores are 0..DAMOS_MAX_SCORE.
-cdef enum:
-    BP_ONE = 10000              # basis points in one (nr_accesses_bp per access)
-    MAX_SCORE_C = 99            # DAMOS_MAX_SCORE
-    NR_SCORES = MAX_SCORE_C + 1
-    MAX_SUBSCORE = 100          # DAMON_MAX_SUBSCORE (damon_hot_score())
-    MAX_AGE_IN_LOG = 32         # DAMON_MAX_AGE_IN_LOG
-
+# The kernel's integer units (cdef enum in _regions.pxd, for these loops and any other
+# Cython module), exported to Python here (damoncore.units names them).
 BP = BP_ONE
 MAX_SCORE = MAX_SCORE_C
 
