@@ -152,7 +152,7 @@ def g_damoncore(pid, cfg, end_t, adaptation="kernel", native=True):
     import threading
     import time
     from damoncore.core import Attrs, Context, Target
-    from damoncore.core.adaptation import ADAPTATIONS
+    from damoncore.core.adaptations import ADAPTATIONS
     from damoncore.ops.vaddr import VaddrOps
     raw = []
 

@@ -6,6 +6,7 @@ bottom first; a module may import from its own unit and from lower layers only:
 
     8 cli            cli/, __main__
     7 policies       policies/              (the public API only, see POLICY_MAY_IMPORT)
+      evaluation     evaluation/            (region algorithms on the simulator: sim, ops.sim)
     6 api, records   damoncore (__init__), kdamonds, records   (records -> kdamonds)
     5 ops backends   ops/ except ops/base   (sim, paddr, vaddr, perf, common)
     4 core           core/, ops/base (the ops contract: the kernel's damon.h, which the
@@ -13,12 +14,12 @@ bottom first; a module may import from its own unit and from lower layers only:
     3 schemes        schemes/               (the core calls the apply step; never back)
     2 sim, numa      sim/, numa/            (not each other)
     1 linux          linux/                 (every syscall)
-    0 base           _regions, errors, units, vocab, feedback, arrays
+    0 base           _regions, _adapt, errors, units, vocab, feedback, arrays
 
 So the forbidden edges are every import from a layer to one at or above it, except within
 a unit (one folder) and ``records -> kdamonds``: e.g. core -> ops backends, cli, policies,
 records; schemes -> core or ops; linux -> numa, sim, schemes, core, ops; numa <-> sim;
-kdamonds -> records; any module -> cli.  Policies may import only the public API
+kdamonds -> records; policies <-> evaluation; any module -> cli.  Policies may import only the public API
 (POLICY_MAY_IMPORT).  And no cycle among modules, inside a unit or across units.
 """
 
@@ -31,7 +32,7 @@ SRC = pathlib.Path(__file__).resolve().parent.parent / "src"
 PKG = "damoncore"
 
 LAYERS = [
-    ("base", 0, ("_regions", "errors", "units", "vocab", "feedback", "arrays")),
+    ("base", 0, ("_regions", "_adapt", "errors", "units", "vocab", "feedback", "arrays")),
     ("linux", 1, ("linux",)),
     ("sim", 2, ("sim",)),
     ("numa", 2, ("numa",)),
@@ -42,6 +43,7 @@ LAYERS = [
     ("kdamonds", 6, ("kdamonds",)),
     ("records", 6, ("records",)),
     ("policies", 7, ("policies",)),
+    ("evaluation", 7, ("evaluation",)),
     ("cli", 8, ("cli", "__main__")),
 ]
 #: edges allowed between different units of one layer

@@ -17,7 +17,8 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
-from .core.adaptation import ADAPTATIONS, KernelAdaptation
+from .core.adaptation import KernelAdaptation
+from .core.adaptations import ADAPTATIONS
 from .core.attrs import Attrs, IntervalsGoal
 from .core.context import Context
 from .core.reports import SampleFilter

@@ -9,7 +9,7 @@ import reference as ref
 import reference_adapt as refa
 from damoncore import _adapt, _regions
 from damoncore.core import Attrs, Context, KernelAdaptation, Target
-from damoncore.core.adaptation import ADAPTATIONS, TRUSTED
+from damoncore.core.adaptations import ADAPTATIONS, TRUSTED
 from damoncore.core.edge_split import EdgeSplit
 from damoncore.core.regions import COLUMNS, Regions
 from damoncore.ops.sim import SimOps

@@ -78,7 +78,7 @@ def _monitoring(p):
                            ("--exp_ops_cpus", "<cpulist>", "monitor for given cpus only"),
                            ("--exp_ops_tids", "<thread ids list>", "given threads only")):
         p.add_argument(name, action="append", metavar=mv, help=f"{what} (experimental)")
-    from ..core.adaptation import ADAPTATIONS      # damoncore extension (issue 14)
+    from ..core.adaptations import ADAPTATIONS      # damoncore extension (issue 14)
     p.add_argument("--adaptation", choices=list(ADAPTATIONS), action="append",
                    help="region adaptation algorithm, per context in order (one: every "
                         "context); default: kernel (damoncore extension)")

@@ -10,7 +10,7 @@ import sys
 import time
 
 from .. import kdamonds as kd
-from ..core.adaptation import ADAPTATIONS
+from ..core.adaptations import ADAPTATIONS
 from ..evaluation import WORKLOADS, Grid, markdown, run_grid, summarize, write_table
 from .checks import PackageMissing, output_file
 from .damo_options import ArgsError

@@ -92,13 +92,3 @@ class FixedRegions(Adaptation):
     all targets) stay for the whole run, the fixed-granularity baseline."""
 
     name = "fixed"
-
-
-from .edge_split import EdgeSplit  # noqa: E402  (a KernelAdaptation subclass)
-
-#: the adaptations selectable by name (API, CLI ``--adaptation``, kdamonds JSON)
-ADAPTATIONS = {"kernel": KernelAdaptation, "fixed": FixedRegions, "edge-split": EdgeSplit}
-
-#: the adaptations whose results the core trusts (exactly these classes, not subclasses);
-#: edge-split is tested never to break the invariants (tests/core/test_edge_split.py)
-TRUSTED = (KernelAdaptation, FixedRegions, EdgeSplit)

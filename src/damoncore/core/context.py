@@ -21,7 +21,8 @@ from ..feedback import feed_loop_next_input
 from ..ops.base import Operations, RealClock
 from ..schemes.apply import apply_schemes
 from ..units import BP
-from .adaptation import TRUSTED, Adaptation, KernelAdaptation
+from .adaptation import Adaptation, KernelAdaptation
+from .adaptations import TRUSTED
 from .attrs import Attrs
 from .regions import count_in_regions, even_regions, shares_by_size
 from .reports import ReportBuffer, SampleFilter, filters_keep

@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..core.adaptation import ADAPTATIONS, Adaptation
+from ..core.adaptation import Adaptation
+from ..core.adaptations import ADAPTATIONS
 from ..core.attrs import Attrs
 from ..core.context import Context
 from ..core.target import Target
