@@ -6,6 +6,7 @@ bottom first; a module may import from its own unit and from lower layers only:
 
     8 cli            cli/, __main__
     7 policies       policies/              (the public API only, see POLICY_MAY_IMPORT)
+      policy evals   policies/evaluation/   (the policies on the simulator; -> policies)
       evaluation     evaluation/            (region algorithms on the simulator: sim, ops.sim)
     6 api, records   damoncore (__init__), kdamonds, records   (records -> kdamonds)
     5 ops backends   ops/ except ops/base   (sim, paddr, vaddr, perf, common)
@@ -43,11 +44,12 @@ LAYERS = [
     ("kdamonds", 6, ("kdamonds",)),
     ("records", 6, ("records",)),
     ("policies", 7, ("policies",)),
+    ("policy-evaluations", 7, ("policies.evaluation",)),
     ("evaluation", 7, ("evaluation",)),
     ("cli", 8, ("cli", "__main__")),
 ]
 #: edges allowed between different units of one layer
-SAME_LAYER_OK = {("records", "kdamonds")}
+SAME_LAYER_OK = {("records", "kdamonds"), ("policy-evaluations", "policies")}
 #: what policies may use: the public API (the package, the core, the schemes model, the
 #: NUMA topology and settings, the ops contract, the vocabulary and units)
 POLICY_MAY_IMPORT = {"api", "core", "schemes", "numa", "base", "policies"}

@@ -47,6 +47,7 @@ from ...ops.sim import SimOps
 from ...schemes.scheme import AccessPattern
 from ...sim import Accessor, Mapping, Process, SimMachine, SimNode, Stream, Workload
 from ...sim.extents import overlap_pairs
+from ...sim.machine import SIM_PAGE_SIZE
 from ...sim.moves import MoveLedger
 from ...sim.presets import SEED_LATENCY
 from ...sim.workloads import DEFAULT_BASE
@@ -102,7 +103,7 @@ def layout(sizes, scale: float = 1.0) -> dict:
     """name -> [start, end) virtual bytes, laid out in order from DEFAULT_BASE."""
     out, at = {}, DEFAULT_BASE
     for name, mib in sizes:
-        sz = int(mib * MiB * scale) // 4096 * 4096
+        sz = int(mib * MiB * scale) // SIM_PAGE_SIZE * SIM_PAGE_SIZE
         out[name] = (at, at + sz)
         at += sz
     return out
@@ -119,7 +120,7 @@ def ranges(gpu: bool, scale: float = 1.0) -> dict:
 def _maps(r, interleave, node=None):
     maps = []
     for name, (s, e) in r.items():
-        q = (e - s) // 4 // 4096 * 4096
+        q = (e - s) // 4 // SIM_PAGE_SIZE * SIM_PAGE_SIZE
         place = tuple((n, q) for n in range(4)) if interleave else ()
         maps.append(Mapping(s, e, node=(node or {}).get(name, 0), placement=place))
     return maps

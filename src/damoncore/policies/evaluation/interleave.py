@@ -33,6 +33,7 @@ from ...core.target import Target
 from ...ops.sim import SimOps
 from ...sim.bandwidth import (GB, BandwidthModel, interleave_placement, node_traffic,
                               sim_node_bytes)
+from ...sim.machine import SIM_PAGE_SIZE
 from ...sim.moves import MoveLedger
 from ...sim.presets import seed_machine
 from ...sim.workloads import Accessor, Mapping, Process, Stream, Workload
@@ -80,7 +81,8 @@ EQUAL = {0: 1, 1: 1, 2: 1, 3: 1}
 HMAT = {0: 10, 1: 3, 2: 10, 3: 3}
 
 
-def corunner_rate(bytes_s: float, size: int, page: int = 4096, line: int = 64) -> float:
+def corunner_rate(bytes_s: float, size: int, page: int = SIM_PAGE_SIZE,
+                  line: int = 64) -> float:
     """Accesses/s/page that make ``bytes_s`` of traffic over ``size`` bytes."""
     return bytes_s / line / (size // page)
 
@@ -101,7 +103,7 @@ def scenario(weights, phase_s=20, size=None, dram=16 * GiB, cxl=16 * GiB, seed=1
     p = phase_s * 1_000_000
     sched = []
     for i, ph in enumerate(sc.phases):
-        hot_end = BASE + int(size * ph.hot) // 4096 * 4096
+        hot_end = BASE + int(size * ph.hot) // SIM_PAGE_SIZE * SIM_PAGE_SIZE
         st = [Stream(cpu, STREAM_PID, BASE, hot_end, 1000.0)]
         st += [Stream(other, CORUNNER_PID, BASE + n * co, BASE + (n + 1) * co,
                       corunner_rate(bw, co)) for n, bw in sorted(ph.corunner.items())]
@@ -169,7 +171,7 @@ def run_scenario(sc: Scenario | str = "seed", phase_s=20, size=None, max_bytes_p
     for sec in range(seconds):
         pts = []
         phase = sc.phases[min(sec // phase_s, len(sc.phases) - 1)]
-        hot_end = BASE + int(size * phase.hot) // 4096 * 4096
+        hot_end = BASE + int(size * phase.hot) // SIM_PAGE_SIZE * SIM_PAGE_SIZE
         if sec and sec % phase_s == 0:
             ledger.checkpoint()
         for i in range(per_s):
