@@ -53,7 +53,7 @@ SAME_LAYER_OK = {("records", "kdamonds"), ("policy-evaluations", "policies")}
 #: what policies may use: the public API (the package, the core, the schemes model, the
 #: NUMA topology and settings, the ops contract, the vocabulary and units)
 POLICY_MAY_IMPORT = {"api", "core", "schemes", "numa", "base", "policies"}
-POLICY_MAY_NOT_IMPORT_MODULES = {f"{PKG}._regions", f"{PKG}.feedback", f"{PKG}.arrays"}
+POLICY_MAY_NOT_IMPORT_MODULES = {f"{PKG}._regions", f"{PKG}._adapt", f"{PKG}.feedback"}
 
 
 def modules():

@@ -52,6 +52,7 @@ import time
 
 import numpy as np
 
+from ..arrays import expand_runs
 from ..errors import FeatureMissing, SyscallError, TargetGone
 from ..linux import kpageflags as kpf
 from ..linux import pagemap as pmap
@@ -68,10 +69,8 @@ _EMPTY = np.zeros(0, U64)
 
 def _expand(first, count):
     """Concatenated ``first[i] + arange(count[i])`` (uint64), and the index i of each."""
-    count = np.asarray(count, np.int64)
-    idx = np.repeat(np.arange(len(count)), count)
-    off = np.arange(int(count.sum()), dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
-    return np.asarray(first, U64)[idx] + off.astype(U64), idx
+    idx, values = expand_runs(np.asarray(first, U64), count)
+    return values, idx
 
 
 def runs_of(vpn, pfn):

@@ -51,6 +51,7 @@ from math import gcd
 import numpy as np
 
 from .. import PAGE_SIZE
+from ..arrays import expand_runs
 from ..core.attrs import Attrs
 from ..core.context import Context
 from ..core.target import Target
@@ -186,9 +187,7 @@ def plan_moves(rs, re, rn, weight, nodes, shares, page: int, unit: int = 1 << 20
     # the runs cut at unit chunks of the address space
     c0, c1 = rs // unit, (re - 1) // unit
     ncut = c1 - c0 + 1
-    rep = np.repeat(np.arange(len(rs)), ncut)
-    ch = np.repeat(c0, ncut) + (np.arange(int(ncut.sum())) - np.repeat(np.cumsum(ncut) - ncut,
-                                                                         ncut))
+    rep, ch = expand_runs(c0, ncut)
     ps, pe, pk = np.maximum(rs[rep], ch * unit), np.minimum(re[rep], (ch + 1) * unit), k[rep]
     pages = (pe - ps) // page
     gs, ge, gkey = [], [], []
