@@ -14,7 +14,7 @@ from fakes import HotRangeOps, VirtualClock
 MiB = 1 << 20
 HOOKS = ("init", "update", "prepare_access_checks", "check_accesses", "target_valid",
          "cleanup", "get_scheme_score", "apply_scheme", "metric", "translate_reports",
-         "native_sampler")
+         "native_sampler", "node_ranges", "page_keys")
 
 
 def test_every_hook_is_declared_with_a_working_default():
@@ -37,6 +37,8 @@ def test_every_hook_is_declared_with_a_working_default():
     addrs, kept = ops.translate_reports(np.array([1, 2]), np.array([10, 20], np.uint64))
     assert addrs.tolist() == [10, 20] and kept.all()
     assert ops.native_sampler(ctx) is None                           # not offered
+    assert ops.node_ranges(ctx, t, t.regions.start, t.regions.end) is None   # cannot tell
+    assert ops.page_keys(ctx, t, t.regions.start) is None
     assert 0 < ops.metric("node_mem_used_bp", nid=0) < 10000       # the host, under /sys
     ops.cleanup(ctx)
     assert ctx.min_region == ops.page_size                           # DAMON_MIN_REGION
@@ -126,7 +128,9 @@ def test_perf_ops_hands_every_hook_to_its_base_explicitly():
                        ("target_valid", (t,)), ("get_scheme_score", (ctx, t, s)),
                        ("apply_scheme", (ctx, t, s, np.zeros(1, np.uint64),
                                          np.ones(1, np.uint64))),
-                       ("translate_reports", (np.zeros(1), np.zeros(1, np.uint64)))):
+                       ("translate_reports", (np.zeros(1), np.zeros(1, np.uint64))),
+                       ("node_ranges", (ctx, t, np.zeros(1, np.uint64), np.ones(1, np.uint64))),
+                       ("page_keys", (ctx, t, np.zeros(1, np.uint64)))):
         base.calls.clear()
         getattr(ops, name)(*args)
         assert base.calls == [name], name
