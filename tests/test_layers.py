@@ -15,7 +15,7 @@ bottom first; a module may import from its own unit and from lower layers only:
     3 schemes        schemes/               (the core calls the apply step; never back)
     2 sim, numa      sim/, numa/            (not each other)
     1 linux          linux/                 (every syscall)
-    0 base           _regions, _adapt, errors, units, vocab, feedback, arrays
+    0 base           _regions, _adapt, _version, errors, units, vocab, feedback, arrays
 
 So the forbidden edges are every import from a layer to one at or above it, except within
 a unit (one folder) and ``records -> kdamonds``: e.g. core -> ops backends, cli, policies,
@@ -33,7 +33,8 @@ SRC = pathlib.Path(__file__).resolve().parent.parent / "src"
 PKG = "damoncore"
 
 LAYERS = [
-    ("base", 0, ("_regions", "_adapt", "errors", "units", "vocab", "feedback", "arrays")),
+    ("base", 0, ("_regions", "_adapt", "_version", "errors", "units", "vocab", "feedback",
+                 "arrays")),
     ("linux", 1, ("linux",)),
     ("sim", 2, ("sim",)),
     ("numa", 2, ("numa",)),

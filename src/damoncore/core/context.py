@@ -291,9 +291,9 @@ class Context:
             self.passed_sample_intervals += run.nr_ends
             if run.nr_ends:
                 self._max_nr_accesses = run.max_nr_accesses
-                self._reports_from_us = run.check_us
+                # the boundary of the last sample ended in C: later reports count next
+                self._sample_end_us = run.check_us
             if not run.ended:
-                self._sample_start_us = run.begin_us
                 self._sample_due_us = run.deadline_us
                 return run.deadline_us
             self.sample_end_due()

@@ -34,24 +34,9 @@ from libc.stdlib cimport free, malloc
 
 from damoncore._regions cimport pick_sampling_addrs_c, update_accesses_c
 from damoncore.linux._frames cimport idle_mark_c, idle_read_c, pagemap_at_c
+from damoncore.linux._wait cimport POLLIN, monotonic_us, pollfd, wait_readable
 
 from damoncore.errors import SyscallError
-
-cdef extern from "<time.h>" nogil:
-    ctypedef long time_t
-    struct timespec:
-        time_t tv_sec
-        long tv_nsec
-    int clock_gettime(int clk, timespec *ts)
-    int CLOCK_MONOTONIC
-
-cdef extern from "<poll.h>" nogil:
-    struct pollfd:
-        int fd
-        short events
-        short revents
-    int ppoll(pollfd *fds, unsigned long nfds, const timespec *timeout, const void *sigmask)
-    short POLLIN
 
 # run() statuses
 DONE = 0            # max_ends samples ended, the next one begun
@@ -84,9 +69,7 @@ cdef struct target_t:
 
 cdef inline int64_t now_us() noexcept nogil:
     """time.monotonic_ns() // 1000: the core's RealClock."""
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return <int64_t>ts.tv_sec * 1000000 + ts.tv_nsec // 1000
+    return monotonic_us()
 
 
 cdef class IdleSampler:
@@ -158,7 +141,6 @@ cdef class IdleSampler:
         cdef Py_ssize_t ends = 0, m = 0
         cdef int64_t begin_us = 0, deadline = 0, check_us = 0, t
         cdef uint32_t mx = 0
-        cdef timespec ts
         keep = []
         if tg == NULL or fds == NULL:
             free(tg)
@@ -223,9 +205,7 @@ cdef class IdleSampler:
                         t = deadline - now_us()
                         if t < 0:
                             t = 0
-                        ts.tv_sec = t // 1000000
-                        ts.tv_nsec = (t % 1000000) * 1000
-                        r = ppoll(fds, nfds, &ts, NULL)
+                        r = wait_readable(fds, nfds, t)
                         self.nr_waits += 1
                         if r != 0:
                             if r < 0 and errno != EINTR:
