@@ -37,8 +37,10 @@ def apply_schemes(ctx) -> None:
             adjust_quota(ctx, s)
             if not s.quota_state.paused:
                 for ti, t in enumerate(ctx.targets):
-                    if not t.obsolete:
-                        apply_to_target(ctx, s, ti, t)
+                    # max_nr_snapshots deactivates the scheme (damon_do_apply_schemes())
+                    if not t.obsolete and not s.snapshots_done \
+                            and apply_to_target(ctx, s, ti, t):
+                        s.stats.nr_snapshots += 1
         s.reschedule(ctx)
 
 
@@ -74,24 +76,27 @@ def _split_at_addrs(regions, addrs, min_region) -> None:
         regions.split_at(idx[inside], addrs[inside])
 
 
-def apply_to_target(ctx, s, ti, t) -> None:
+def apply_to_target(ctx, s, ti, t) -> bool:
+    """Apply ``s`` to target ``ti``; True if the walk reached the target's last region (the
+    kernel then counts a snapshot): not when an exhausted quota or the previous window's
+    resume point cut it short."""
     st, r = s.quota_state, t.regions
     minr = ctx.min_region
     limited = s.quota.limited and st.esz != 0
     # an exhausted window acts on nothing, and keeps its resume point for the next one
     # (damon_do_apply_schemes() checks the quota before damos_skip_charged_region())
     if limited and st.charged_sz >= st.esz:
-        return
+        return False
     # resume point of the previous window (damos_skip_charged_region())
     skip_below = 0
     if st.charge_target_from is not None:
         if ti < st.charge_target_from:
-            return
+            return False
         if ti == st.charge_target_from:
             skip_below = st.charge_addr_from
             if skip_below and r.nr and int(r.end[-1]) <= skip_below:
                 st.charge_target_from, st.charge_addr_from = None, 0
-                return
+                return False
             _split_at_addrs(r, [skip_below - skip_below % minr], minr)
             st.charge_target_from, st.charge_addr_from = None, 0
     # exact per-region addr filter decisions need region boundaries at the filter edges,
@@ -107,7 +112,7 @@ def apply_to_target(ctx, s, ti, t) -> None:
         match &= scheme_scores(ctx, t, s) >= st.min_score
     idx = np.flatnonzero(match)
     if len(idx) == 0:
-        return
+        return True
     sizes = (r.end[idx] - r.start[idx]).astype(np.uint64)
     passed, allowed = core_filters_pass(s.core_filters, ti, r.start[idx], r.end[idx],
                                         bool(s.ops_filters), minr)
@@ -138,7 +143,7 @@ def apply_to_target(ctx, s, ti, t) -> None:
                 idx, sizes, passed, allowed = idx[:k], sizes[:k], passed[:k], allowed[:k]
     idx, sizes, allowed = idx[passed], sizes[passed], allowed[passed]
     if len(idx) == 0 and not nr_zero_tried:
-        return
+        return True
     starts, ends = r.start[idx].copy(), r.end[idx].copy()
     t0 = time.perf_counter_ns()
     res = _apply(ctx, t, s, starts, ends, allowed) if len(idx) else None
@@ -152,6 +157,10 @@ def apply_to_target(ctx, s, ti, t) -> None:
     if s.action != Action.STAT and len(idx):
         r.age[idx] = 0
     _update_stats(s, len(idx) + nr_zero_tried, total, res, ctx.ops.page_size)
+    # the quota ran out on the way: the walk reached the last region only if that region
+    # was the one that used it up
+    return not (limited and st.charged_sz >= st.esz) or (len(idx) > 0
+                                                        and int(ends[-1]) == int(r.end[-1]))
 
 
 def _apply(ctx, t, s, starts, ends, core_allowed):

@@ -229,7 +229,10 @@ class SchemeStats:
     ``nr_migrated_pages``/``sz_migrated``: pages/bytes actually moved;
     ``migrated``: {(src_nid, dst_nid): bytes}; ``sz_promoted``/``sz_demoted``: bytes moved
     to a faster/slower node (as judged by the backend's node order); ``nr_failed``:
-    {reason: pages}.
+    {reason: pages}.  ``nr_snapshots`` (kernel 7.0): the monitoring snapshots the scheme
+    walked, counted as damon_do_apply_schemes() does: once per target whose last region the
+    walk of an apply interval reached (a walk cut short by an exhausted quota does not
+    count).
     """
 
     nr_tried: int = 0
@@ -270,13 +273,15 @@ class Scheme:
     ``action``: one of :data:`ACTIONS`.  ``target_nid``: destination node of
     migrate_hot/migrate_cold; ``dests``: [(nid, weight), ...] to spread the migrated
     memory over several nodes by weight (overrides ``target_nid``).
-    ``apply_interval_us``: 0 means every aggregation interval.
+    ``apply_interval_us``: 0 means every aggregation interval.  ``max_nr_snapshots``
+    (kernel 7.0; 0: no limit): once ``stats.nr_snapshots`` reaches it the scheme is
+    deactivated: it tries and applies nothing more (its quota windows still roll).
     """
 
     def __init__(self, access_pattern: AccessPattern | None = None, action: str = Action.STAT,
                  target_nid: int | None = None, dests=(), apply_interval_us: int = 0,
                  quota: Quota | None = None, watermarks: Watermarks | None = None,
-                 filters=(), name: str | None = None):
+                 filters=(), name: str | None = None, max_nr_snapshots: int = 0):
         action = Action.parse(action, "action")
         self.access_pattern = access_pattern or AccessPattern()
         self.action = action
@@ -294,6 +299,9 @@ class Scheme:
         if apply_interval_us < 0:
             raise InvalidConfig(f"apply_interval_us must be >= 0, got {apply_interval_us}")
         self.apply_interval_us = int(apply_interval_us)
+        if not 0 <= max_nr_snapshots <= U64_MAX:
+            raise InvalidConfig(f"max_nr_snapshots must be in 0..2^64-1, got {max_nr_snapshots}")
+        self.max_nr_snapshots = int(max_nr_snapshots)
         self.quota = quota or Quota()
         self.watermarks = watermarks or Watermarks()
         self.filters = list(filters)
@@ -315,6 +323,11 @@ class Scheme:
     @property
     def ops_filters(self):
         return [f for f in self.filters if not f.handled_by_core]
+
+    @property
+    def snapshots_done(self) -> bool:
+        """max_nr_snapshots reached: the scheme is deactivated."""
+        return bool(self.max_nr_snapshots) and self.stats.nr_snapshots >= self.max_nr_snapshots
 
     def destinations(self):
         """[(nid, weight)] the migration goes to."""
