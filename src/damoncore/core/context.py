@@ -16,7 +16,8 @@ import weakref
 import numpy as np
 
 from .. import _regions
-from ..errors import ActionNotSupported, AdaptationError, FilterNotSupported, InvalidConfig
+from ..errors import (ActionNotSupported, AdaptationError, DamonError, FilterNotSupported,
+                      InvalidConfig)
 from ..feedback import feed_loop_next_input
 from ..ops.base import Operations, RealClock
 from ..schemes.apply import apply_schemes
@@ -40,12 +41,17 @@ class Context:
     :meth:`report_access`, e.g. by a perf page-fault sampler).  ``sample_filters`` select
     reports (:class:`SampleFilter`).  ``min_region``: smallest region size in bytes (the
     kernel's DAMON_MIN_REGION; default: the backend's page size).  ``seed`` makes the
-    random sampling reproducible.
+    random sampling reproducible.  ``pause`` (kernel 7.1): a paused context keeps its
+    regions, their history and its schemes' state, and does no sampling, aggregation,
+    scheme application or ops update until it is resumed; its targets are still checked,
+    so a paused context whose targets all exit ends.  Change it between samples
+    (:meth:`set_pause` from a callback or :meth:`Kdamond.call`, or a commit).
     """
 
     def __init__(self, ops: Operations, targets=(), attrs: Attrs | None = None, schemes=(),
                  primitives=("page_table",), sample_filters=(), min_region: int | None = None,
-                 seed: int = 0, name: str | None = None, adaptation: Adaptation | None = None):
+                 seed: int = 0, name: str | None = None, adaptation: Adaptation | None = None,
+                 pause: bool = False):
         if not isinstance(ops, Operations):
             raise InvalidConfig(f"ops must be an Operations backend, got {type(ops).__name__}")
         self.ops = ops
@@ -71,15 +77,7 @@ class Context:
             raise InvalidConfig(f"min_region must be >= 1, got {min_region}")
         self.min_region = int(min_region)
         self.name = name
-        if adaptation is None:
-            adaptation = KernelAdaptation()
-        if not isinstance(adaptation, Adaptation):
-            raise InvalidConfig(f"adaptation must be an Adaptation, got "
-                                f"{type(adaptation).__name__}")
-        self.adaptation = adaptation
-        # adaptation hook (issue 14): sampled() only when overridden, so the default pays nothing
-        self._sampled_hook = (adaptation.sampled if type(adaptation).sampled
-                              is not Adaptation.sampled else None)
+        self.set_adaptation(adaptation if adaptation is not None else KernelAdaptation())
         self.schemes = []
         for s in schemes:
             self.add_scheme(s)
@@ -96,11 +94,15 @@ class Context:
         self._sz_limit = min_region
         self._start_us = 0
         self._sample_due_us = None     # when the sample begun last ends (clock time)
+        self._sample_begun = False     # False: the due time is a paused context's tick
         self._aggr_start_us = 0
         self._aggr_reports = {}       # target index -> [addresses of kept reports]
         self.started = False
         self.stopped = threading.Event()
         self._wake = None             # eventfd that ends a native run's wait (issue 13)
+        self.pause = bool(pause)
+        self._paused_at_us = None     # when the running context was paused
+        self.call_pending = threading.Event()   # a Kdamond.call waits for the next boundary
 
     # --- configuration -------------------------------------------------------------------
     @property
@@ -136,9 +138,72 @@ class Context:
             for s in self.schemes:
                 s.next_apply_sis = rescale(s.next_apply_sis)
 
+    def set_adaptation(self, adaptation: Adaptation) -> None:
+        """Use ``adaptation`` for the next merges and splits."""
+        if not isinstance(adaptation, Adaptation):
+            raise InvalidConfig(f"adaptation must be an Adaptation, got "
+                                f"{type(adaptation).__name__}")
+        self.adaptation = adaptation
+        # adaptation hook (issue 14): sampled() only when overridden, so the default pays nothing
+        self._sampled_hook = (adaptation.sampled if type(adaptation).sampled
+                              is not Adaptation.sampled else None)
+
+    def set_pause(self, pause: bool) -> None:
+        """Pause or resume (kernel 7.1's ``pause``); call it between samples.
+
+        While paused the sample counters stand still, so the sample-counted schedules
+        (aggregation, apply, ops update) resume where they stopped; the clock-side due times
+        of the schemes move on by the time spent paused, and access reports made meanwhile
+        are dropped (the kernel counts only reports of the samples it takes).
+        """
+        pause = bool(pause)
+        if pause == self.pause:
+            return
+        self.pause = pause
+        if not self.started:
+            return
+        now = self.clock.now_us()
+        if pause:
+            self._paused_at_us = now
+            return
+        paused_us = now - (self._paused_at_us if self._paused_at_us is not None else now)
+        self._paused_at_us = None
+        for s in self.schemes:
+            if s.next_apply_us is not None:
+                s.next_apply_us += paused_us
+        self.reports.take_before(now)
+        self._sample_end_us = now
+
+    def pause_tick(self) -> None:
+        """Wait one sampling interval paused: the next due time is a tick, not a sample's
+        end."""
+        self._sample_due_us = self.clock.now_us() + self.attrs.sample_us
+        self._sample_begun = False
+
+    def paused_tick_end(self) -> None:
+        """A paused context's tick: only the targets are checked (the kernel's paused loop
+        still ends when every target is gone)."""
+        for t in self.targets:
+            if not t.obsolete and not self.ops.target_valid(t):
+                t.obsolete = True
+        if not self.active_targets:
+            self.stop()
+
+    @property
+    def sample_begun(self) -> bool:
+        """A sample is begun (its end is due at :attr:`sample_due_us`); False: a paused
+        context's tick is."""
+        return self._sample_begun
+
     def add_scheme(self, scheme) -> None:
         """Install a scheme; refused if the backend cannot do its action or evaluate one of
         its ops filters."""
+        self.check_scheme(scheme)
+        self.schemes.append(scheme)
+
+    def check_scheme(self, scheme) -> None:
+        """Raise :class:`ActionNotSupported` (or :class:`FilterNotSupported`) if the backend
+        cannot do ``scheme``'s action or evaluate one of its ops filters."""
         supported = self.ops.supported_actions
         if scheme.action not in supported:
             raise ActionNotSupported(
@@ -150,7 +215,6 @@ class Context:
                 raise FilterNotSupported(
                     f"ops backend {self.ops.name!r} cannot evaluate filter "
                     f"{f.filter_type!r} (it evaluates: {', '.join(sorted(filters)) or 'none'})")
-        self.schemes.append(scheme)
 
     def apply_scheme_at_next_sample(self, scheme) -> None:
         """Let ``scheme`` act at the end of the next sample instead of waiting for its
@@ -220,6 +284,8 @@ class Context:
             s.reschedule(self)
         self._aggr_start_us = self._start_us = self._sample_end_us = self.clock.now_us()
         self.started = True
+        if self.pause:
+            self._paused_at_us = self._aggr_start_us
 
     @property
     def sz_limit(self) -> int:
@@ -244,11 +310,13 @@ class Context:
         if "page_table" in self.primitives:
             self.ops.prepare_access_checks(self)
         self._sample_due_us = self.clock.now_us() + self.attrs.sample_us
+        self._sample_begun = True
 
     def drop_sample(self) -> None:
         """Forget the sample in flight (its backend was cleaned up): the next run begins a
         fresh one."""
         self._sample_due_us = None
+        self._sample_begun = False
 
     @property
     def sample_due_us(self) -> int | None:
@@ -295,6 +363,7 @@ class Context:
                 self._sample_end_us = run.check_us
             if not run.ended:
                 self._sample_due_us = run.deadline_us
+                self._sample_begun = True
                 return run.deadline_us
             self.sample_end_due()
             if self.stopped.is_set():
@@ -307,7 +376,8 @@ class Context:
         """How many sample ends in a row need nothing Python-side: those before the next
         aggregation, scheme apply or ops update; -1 (not even the due one may end natively)
         while a stop or access reports are pending."""
-        if self.stopped.is_set() or ("page_fault" in self.primitives and self.reports.pending()):
+        if self.stopped.is_set() or self.call_pending.is_set() or \
+                ("page_fault" in self.primitives and self.reports.pending()):
             return -1
         due = min([self.next_aggregation_sis, self.next_ops_update_sis]
                   + [s.next_apply_sis for s in self.schemes])
@@ -333,6 +403,7 @@ class Context:
 
     def sample_end(self) -> None:
         """Everything kdamond_fn does after the sleep of one sample interval."""
+        self._sample_begun = False
         # the sample's boundary: reports made before it count now, later ones next time,
         # whenever a reporter hands them in
         self._sample_end_us = self.clock.now_us()
@@ -495,12 +566,27 @@ class Context:
             self.next_aggregation_sis = nas
 
 
+class CallCanceled(DamonError):
+    """A :meth:`Kdamond.call` that never ran: the kdamond was not running, or ended first."""
+
+
+class _Call:
+    __slots__ = ("fn", "done", "result", "error", "canceled")
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.done = threading.Event()
+        self.result = self.error = None
+        self.canceled = False
+
+
 class Kdamond:
     """Runs one or more contexts on one clock, each at its own sampling interval.
 
     The user-space analogue of a kdamond thread: contexts are stepped in order of their
     next sample deadline, so two contexts with different intervals interleave correctly on
-    a real or a simulated clock.
+    a real or a simulated clock.  Other threads reach the running contexts only through
+    :meth:`call` (the kernel's damon_call()) and :meth:`commit`.
     """
 
     def __init__(self, contexts):
@@ -513,11 +599,96 @@ class Kdamond:
                                                   and isinstance(self.clock, RealClock)):
                 raise InvalidConfig("contexts of one kdamond must share one clock")
         self._stop = threading.Event()
+        self._calls = []
+        self._calls_lock = threading.Lock()
+        self._thread = None           # the thread in run(), while it runs
 
     def stop(self) -> None:
         self._stop.set()
         for c in self.contexts:
             c.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    # --- calls from other threads (damon_call()) -----------------------------------------
+    def call(self, fn, timeout: float | None = None):
+        """Run ``fn()`` in the monitoring thread after the current sample (before the next
+        one begins) and return what it returns, or raise what it raised.
+
+        From the monitoring thread itself (a callback) ``fn`` runs at once.  Raises
+        :class:`CallCanceled` if the kdamond is not running or ends before the call ran, and
+        ``TimeoutError`` (the call withdrawn) if ``timeout`` seconds pass first.
+        """
+        if threading.current_thread() is self._thread:
+            return fn()
+        req = _Call(fn)
+        with self._calls_lock:
+            if self._thread is None:
+                raise CallCanceled("the kdamond is not running")
+            self._calls.append(req)
+        for c in self.contexts:
+            c.call_pending.set()
+            c._wake_native()              # a native run ends at the next sample boundary
+        if not req.done.wait(timeout):
+            with self._calls_lock:
+                if req in self._calls:
+                    self._calls.remove(req)
+                    raise TimeoutError(f"the kdamond did not reach a sample boundary within "
+                                       f"{timeout} s")
+            req.done.wait()
+        if req.canceled:
+            raise CallCanceled("the kdamond ended before the call ran")
+        if req.error is not None:
+            raise req.error
+        return req.result
+
+    def _run_calls(self, cancel: bool = False) -> None:
+        """kdamond_call(): run (or, at the end, cancel) the calls waiting."""
+        with self._calls_lock:
+            calls, self._calls = self._calls, []
+            for c in self.contexts:
+                c.call_pending.clear()
+        for req in calls:
+            if cancel:
+                req.canceled = True
+            else:
+                try:
+                    req.result = req.fn()
+                except Exception as e:        # handed to the caller's thread
+                    req.error = e
+            req.done.set()
+
+    def commit(self, new_contexts, goals_only: bool = False, timeout: float | None = None,
+               then=None):
+        """Commit ``new_contexts`` (one per context, in order; built, not started) to the
+        contexts with damon_commit_ctx()'s semantics (:mod:`damoncore.core.commit`).
+
+        Everything is checked first and nothing changes if a check fails
+        (:class:`InvalidConfig`); then the commit runs between two samples, all contexts at
+        once, followed by ``then()`` if given (its result is returned).  A kdamond that is
+        not running is committed to directly.
+        """
+        from .commit import check_commit, commit_ctx
+        new_contexts = list(new_contexts)
+        if len(new_contexts) != len(self.contexts):
+            raise InvalidConfig(f"{len(new_contexts)} contexts given for the kdamond's "
+                                f"{len(self.contexts)}")
+        for i, (dst, src) in enumerate(zip(self.contexts, new_contexts)):
+            try:
+                check_commit(dst, src, goals_only)
+            except (InvalidConfig, ActionNotSupported) as e:
+                raise type(e)(f"context {i}: {e}") from e
+
+        def apply():
+            for dst, src in zip(self.contexts, new_contexts):
+                commit_ctx(dst, src, goals_only)
+            return then() if then is not None else None
+        if self._thread is None:
+            return apply()
+        return self.call(apply, timeout)
+
 
     def run(self, duration_us: int | None = None, cleanup: bool = True) -> None:
         """Run for ``duration_us`` of clock time (None: until every context stopped).
@@ -533,12 +704,14 @@ class Kdamond:
         clock = self.clock
         end = None if duration_us is None else clock.now_us() + int(duration_us)
         try:
+            with self._calls_lock:
+                self._thread = threading.current_thread()
             for c in self.contexts:
                 if not c.started:
                     c.start()
                 if c.sample_due_us is None and not c.stopped.is_set():
                     # alone, a context may run samples natively from the start (issue 13)
-                    c.begin_samples(end if len(self.contexts) == 1 else 0)
+                    self._schedule(c, end if len(self.contexts) == 1 else 0)
             while not self._stop.is_set():
                 live = [c for c in self.contexts if not c.stopped.is_set()]
                 if not live:
@@ -550,19 +723,35 @@ class Kdamond:
                     break
                 if self._wait_until(due):
                     break
-                c.sample_end()
+                if c.sample_begun:
+                    c.sample_end()
+                else:
+                    c.paused_tick_end()
+                if self._calls:
+                    self._run_calls()
                 if c.stopped.is_set():
                     continue
                 # native samples may not pass another context's turn or the end (issue 13)
                 until = [x.sample_due_us - 1 for x in live
                          if x is not c and x.sample_due_us is not None]
                 until = min(until + ([end] if end is not None else []), default=None)
-                c.begin_samples(until)
+                self._schedule(c, until)
         finally:
+            with self._calls_lock:
+                self._thread = None
+            self._run_calls(cancel=True)
             if cleanup or self._stop.is_set():
                 for c in self.contexts:
                     c.ops.cleanup(c)
                     c.drop_sample()
+
+    @staticmethod
+    def _schedule(c, until) -> None:
+        """Begin ``c``'s next sample, or, while it is paused, its next tick."""
+        if c.pause:
+            c.pause_tick()
+        else:
+            c.begin_samples(until)
 
     def _wait_until(self, t_us: int) -> bool:
         """Advance to clock time ``t_us``; True if :meth:`stop` was called meanwhile."""

@@ -1,4 +1,4 @@
-"""Helpers shared by the backends: vaddr's initial ranges, region re-fitting, scattered
+"""Helpers shared by the backends: vaddr's initial ranges, scattered
 pagemap reads, page ops filters from /proc/kpageflags, page runs, weighted destinations.
 
 Addresses and sizes are bytes; PFNs are page frame numbers.  Every function works on whole
@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from ..core.regions import ADDR, COLUMNS, Regions
+from ..core.regions import fit_regions  # noqa: F401  (moved to core: the commit uses it)
 from ..errors import FeatureMissing, InvalidConfig, TargetGone
 from ..linux import kpageflags as kpf
 from ..linux.system import PAGE_SIZE
@@ -37,59 +37,6 @@ def three_ranges(vmas):
     (_, i1), (_, i2) = top
     return [(vmas[0][0], vmas[i1][1]), (vmas[i1 + 1][0], vmas[i2][1]),
             (vmas[i2 + 1][0], vmas[-1][1])]
-
-
-def _aligned_ranges(ranges, min_region):
-    """Sorted ranges, start aligned down and end up to ``min_region``, overlaps merged."""
-    out = []
-    for a, b in sorted((int(a), int(b)) for a, b in ranges):
-        a, b = a - a % min_region, -(-b // min_region) * min_region
-        if out and a <= out[-1][1]:
-            out[-1][1] = max(out[-1][1], b)
-        else:
-            out.append([a, b])
-    return (np.array([r[0] for r in out], ADDR), np.array([r[1] for r in out], ADDR))
-
-
-def fit_regions(regions: Regions, ranges, min_region: int) -> Regions:
-    """damon_set_regions(): fit ``regions`` to new ``ranges`` (list of (start, end) bytes).
-
-    Regions intersecting no range are dropped; per range, the first intersecting region is
-    stretched or cut to start at the range's start and the last to end at its end, holes
-    between the kept regions of a range are filled with fresh regions, and a range no region
-    intersects becomes one fresh region.  A region spanning two ranges belongs to the first
-    (and is cut at its end).  Fresh regions have zero counters; kept ones keep theirs.
-    """
-    rs, re_ = _aligned_ranges(ranges, min_region)
-    s, e = regions.start, regions.end
-    # first range whose end lies after the region's start; intersecting if it starts before end
-    j = np.searchsorted(re_, s, side="right")
-    keep = j < len(rs)
-    keep[keep] = rs[j[keep]] < e[keep]
-    kidx = np.flatnonzero(keep)
-    j = j[kidx]
-    cols = {c: getattr(regions, c)[kidx].copy() for c in COLUMNS}
-    ks, ke = cols["start"], cols["end"]
-    if len(kidx):
-        first = np.r_[True, j[1:] != j[:-1]]
-        last = np.r_[j[1:] != j[:-1], True]
-        ks[first] = rs[j[first]]
-        ke[last] = re_[j[last]]
-    # holes between consecutive kept regions of one range
-    same = (j[1:] == j[:-1]) & (ke[:-1] < ks[1:]) if len(kidx) > 1 else np.zeros(0, bool)
-    hs, he = ke[:-1][same], ks[1:][same]
-    # ranges with no region
-    empty = np.ones(len(rs), bool)
-    empty[j] = False
-    ns = np.concatenate([ks, hs, rs[empty]])
-    ne = np.concatenate([ke, he, re_[empty]])
-    nfresh = len(ns) - len(ks)
-    order = np.argsort(ns, kind="stable")
-    out = Regions(ns[order], ne[order])
-    for c in COLUMNS[3:]:
-        v = getattr(regions, c)
-        setattr(out, c, np.concatenate([cols[c], np.zeros(nfresh, v.dtype)])[order])
-    return out
 
 
 # --- processes -------------------------------------------------------------------------------
