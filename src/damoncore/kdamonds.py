@@ -333,6 +333,10 @@ def _scheme_to_dict(s: Scheme, raw):
                        "mid_permil": fmt_ratio(w.mid, 1000, raw),
                        "low_permil": fmt_ratio(w.low, 1000, raw)}
     d["filters"] = [_filter_to_dict(f, raw) for f in s.filters]
+    if s.max_nr_snapshots:
+        # damo keeps max_nr_snapshots with the stats (sysfs: schemes/<N>/stats/); written
+        # only when set, so that the default document stays damo's ``args damon`` output
+        d["stats"] = {"max_nr_snapshots": fmt_nr(s.max_nr_snapshots, raw)}
     return d
 
 
@@ -364,7 +368,7 @@ def context_to_dict(ctx: Context, raw=False) -> dict:
             "primitives_enabled": {"page_table": "page_table" in ctx.primitives,
                                    "page_fault": "page_fault" in ctx.primitives},
             "sample_filters": [_sample_filter_to_dict(f) for f in ctx.sample_filters]},
-        "pause": False,
+        "pause": ctx.pause,
         "schemes": [_scheme_to_dict(s, raw) for s in ctx.schemes],
         **_adaptation_to_dict(ctx),
     }
@@ -417,12 +421,13 @@ _SCHEMA_SCHEME = {
     "filters": [{"filter_type": _S, "matching": _B, "allow": _B, "filter_pass": _B,
                  "memcg_path": (_S, None), "address_range": (_REGION, None),
                  "damon_target_idx": (_N, None), "hugepage_size": (_MINMAX, [_N], None)}],
+    "stats": ({"max_nr_snapshots": _N}, None),
 }
 _SCHEMA = {"kdamonds": [{
     "refresh_ms": (_N, None),
     "contexts": [{
         "ops": _S, "addr_unit": _N, "pause": (_B, _S),
-        "targets": [{"pid": (_N, None), "obsolete": _B, "regions": [_REGION]}],
+        "targets": [{"pid": (_N, None), "obsolete": (_B, _S), "regions": [_REGION]}],
         "intervals": {"sample_us": _N, "aggr_us": _N, "ops_update_us": _N,
                       "intervals_goal": {"access_bp": _N, "aggrs": _N,
                                          "min_sample_us": _N, "max_sample_us": _N}},
@@ -592,6 +597,8 @@ def _quota_from_dict(kv) -> Quota:
 def _scheme_from_dict(kv) -> Scheme:
     wm = kv.get("watermarks") or {}
     tnid = kv.get("target_nid")
+    # the run-time stats of a damo status dump are ignored; max_nr_snapshots is a parameter
+    max_snaps = (kv.get("stats") or {}).get("max_nr_snapshots", 0)
     return Scheme(
         access_pattern=_pattern_from_dict(kv.get("access_pattern")),
         action=kv.get("action", "stat"),
@@ -606,7 +613,18 @@ def _scheme_from_dict(kv) -> Scheme:
             high=parse_ratio(wm.get("high_permil", 0), 1000, "high_permil", limit=1000),
             mid=parse_ratio(wm.get("mid_permil", 0), 1000, "mid_permil", limit=1000),
             low=parse_ratio(wm.get("low_permil", 0), 1000, "low_permil", limit=1000)),
-        filters=[_filter_from_dict(f) for f in kv.get("filters", [])])
+        filters=[_filter_from_dict(f) for f in kv.get("filters", [])],
+        max_nr_snapshots=parse_nr(max_snaps, "max_nr_snapshots"))
+
+
+def parse_bool(v, what) -> bool:
+    """A JSON boolean, or the sysfs/damo words for one (Y/N, true/false)."""
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.strip().lower() in ("y", "yes", "true", "1", "n", "no",
+                                                     "false", "0"):
+        return v.strip().lower() in ("y", "yes", "true", "1")
+    raise _bad(what, v, "expected true or false (or Y/N)")
 
 
 def _sample_filter_from_dict(kv) -> SampleFilter:
@@ -632,8 +650,7 @@ def context_from_dict(kv, ops) -> Context:
         raise InvalidConfig(f"addr_unit {kv['addr_unit']!r}: only 1 is supported")
     if kv.get("probes"):
         raise InvalidConfig("probes: data attribute probes are not supported by damoncore")
-    if kv.get("pause") not in (None, False, "false", "N"):
-        raise InvalidConfig(f"pause {kv['pause']!r}: paused contexts are not supported")
+    pause = parse_bool(kv.get("pause", False), "pause")
     iv = kv.get("intervals") or {}
     g = iv.get("intervals_goal") or {}
     nr = kv.get("nr_regions") or {}
@@ -661,7 +678,8 @@ def context_from_dict(kv, ops) -> Context:
             if a >= b:
                 raise InvalidConfig(f"target {i} region {a}-{b}: start >= end")
         tgt = Target(pid=pid, ranges=ranges)
-        tgt.obsolete = bool(t.get("obsolete", False))
+        # a commit source's mark: the running target of this index is to be removed
+        tgt.obsolete = parse_bool(t.get("obsolete", False), f"target {i} obsolete")
         targets.append(tgt)
     if not targets:
         raise InvalidConfig("targets: a context needs at least one target")
@@ -671,7 +689,7 @@ def context_from_dict(kv, ops) -> Context:
     return Context(ops, targets=targets, attrs=attrs,
                    adaptation=adaptation_from_name(kv.get(ADAPTATION_FIELD, "kernel")),
                    schemes=[_scheme_from_dict(s) for s in kv.get("schemes", [])],
-                   primitives=prims,
+                   primitives=prims, pause=pause,
                    sample_filters=[_sample_filter_from_dict(f)
                                    for f in sc.get("sample_filters", [])])
 

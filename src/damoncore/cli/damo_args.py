@@ -265,6 +265,9 @@ def kdamonds_from_args(a, resolver: NodeResolver | None = None) -> dict:
     for idx in a.obsolete_targets or []:
         if not 0 <= idx < nr_targets_total:
             raise ArgsError(f"--obsolete_targets {idx}: no such target")
+    for idx in a.pause_ctx or []:
+        if not 0 <= idx < nr_ctxs:
+            raise ArgsError(f"--pause_ctx {idx}: no such context ({nr_ctxs} given)")
     sfilters = _split([_sample_filter(w) for w in a.sample_filter], a.nr_sample_filters or [],
                       "--nr_sample_filters", nr_ctxs, "context")
     schemes = _split(schemes_from_args(a), a.nr_schemes or [], "--nr_schemes", nr_ctxs,
@@ -287,7 +290,7 @@ def kdamonds_from_args(a, resolver: NodeResolver | None = None) -> dict:
         ctxs.append({"ops": ops[i], "addr_unit": 1, "targets": targets,
                      "intervals": _intervals(a, i), "nr_regions": _nr_regions(a, i),
                      "probes": [], "sample_control": _sample_control(a, i, sfilters[i]),
-                     "pause": False, "schemes": schemes[i]})
+                     "pause": i in (a.pause_ctx or []), "schemes": schemes[i]})
         ad = _adaptation_of(a, i)                    # damoncore extension (issue 14)
         if ad != "kernel":
             ctxs[-1][kd.ADAPTATION_FIELD] = ad

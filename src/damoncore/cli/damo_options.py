@@ -93,6 +93,8 @@ def _monitoring(p):
                    help="obsolete targets")
     p.add_argument("--nr_ctxs", metavar="<number>", nargs="+", type=int_arg(0, COUNT_MAX),
                    help="number of contexts for each kdamond (in order)")
+    p.add_argument("--pause_ctx", type=int_arg(0, COUNT_MAX), nargs="+",
+                   metavar="<context index>", help="contexts to pause")
     for short, long_, mv, what in (("-s", "--sample", "<microseconds>", "sampling interval"),
                                    ("-a", "--aggr", "<microseconds>", "aggregate interval"),
                                    ("-u", "--updr", "<microseconds>", "regions update interval"),
@@ -148,7 +150,9 @@ def _damos(p):
                             "<high mark (permil)>", "<mid mark (permil)>",
                             "<low mark (permil)>"), help="damos watermarks")
     p.add_argument("--damos_max_nr_snapshots", action="append", default=[],
-                   help="damos max_nr_snapshots (not supported)")
+                   metavar="<number>",
+                   help="damos max_nr_snapshots: deactivate the scheme after this many "
+                        "snapshots (0: never)")
     p.add_argument("--nr_schemes", metavar="<number>", nargs="+", type=int_arg(0, COUNT_MAX),
                    help="number of schemes for each context (in order)")
 

@@ -211,14 +211,13 @@ def schemes_from_args(a) -> list:
                        ("damos_quota_goal_tuner", a.damos_quota_goal_tuner),
                        ("damos_quota_time", a.damos_quota_time),
                        ("damos_quota_space", a.damos_quota_space),
-                       ("damos_quota_weights", a.damos_quota_weights)):
+                       ("damos_quota_weights", a.damos_quota_weights),
+                       ("damos_max_nr_snapshots", a.damos_max_nr_snapshots)):
         if len(vals) > n:
             raise ArgsError(f"--{name}: given {len(vals)} times for {n} scheme(s)")
     if a.damos_quota_fail_charge_ratio:
         raise ArgsError(f"--damos_quota_fail_charge_ratio "
                         f"{' '.join(a.damos_quota_fail_charge_ratio[0])}: not supported")
-    if a.damos_max_nr_snapshots:
-        raise ArgsError(f"--damos_max_nr_snapshots {a.damos_max_nr_snapshots[0]}: not supported")
     if a.damos_quota_goal and (not quotas or any(len(q) < 3 for q in quotas)):
         raise ArgsError("--damos_quota_goal needs a quota reset interval "
                         "(--damos_quota_interval or the 3rd --damos_quotas value)")
@@ -258,5 +257,9 @@ def schemes_from_args(a) -> list:
                            **{f"{k}_permil": kd.parse_ratio(v, 1000, f"watermark {kd.show(v)}", limit=1000)
                               for k, v in zip(("high", "mid", "low"), wm[2:])}}
         s["filters"] = _filters(filters[i])
+        if i < len(a.damos_max_nr_snapshots):
+            v = a.damos_max_nr_snapshots[i]
+            s["stats"] = {"max_nr_snapshots": kd.parse_nr(
+                v, f"--damos_max_nr_snapshots {kd.show(v)}")}
         out.append(s)
     return out
