@@ -262,7 +262,8 @@ VALID = {
                     "--acc_thres", "1", "--all_wss"]],
     "report footprints": [["rss", "-i", "fp.json", "--sortby", "time", "--nr_cols_bar",
                            "10"]],
-    "status": [["--json"]],
+    "status": [["--json"], ["--kdamonds"]],
+    "stop": [[], ["--pid", "4242"], ["--socket", "kd.json", "--no_wait"]],
     "eval-sampling": [["--workloads", "moving,scan", "--extra", "fixed", "10-10", "--out",
                        "out.csv", "--markdown", "out.md", "--quiet"]],
     "numa-migrate": [["--sim_preset", "tiering", "--quota", "100MB", "--used_goal", "99%",
@@ -271,6 +272,10 @@ VALID = {
 }
 VALID["record"] = VALID["start"] + [["-o", "out.data", "--output_type", "json"]]
 VALID["args damon"] = [v for v in VALID["start"]] + [["--out", "out.json", "--raw"]]
+VALID["tune"] = [v for v in VALID["start"] if "--sim_preset" not in v] + \
+    [_seed_line() + ["--quota_goals_only"], ["--damos_action", "stat", "--pause_ctx", "0",
+                                             "--damos_max_nr_snapshots", "3"],
+     ["--kdamonds", "kd.json", "--pid", "4242"], ["--obsolete_targets", "0"]]
 
 
 def _owner(parser, body, j):

@@ -41,7 +41,7 @@ def test_the_grammar_covers_every_subcommand():
     names = {" ".join(words) for words, _ in h.COMMANDS}
     assert names == {"demo", "start", "record", "args damon", "report access",
                      "report heatmap", "report wss", "report footprints", "status",
-                     "numa-migrate", "eval-sampling"}
+                     "tune", "stop", "numa-migrate", "eval-sampling"}
     # and every option of each (all but help and the ones that could reach real memory)
     start = dict(h.COMMANDS)[("start",)]
     assert len(h._options(start)) > 50
@@ -137,6 +137,11 @@ SUBPROCESS_CASES = [
     (["args", "damon", "--backend", "sim", "--out", "a" * 5000], 2),
     (["status", "--socket", b"\xff"], 2),
     (["status"], 1),
+    (["tune", "--damos_action", "stat"], 1),
+    (["tune", "--damos_quota_interval", "-5", "--damos_action", "stat"], 2),
+    (["tune", "--pid", "0"], 2),
+    (["stop"], 1),
+    (["stop", "--socket", b"\xff"], 2),
     (["numa-migrate", "--backend", "sim", "--duration", "10ms", "--device", "x" * 5000], 2),
     (["--debug"], 2),
     (["no-such-command"], 2),

@@ -33,6 +33,8 @@ SUBCMDS = {"demo": ("demo", "run the embedded demo: monitoring + TPP on simulate
            "args": ("args", "generate the kdamonds JSON for damo options"),
            "report": ("report", "report recorded monitoring results"),
            "status": ("status", "show the status of a running start"),
+           "tune": ("tune", "change a running start's parameters online (damo tune)"),
+           "stop": ("stop", "stop a running start, record or numa-migrate"),
            "numa-migrate": ("numa_migrate", "holistic NUMA migration (per-accessor TPP)"),
            "eval-sampling": ("eval_sampling", "score region adaptations on simulated memory")}
 # ended by a stop signal, these exit 0: stopping is how a user ends them

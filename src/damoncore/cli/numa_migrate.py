@@ -19,8 +19,9 @@ from ..schemes.scheme import Filter
 from ..units import BP
 from . import backends
 from .damo_options import NID_MAX
+from .live import LiveRun
 from .signals import stopping
-from .start import MAX_DURATION_US
+from .start import MAX_DURATION_US, add_metrics_args, check_metrics_args, open_endpoints
 
 MiB = 1 << 20
 
@@ -128,6 +129,9 @@ def set_argparser(p):
                         "(sim: 10s)")
     p.add_argument("--dry_run", action="store_true",
                    help="print the hierarchies and schemes, do not monitor")
+    p.add_argument("--no_status_socket", action="store_true",
+                   help="do not open the control socket (status, tune, stop)")
+    add_metrics_args(p)
     backends.add_root_args(p)
 
 
@@ -275,6 +279,7 @@ def _duration(args):
 def main(args, out=None):
     out = out or sys.stdout
     duration = _duration(args)
+    check_metrics_args(args)
     policy, machine = build(args)
     print("accessor hierarchies (node (cost), best first):", file=out)
     for line in policy.describe():
@@ -291,7 +296,19 @@ def main(args, out=None):
         duration = 10_000_000
     kdamond = policy.kdamond()
     with stopping(kdamond.stop) as stop:
-        kdamond.run(duration)
+        server = metrics = None
+        try:
+            if not args.no_status_socket or args.metrics_port is not None:
+                resolver = backends.SimResolver(machine) if machine else \
+                    backends.RealResolver(args.sysfs_root, args.procfs_root)
+                live = LiveRun([policy.contexts], [kdamond], kdamond.stop, resolver)
+                server, metrics = open_endpoints(live, args, sys.stderr)
+            kdamond.run(duration)
+        finally:
+            if metrics:
+                metrics.close()
+            if server:
+                server.close()
     if stop.signum is not None:
         print(f"stopped by {stop.name}", file=out)
     _summary(policy, machine, out)

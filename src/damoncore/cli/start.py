@@ -3,6 +3,7 @@ signal; optionally record; serve status on a private Unix socket."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import sys
 import threading
@@ -15,9 +16,11 @@ from ..records import RecordWriter
 from . import backends
 from .checks import output_file
 from .damo_args import kdamonds_from_args, parse_pid
-from .damo_options import set_damon_params_argparser
+from .damo_options import int_arg, set_damon_params_argparser
+from .live import LiveRun
+from .metrics import MetricsServer, require_client
 from .signals import stopping
-from .status_server import StatusServer, status_of
+from .status_server import StatusServer
 
 
 def set_argparser(p, record_default=None):
@@ -38,9 +41,51 @@ def set_argparser(p, record_default=None):
     p.add_argument("--progress_interval", metavar="<time>", default="3s",
                    help="wall time between progress lines (each starts with the elapsed time)")
     p.add_argument("--no_status_socket", action="store_true",
-                   help="do not open the status socket")
+                   help="do not open the control socket (status, tune, stop)")
+    add_metrics_args(p)
     backends.add_root_args(p)
     p.description = "Start DAMON-style monitoring and DAMOS in user space"
+
+
+def add_metrics_args(p) -> None:
+    p.add_argument("--metrics_port", type=int_arg(0, 65535), metavar="<port>",
+                   help="serve Prometheus metrics on this TCP port (0: any free port); "
+                        "needs prometheus_client (pip install 'damoncore[metrics]')")
+    p.add_argument("--metrics_addr", default="127.0.0.1", metavar="<ip address>",
+                   help="address the metrics endpoint listens on (default 127.0.0.1; "
+                        "0.0.0.0 or :: for every interface)")
+
+
+def check_metrics_args(args) -> None:
+    """The metrics options, before anything starts: an IP address, the package there."""
+    if args.metrics_port is None:
+        return
+    try:
+        ipaddress.ip_address(args.metrics_addr)
+    except ValueError:
+        raise InvalidConfig(f"--metrics_addr {kd.show(args.metrics_addr)}: not an IP "
+                            f"address (e.g. 127.0.0.1, 0.0.0.0, ::1)") from None
+    require_client()
+
+
+def open_endpoints(live, args, out):
+    """(control socket server or None, metrics server or None) for a run; both print
+    where they are unless --quiet."""
+    server = metrics = None
+    try:
+        if not args.no_status_socket:
+            server = StatusServer(live.status, handlers=live.handlers())
+            if not getattr(args, "quiet", False):
+                print(f"status socket: {server.path}", file=out, flush=True)
+        if args.metrics_port is not None:
+            metrics = MetricsServer(live.board, args.metrics_port, args.metrics_addr)
+            if not getattr(args, "quiet", False):
+                print(f"metrics: {metrics.url}", file=out, flush=True)
+    except BaseException:
+        if server:
+            server.close()
+        raise
+    return server, metrics
 
 
 def _elapsed(clock_us: int, wall_s: float, simulated: bool) -> str:
@@ -87,6 +132,7 @@ def check_args(args) -> None:
             raise InvalidConfig(f"--duration {kd.show(args.duration)}: must be above 0 and at "
                                 f"most 2^63 us (leave it out to run until a signal)")
     kd.parse_time_us(args.progress_interval, "--progress_interval")
+    check_metrics_args(args)
     if args.record:
         output_file(args.record, "--out" if getattr(args, "out", None) else "--record")
     target = args.deducible_target
@@ -146,7 +192,21 @@ def prepare(args) -> Plan:
                                                              args.procfs_root))
     if not any(kdamonds):
         raise InvalidConfig("nothing to monitor: no kdamond has a context")
+    check_not_obsolete(kdamonds)
     return Plan(backend, why, machine, kdamonds)
+
+
+def check_not_obsolete(kdamonds) -> None:
+    """A start monitors every target: ``obsolete`` (kernel 6.19) marks the running target a
+    tune removes, and means nothing to a new run (the kernel ignores it there, monitoring
+    the target; here it is refused rather than silently ignored)."""
+    for i, ctxs in enumerate(kdamonds):
+        for j, c in enumerate(ctxs):
+            for k, t in enumerate(c.targets):
+                if t.obsolete:
+                    raise InvalidConfig(f"kdamond {i} context {j} target {k} is marked "
+                                        f"obsolete: that removes a running target (tune); "
+                                        f"a new run monitors every target it is given")
 
 
 def run(args, out=None, plan=None, ready=None) -> list:
@@ -192,14 +252,16 @@ def run(args, out=None, plan=None, ready=None) -> list:
     def stop():
         for r in runners:
             r.stop()
-    server, ran = None, False
+    server = metrics = None
+    ran = False
     switch = sys.getswitchinterval()
     with stopping(stop):
         try:
-            server = None if args.no_status_socket else \
-                StatusServer(lambda: status_of(kdamonds))
-            if server and not args.quiet:
-                print(f"status socket: {server.path}", file=out, flush=True)
+            if not args.no_status_socket or args.metrics_port is not None:
+                resolver = backends.SimResolver(plan.machine) if plan.machine else \
+                    backends.RealResolver(args.sysfs_root, args.procfs_root)
+                live = LiveRun(kdamonds, runners, stop, resolver)
+                server, metrics = open_endpoints(live, args, out)
             if ready:
                 ready(kdamonds)
             t0[:] = [clock.now_us() if clock else 0, time.monotonic()]
@@ -233,6 +295,8 @@ def run(args, out=None, plan=None, ready=None) -> list:
             if not ran:
                 for c in (c for ctxs in kdamonds for c in ctxs):
                     c.ops.cleanup(c)
+            if metrics:
+                metrics.close()
             if server:
                 server.close()
             if writer:

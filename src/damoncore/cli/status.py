@@ -10,6 +10,7 @@ from ..errors import DamonError
 from ..kdamonds import fmt_sz as _fmt_sz
 from ..kdamonds import fmt_time_us as _fmt_time_us
 from ..kdamonds import show
+from .control import call, find_run
 from .damo_options import PID_MAX, ArgsError, int_arg
 from .status_server import query, remove_stale, socket_dir
 
@@ -27,6 +28,10 @@ def set_argparser(p):
                    help="the damoncore start process")
     p.add_argument("--socket", metavar="<path>", help="control socket path")
     p.add_argument("--json", action="store_true", help="print the raw JSON status")
+    p.add_argument("--kdamonds", action="store_true",
+                   help="print the run's parameters as kdamonds JSON (a spec to edit and "
+                        "give to tune --kdamonds); one run: --pid chooses")
+    p.add_argument("--raw", action="store_true", help="with --kdamonds: plain numbers")
     p.description = "Show the status of running damoncore start processes"
 
 
@@ -43,16 +48,19 @@ def render(st) -> str:
     for i, k in enumerate(st["kdamonds"]):
         lines.append(f"kdamond {i}")
         for j, c in enumerate(k["contexts"]):
+            if c is None:
+                continue
             lines.append(f"  context {j}: ops {c['ops']} ({c['backend']}), sample "
                          f"{fmt_time_us(c['sample_us'])}, aggr {fmt_time_us(c['aggr_us'])}, "
-                         f"{c['nr_regions']} regions, {c['nr_aggregations']} aggregations")
+                         f"{c['nr_regions']} regions, {c['nr_aggregations']} aggregations"
+                         f"{' (paused)' if c.get('pause') else ''}")
             for n, s in enumerate(c["schemes"]):
                 st_ = s["stats"]
                 dst = s["target_nid"] if s["target_nid"] is not None else s["dests"]
                 lines.append(f"    scheme {n}: {s['action']}"
                              f"{'' if dst in (None, []) else f' -> {dst}'}, effective quota "
                              f"{fmt_sz(s['effective_sz_bytes'])}"
-                             f"{'' if s['active'] else ' (inactive: watermarks)'}")
+                             f"{'' if s['active'] else ' (inactive: watermarks or max_nr_snapshots)'}")
                 for g in s["goals"]:
                     lines.append(f"      goal {g['metric']}"
                                  f"{'' if g['nid'] is None else ' nid %d' % g['nid']}: "
@@ -60,7 +68,10 @@ def render(st) -> str:
                 lines.append(f"      tried {st_['nr_tried']} ({fmt_sz(st_['sz_tried'])}), "
                              f"applied {st_['nr_applied']} ({fmt_sz(st_['sz_applied'])}), "
                              f"ops filters passed {fmt_sz(st_['sz_ops_filter_passed'])}, "
-                             f"quota exceeded {st_['qt_exceeds']}")
+                             f"quota exceeded {st_['qt_exceeds']}, snapshots "
+                             f"{st_['nr_snapshots']}" + (f" (max {st_['max_nr_snapshots']})"
+                                                         if st_.get('max_nr_snapshots')
+                                                         else ""))
                 lines.append(f"      promoted {fmt_sz(st_['sz_promoted'])}, demoted "
                              f"{fmt_sz(st_['sz_demoted'])}" + "".join(
                                  f", {m['src']}->{m['dst']} {fmt_sz(m['bytes'])}"
@@ -80,6 +91,10 @@ def _query(path):
 
 
 def main(args):
+    if args.kdamonds:
+        print(json.dumps(call(find_run(args), {"cmd": "params", "raw": args.raw}, 30.0),
+                         indent=4))
+        return
     paths = find_sockets(args)
     if args.socket and not os.path.exists(args.socket):
         raise ArgsError(f"--socket {show(args.socket)}: no such file")

@@ -1,5 +1,5 @@
-"""The running ``start``'s control socket: a Unix socket that answers every connection
-with one JSON status document and closes.
+"""The running ``start``'s control socket: a Unix socket that answers one JSON request
+per connection (status, and the commands of :mod:`damoncore.cli.live`) and closes.
 
 Only the starting user (and root) can reach it: the directory is 0700 and the socket 0600.
 """
@@ -39,32 +39,59 @@ def ensure_private_dir(path: str) -> None:
 def scheme_status(s) -> dict:
     st = dataclasses.asdict(s.stats)
     st["migrated"] = [{"src": a, "dst": b, "bytes": v} for (a, b), v in s.stats.migrated.items()]
+    st["max_nr_snapshots"] = s.max_nr_snapshots
+    q = s.quota
     return {"action": s.action, "target_nid": s.target_nid, "dests": s.dests,
-            "active": s.active, "effective_sz_bytes": s.quota_state.esz,
+            "active": s.active and not s.snapshots_done,
+            "effective_sz_bytes": s.quota_state.esz,
             "min_score": s.quota_state.min_score,
+            "quota": {"sz_bytes": q.sz_bytes, "time_ms": q.time_ms,
+                      "reset_interval_ms": q.reset_interval_ms, "goal_tuner": q.goal_tuner,
+                      "window_start_us": s.quota_state.charged_from_us
+                      if s.quota_state.window_started else None,
+                      "charged_bytes": s.quota_state.charged_sz},
+            "apply_interval_us": s.apply_interval_us or None,
             "goals": [{"metric": g.metric, "nid": g.nid, "target_value": g.target_value,
-                       "current_value": g.current_value} for g in s.quota.goals],
+                       "current_value": g.current_value} for g in q.goals],
             "stats": st}
 
 
-def status_of(kdamonds, started_us=None, clock=None) -> dict:
-    """JSON-able status of ``kdamonds`` (a list of context lists)."""
-    out = {"pid": os.getpid(), "kdamonds": []}
-    for ctxs in kdamonds:
-        kd = {"contexts": []}
-        for c in ctxs:
-            a = c.attrs
-            kd["contexts"].append({
-                "ops": str(c.ops.space),
-                "backend": c.ops.name,
-                "sample_us": a.sample_us, "aggr_us": a.aggr_us,
-                "ops_update_us": a.ops_update_us,
-                "nr_regions": c.nr_regions(),
-                "nr_aggregations": c.nr_aggregations,
-                "now_us": c.clock.now_us(),
-                "schemes": [scheme_status(s) for s in c.schemes]})
-        out["kdamonds"].append(kd)
+def _perf_counts(ops) -> dict | None:
+    """The perf backend's lost and throttled sample counts (None for other backends)."""
+    try:
+        from ..ops.perf import PerfOps
+    except ImportError:
+        return None
+    if not isinstance(ops, PerfOps):
+        return None
+    return {"lost": int(ops.lost), "throttled": int(ops.throttled)}
+
+
+def context_status(c) -> dict:
+    """One context's part of the status document (call it in the monitoring thread, or
+    while nothing runs, for a consistent picture)."""
+    a = c.attrs
+    out = {"ops": str(c.ops.space),
+           "backend": c.ops.name,
+           "sample_us": a.sample_us, "aggr_us": a.aggr_us,
+           "ops_update_us": a.ops_update_us,
+           "pause": c.pause,
+           "nr_targets": len(c.active_targets),
+           "nr_regions": c.nr_regions(),
+           "nr_aggregations": c.nr_aggregations,
+           "now_us": c.clock.now_us(),
+           "schemes": [scheme_status(s) for s in c.schemes]}
+    perf = _perf_counts(c.ops)
+    if perf is not None:
+        out["perf"] = perf
     return out
+
+
+def status_of(kdamonds, started_us=None, clock=None) -> dict:
+    """JSON-able status of ``kdamonds`` (a list of context lists), read now."""
+    return {"pid": os.getpid(),
+            "kdamonds": [{"contexts": [context_status(c) for c in ctxs]}
+                         for ctxs in kdamonds]}
 
 
 def pid_alive(pid: int) -> bool:
@@ -120,10 +147,46 @@ def sweep(directory: str) -> int:
                if n.endswith(".sock") and socket_pid(n) != os.getpid())
 
 
-class StatusServer:
-    """Serves ``status_fn()`` as JSON on ``path`` from a daemon thread."""
+MAX_REQUEST = 64 << 20       # a tune's inline kdamonds JSON fits many times over
+FIRST_BYTE_S = 0.5           # a client that sends nothing in this long asks for the status
 
-    def __init__(self, status_fn, path: str | None = None):
+
+def _read_request(conn) -> dict:
+    """The request line of a connection: {} (status) from a client that sends nothing
+    (the status protocol before requests existed) or half-closes at once."""
+    buf = b""
+    conn.settimeout(FIRST_BYTE_S)
+    try:
+        while b"\n" not in buf:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+            conn.settimeout(10)
+            if len(buf) > MAX_REQUEST:
+                raise ValueError(f"request larger than {MAX_REQUEST >> 20} MiB")
+    except TimeoutError:
+        if buf:
+            raise ValueError("request line cut short") from None
+    line = buf.split(b"\n", 1)[0].strip()
+    if not line:
+        return {}
+    req = json.loads(line)
+    if not isinstance(req, dict):
+        raise ValueError("a request is a JSON object")
+    return req
+
+
+class StatusServer:
+    """The control socket: serves each connection from its own daemon thread.
+
+    A connection sends one JSON request line (``{"cmd": ...}``) and gets one JSON reply,
+    then the server closes it.  ``status_fn()`` answers ``status`` (and a connection that
+    sends nothing); ``handlers`` maps other commands to ``fn(request) -> reply``.  A reply
+    to a failed request is ``{"error": "<one line>", "status": 1 or 2}``.
+    """
+
+    def __init__(self, status_fn, path: str | None = None, handlers=None):
         if path is None:
             d = socket_dir()
             ensure_private_dir(d)
@@ -131,6 +194,7 @@ class StatusServer:
             path = os.path.join(d, f"{os.getpid()}.sock")
         self.path = path
         self.status_fn = status_fn
+        self.handlers = dict(handlers or {})
         if os.path.exists(path):
             os.unlink(path)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -155,16 +219,32 @@ class StatusServer:
                 continue
             except OSError:
                 return
-            with conn:
+            threading.Thread(target=self._answer, args=(conn,), daemon=True,
+                             name="damoncore-control").start()
+
+    def _reply(self, conn) -> dict:
+        try:
+            req = _read_request(conn)
+        except (OSError, ValueError) as e:
+            return {"error": f"bad request: {e}", "status": 2}
+        cmd = req.get("cmd", "status")
+        try:
+            if cmd == "status":
+                return self.status_fn()
+            if cmd not in self.handlers:
+                return {"error": f"this run does not take {cmd!r} requests", "status": 2}
+            return self.handlers[cmd](req)
+        except Exception as e:  # a request must never kill the monitor
+            return {"error": f"{type(e).__name__}: {e}", "status": 1}
+
+    def _answer(self, conn):
+        with conn:
+            data = json.dumps(self._reply(conn)).encode() + b"\n"
+            try:
                 conn.settimeout(5)
-                try:
-                    data = json.dumps(self.status_fn()).encode() + b"\n"
-                except Exception as e:  # a status must never kill the monitor
-                    data = json.dumps({"error": f"{type(e).__name__}: {e}"}).encode() + b"\n"
-                try:
-                    conn.sendall(data)
-                except OSError:
-                    pass
+                conn.sendall(data)
+            except OSError:
+                pass
 
     def close(self):
         self._stop.set()
@@ -175,10 +255,12 @@ class StatusServer:
                 os.unlink(self.path)
 
 
-def query(path: str, timeout: float = 5.0) -> dict:
+def request(path: str, req: dict | None = None, timeout: float = 5.0) -> dict:
+    """Send ``req`` (default: a status request) to the socket at ``path``; its reply."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
         s.connect(path)
+        s.sendall(json.dumps(req or {"cmd": "status"}).encode() + b"\n")
         buf = b""
         while True:
             chunk = s.recv(65536)
@@ -186,3 +268,8 @@ def query(path: str, timeout: float = 5.0) -> dict:
                 break
             buf += chunk
     return json.loads(buf)
+
+
+def query(path: str, timeout: float = 5.0) -> dict:
+    """The status document of the run at ``path``."""
+    return request(path, {"cmd": "status"}, timeout)
