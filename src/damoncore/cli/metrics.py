@@ -14,10 +14,10 @@ bytes, times seconds, basis-point goal metrics ratios (0..1).  Labels: ``kdamond
 
 from __future__ import annotations
 
+from ..units import BP
 from .checks import PackageMissing
 
 INSTALL = "pip install 'damoncore[metrics]'"
-BP = 10000
 
 _SCHEME = ["kdamond", "context", "scheme", "action"]
 _CTX = ["kdamond", "context"]

@@ -689,7 +689,7 @@ class Kdamond:
             return apply()
         return self.call(apply, timeout)
 
-
+    # --- the loop ------------------------------------------------------------------------
     def run(self, duration_us: int | None = None, cleanup: bool = True) -> None:
         """Run for ``duration_us`` of clock time (None: until every context stopped).
 

@@ -11,6 +11,7 @@ effective quota is recomputed only at a window's roll.
 
 from __future__ import annotations
 
+from ..vocab import GoalMetric
 from .scheme import Quota, QuotaGoal, Scheme
 
 
@@ -18,7 +19,7 @@ def commit_goal(dst: QuotaGoal, src: QuotaGoal) -> None:
     """damos_commit_quota_goal(): ``current_value`` is the user's only for user_input."""
     dst.metric = src.metric
     dst.target_value = src.target_value
-    if dst.metric == "user_input":
+    if dst.metric == GoalMetric.USER_INPUT:
         dst.current_value = src.current_value
     dst.nid = src.nid
     dst.memcg_path = src.memcg_path
