@@ -136,7 +136,13 @@ class Context:
             rescale = lambda due: p + max(1, (due - p) * old.sample_us // attrs.sample_us)
             self.next_ops_update_sis = rescale(self.next_ops_update_sis)
             for s in self.schemes:
-                s.next_apply_sis = rescale(s.next_apply_sis)
+                if s.apply_interval_us:
+                    s.next_apply_sis = rescale(s.next_apply_sis)
+                else:
+                    # "every aggregation" stays on the aggregations (damos_set_next_apply_sis()
+                    # with the aggregation interval); rescaled, it would fall between two
+                    s.next_apply_sis = self.next_aggregation_sis
+                    s.next_apply_us = self.clock.now_us() + attrs.aggr_us
 
     def set_adaptation(self, adaptation: Adaptation) -> None:
         """Use ``adaptation`` for the next merges and splits."""
@@ -436,10 +442,14 @@ class Context:
         aggregating = self.passed_sample_intervals >= self.next_aggregation_sis
         if aggregating:
             self._adapt("merge", self._max_nr_accesses // 10)
+        view = None
         if self.schemes:
-            apply_schemes(self)
+            def take_view():            # the regions as the schemes see them (replay)
+                nonlocal view
+                view = self._schemes_view()
+            apply_schemes(self, take_view if aggregating and self.callbacks else None)
         if aggregating:
-            self._aggregation_end()
+            self._aggregation_end(view)
         if self.passed_sample_intervals >= self.next_ops_update_sis:
             self.next_ops_update_sis += max(1, self.attrs.ops_update_us // self.attrs.sample_us)
             self.ops.update(self)
@@ -493,7 +503,14 @@ class Context:
                 raise AdaptationError(f"adaptation {ad.name!r} ({type(ad).__name__}) broke "
                                       f"the regions of {t!r} in {step}: {err}")
 
-    def _aggregation_end(self) -> None:
+    def _schemes_view(self) -> list:
+        """Copies of the active targets' regions (with the moving sum) for a snapshot."""
+        return [TargetSnapshot(i, t.pid, t.regions.start.copy(), t.regions.end.copy(),
+                               t.regions.nr_accesses.copy(), t.regions.age.copy(),
+                               nr_accesses_bp=t.regions.nr_accesses_bp.copy())
+                for i, t in enumerate(self.targets) if not t.obsolete]
+
+    def _aggregation_end(self, schemes_view=None) -> None:
         # the interval ends at its last sample's boundary: the reports counted in it are
         # exactly those made in [start_us, end_us)
         now = self._sample_end_us
@@ -524,7 +541,8 @@ class Context:
                         [TargetSnapshot(i, t.pid, t.regions.start.copy(), t.regions.end.copy(),
                                         t.regions.nr_accesses.copy(), t.regions.age.copy(),
                                         nr_reports(i, t.regions), report_addrs(i, t.regions))
-                         for i, t in enumerate(self.targets) if not t.obsolete])
+                         for i, t in enumerate(self.targets) if not t.obsolete],
+                        schemes_view=schemes_view)
         for cb in self.callbacks:
             if cb(self, snap):
                 self.stop()

@@ -33,6 +33,11 @@ hook                       called                                   default
 ``target, scheme, starts,  quota-trimmed, core-filtered ranges
 ends, ops_filters)``       (bytes); evaluate the ops filters page
                            by page, act on what passes
+``apply_time_ns(``         after each ``apply_scheme``: the time    the wall time measured
+``sz_tried, measured_ns)`` it charges to a time quota               around the call
+``node_bytes(ctx, target,`` for ``node_eligible_mem_bp`` goals:      summed from ``node_ranges``
+``starts, ends)``          ``{nid: bytes}`` of the ranges' present  (None: cannot tell)
+                           memory by the node holding it
 ``metric(name, nid,``      when a quota goal or watermark needs     the host's /proc and /sys
 ``memcg_path)``            its current value                        under this backend's roots
 ``translate_reports(pid,`` when a reporter (perf) hands in faults   the identity (targets are
@@ -213,6 +218,23 @@ class Operations:
         again (``core_filters_allowed``).  Nothing outside the ranges may be touched.
         Default: nothing applied."""
         return ApplyResult()
+
+    def apply_time_ns(self, sz_tried: int, measured_ns: int) -> int:
+        """The time one ``apply_scheme`` call charges to a time quota (``quota.time_ms``):
+        by default the wall time measured around it; a backend that only models its
+        actions (a replay) returns its model's time for ``sz_tried`` bytes instead."""
+        return measured_ns
+
+    def node_bytes(self, ctx, target, starts, ends):
+        """``{nid: bytes}`` of the present memory of ``target``'s ranges ``[starts, ends)``
+        by the node holding it (``node_eligible_mem_bp`` goals).  Default: summed from
+        :meth:`node_ranges`; None when that cannot tell."""
+        got = self.node_ranges(ctx, target, starts, ends)
+        if got is None:
+            return None
+        s, e, node = (np.asarray(x) for x in got)
+        sz = e.astype(np.uint64) - s.astype(np.uint64)
+        return {int(n): int(sz[node == n].sum()) for n in np.unique(node)}
 
     # --- queries for policies (the core never calls these) -------------------------------
     def node_ranges(self, ctx, target, starts, ends):

@@ -23,14 +23,19 @@ from .filters import core_filters_pass
 from .quota import adjust_quota, pattern_mask, scheme_scores
 
 
-def apply_schemes(ctx) -> None:
+def apply_schemes(ctx, before=None) -> list:
+    """Apply every scheme that is due; returns those that were.  ``before()`` runs once,
+    before the first of them, if any is due (the core takes the regions as the schemes
+    see them there)."""
     # due by sample count (the kernel's rule) or by the clock: a sample loop that cannot keep
     # its interval (a loaded host, TCG) must not stretch a 1 s apply interval with it
     now, n = ctx.clock.now_us(), ctx.passed_sample_intervals
     due = [s for s in ctx.schemes if n >= s.next_apply_sis
            or (s.next_apply_us is not None and now >= s.next_apply_us)]
     if not due:
-        return
+        return due
+    if before is not None:
+        before()
     for s in due:
         update_watermarks(ctx, s)
         if s.active:
@@ -42,6 +47,7 @@ def apply_schemes(ctx) -> None:
                             and apply_to_target(ctx, s, ti, t):
                         s.stats.nr_snapshots += 1
         s.reschedule(ctx)
+    return due
 
 
 def update_watermarks(ctx, s) -> None:
@@ -147,8 +153,8 @@ def apply_to_target(ctx, s, ti, t) -> bool:
     starts, ends = r.start[idx].copy(), r.end[idx].copy()
     t0 = time.perf_counter_ns()
     res = _apply(ctx, t, s, starts, ends, allowed) if len(idx) else None
-    dt = time.perf_counter_ns() - t0
     total = int(sizes.sum())
+    dt = ctx.ops.apply_time_ns(total, time.perf_counter_ns() - t0)
     if limited:
         st.total_charged_ns += dt
         st.charged_sz += total
