@@ -26,6 +26,7 @@ from .core.target import Target
 from .errors import InvalidConfig
 from .linux.formats import CpulistError, parse_cpulist
 from .units import BP
+from .vocab import BP_METRICS
 from .schemes.scheme import (MIGRATE_ACTIONS, U64_MAX, AccessPattern, Filter, Quota,
                              QuotaGoal, Scheme, Watermarks)
 
@@ -304,7 +305,8 @@ def _filter_to_dict(f: Filter, raw):
             if f.hugepage_size else None}
 
 
-def _scheme_to_dict(s: Scheme, raw):
+def scheme_to_dict(s: Scheme, raw=False) -> dict:
+    """One scheme as damo's kdamonds JSON scheme object."""
     q = s.quota
     d = {"action": s.action,
          "dests": [{"id": n, "weight": w} for n, w in s.dests]}
@@ -369,7 +371,7 @@ def context_to_dict(ctx: Context, raw=False) -> dict:
                                    "page_fault": "page_fault" in ctx.primitives},
             "sample_filters": [_sample_filter_to_dict(f) for f in ctx.sample_filters]},
         "pause": ctx.pause,
-        "schemes": [_scheme_to_dict(s, raw) for s in ctx.schemes],
+        "schemes": [scheme_to_dict(s, raw) for s in ctx.schemes],
         **_adaptation_to_dict(ctx),
     }
 
@@ -556,14 +558,12 @@ def _filter_from_dict(kv) -> Filter:
                   if ftype == "hugepage_size" else None)
 
 
-_BP_METRICS = ("node_mem_used_bp", "node_mem_free_bp", "node_memcg_used_bp",
-               "node_memcg_free_bp", "active_mem_bp", "inactive_mem_bp")
 
 
 def _goal_from_dict(kv) -> QuotaGoal:
     metric = kv.get("metric", "user_input")
     tv = kv.get("target_value")
-    if metric in _BP_METRICS:
+    if metric in BP_METRICS:
         target = parse_ratio(tv, BP, f"{metric} target", limit=BP)
     elif metric == "some_mem_psi_us":
         target = parse_time_us(tv, f"{metric} target")

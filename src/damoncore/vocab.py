@@ -105,6 +105,7 @@ class GoalMetric(Vocab):
     NODE_MEMCG_FREE_BP = "node_memcg_free_bp"
     ACTIVE_MEM_BP = "active_mem_bp"
     INACTIVE_MEM_BP = "inactive_mem_bp"
+    NODE_ELIGIBLE_MEM_BP = "node_eligible_mem_bp"
 
 
     @property
@@ -150,5 +151,7 @@ HOT_SCORE_ACTIONS = frozenset({Action.MIGRATE_HOT, Action.LRU_PRIO, Action.WILLN
                                Action.HUGEPAGE})
 COLD_SCORE_ACTIONS = frozenset({Action.MIGRATE_COLD, Action.PAGEOUT, Action.COLD,
                                 Action.LRU_DEPRIO, Action.NOHUGEPAGE})
+#: goal metrics whose values are basis points ("99.7%" = 9970)
+BP_METRICS = frozenset(m for m in GoalMetric if m.value.endswith("_bp"))
 #: filter types the ops backend evaluates page by page
 OPS_FILTER_TYPES = frozenset(t for t in FilterType if not t.handled_by_core)

@@ -5,13 +5,12 @@ from __future__ import annotations
 from .. import kdamonds as kd
 from ..schemes.scheme import ACTIONS, GOAL_METRICS, MIGRATE_ACTIONS, U64_MAX
 from ..units import BP
+from ..vocab import BP_METRICS
 from .damo_options import NID_MAX, ArgsError
 
 U32_MAX = (1 << 32) - 1
 
 NO_ARG_FILTERS = ("anon", "active", "young", "unmapped")
-BP_GOALS = ("node_mem_used_bp", "node_mem_free_bp", "node_memcg_used_bp",
-            "node_memcg_free_bp", "active_mem_bp", "inactive_mem_bp")
 
 
 def _split(items, counts, what, nr_owners, owner):
@@ -107,14 +106,15 @@ def _goal(words):
                         f"(known: {', '.join(GOAL_METRICS)})")
     what = f"--damos_quota_goal {metric} target"
     g = {"metric": metric, "nid": None, "memcg_path": None, "current_value": 0}
-    if metric in BP_GOALS:
+    if metric in BP_METRICS:
         g["target_value"] = kd.parse_ratio(target, BP, what, limit=BP)
     elif metric == "some_mem_psi_us":
         g["target_value"] = kd.parse_time_us(target, what)
     else:
         g["target_value"] = kd.parse_nr(target, what)
     wanted = {"node_mem_used_bp": 1, "node_mem_free_bp": 1, "node_memcg_used_bp": 2,
-              "node_memcg_free_bp": 2, "user_input": 1}.get(metric, 0)
+              "node_memcg_free_bp": 2, "node_eligible_mem_bp": 1,
+              "user_input": 1}.get(metric, 0)
     if len(opt) != wanted:
         raise ArgsError(f"--damos_quota_goal {kd.show(' '.join(words))}: {metric} takes {wanted} "
                         "optional value(s) (nid, memcg path, or user_input current value)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _regions
+from ..errors import FeatureMissing
 from ..feedback import feed_loop_next_input
 from ..units import BP, MAX_SCORE, U64_MAX
 from ..vocab import COLD_SCORE_ACTIONS, HOT_SCORE_ACTIONS, GoalMetric, GoalTuner
@@ -38,7 +39,10 @@ def quota_score(ctx, scheme) -> int:
     """damos_quota_score(): the highest current/target ratio over goals, in bp."""
     best = 0
     for g in scheme.quota.goals:
-        g.current_value = goal_current_value(ctx, g)
+        if g.metric == GoalMetric.NODE_ELIGIBLE_MEM_BP:
+            g.current_value = node_eligible_mem_bp(ctx, scheme, g.nid)
+        else:
+            g.current_value = goal_current_value(ctx, g)
         best = max(best, g.current_value * BP // g.target_value)
     return best
 
@@ -178,3 +182,25 @@ def adjust_quota(ctx, scheme) -> None:
         mask = mask.view(np.uint8)
         _regions.score_histogram(r.start, r.end, scheme_scores(ctx, t, scheme), mask, hist)
     st.min_score = _regions.min_score_for(hist, min(st.esz, U64_MAX))
+
+
+def node_eligible_mem_bp(ctx, scheme, nid) -> int:
+    """damos_get_node_eligible_mem_bp() (mm tree, 7.2): of the present memory in regions
+    that match the scheme's access pattern (size, nr_accesses, age: the pattern only, not
+    the quota's score nor the filters), the share node ``nid`` holds, in bp; 0 when no
+    memory is eligible.  The kernel answers only for paddr (it walks the folios); here any
+    backend that can tell which node holds memory (``Operations.node_bytes``)."""
+    total = on_node = 0
+    for t in ctx.active_targets:
+        r = t.regions
+        m = pattern_mask(ctx, scheme, r)
+        if not m.any():
+            continue
+        got = ctx.ops.node_bytes(ctx, t, r.start[m], r.end[m])
+        if got is None:
+            raise FeatureMissing("node placement queries",
+                                 f"the {ctx.ops.name} backend cannot tell which node holds "
+                                 f"memory (quota goal node_eligible_mem_bp)")
+        total += sum(got.values())
+        on_node += got.get(nid, 0)
+    return on_node * BP // total if total else 0
