@@ -6,9 +6,14 @@ snapshots: [{start_time, end_time (ns), regions: [{start, end, nr_accesses: {sam
 percent}, age: {usec, aggr_intervals}, probe_hits, sz_filter_passed}], total_bytes,
 damos_stats, sample_interval_us}], data_source}``.  ``json_compressed`` (the default) is
 that JSON zlib-compressed with no other framing, ``json`` is it plain.  We write numbers
-raw; two keys damo ignores keep our snapshots lossless: ``target_pid`` per record and
-``aggr_interval_us`` per snapshot.  The reader also takes damo's human strings ("4,096",
-"0 B") and damo's indented layout.
+raw; keys damo ignores keep our snapshots lossless: ``target_pid`` per record and
+``aggr_interval_us`` per snapshot.  A run with schemes also writes what a replay of them
+needs (:mod:`damoncore.replay`): the regions as the schemes saw them (after the merge,
+before they applied; :attr:`Snapshot.schemes_view`) instead of after, each scheme's
+cumulative stats per snapshot (``damoncore_schemes``), the moving sum where it is not
+``nr_accesses * 10000`` (``damoncore_nr_accesses_bp``), and the schemes themselves in the
+record's head (``damoncore_schemes``, kdamonds JSON, raw numbers).  The reader also takes
+damo's human strings ("4,096", "0 B") and damo's indented layout.
 
 Streaming (:class:`RecordWriter`).  damo buffers a whole recording and writes it at the end
 (its ``--output_flush_sec`` starts a new file in a new directory every hour); we append
@@ -60,11 +65,16 @@ _REGION = ('{"start": %d, "end": %d, "nr_accesses": {"samples": %d, "percent": n
            '"age": {"usec": null, "aggr_intervals": %d}, "probe_hits": [], '
            '"sz_filter_passed": 0}')
 _SNAPSHOT = ('{"start_time": %d, "end_time": %d, "regions": [%s], "total_bytes": %d, '
-             '"damos_stats": null, "sample_interval_us": %d, "aggr_interval_us": %d}\n')
+             '"damos_stats": null, "sample_interval_us": %d, "aggr_interval_us": %d%s}\n')
 # our own snapshot lines, parsed without building a dict per region
 _SNAP_RE = re.compile(r',?\{"start_time": (\d+), "end_time": (\d+), "regions": \[(.*)\], '
                       r'"total_bytes": \d+, "damos_stats": null, "sample_interval_us": (\d+), '
-                      r'"aggr_interval_us": (\d+)\}')
+                      r'"aggr_interval_us": (\d+)((?:, "damoncore_[a-z_]+": .*)?)\}')
+#: snapshot keys of ours (damo ignores them): per scheme cumulative stats, the moving sum
+EXT_SCHEMES, EXT_BP = "damoncore_schemes", "damoncore_nr_accesses_bp"
+#: the stats written per scheme: damo's DamosStats names, then damoncore's
+STATS_KEYS = ("nr_tried", "sz_tried", "nr_applied", "sz_applied", "sz_ops_filter_passed",
+              "qt_exceeds", "sz_migrated", "sz_promoted", "sz_demoted")
 _REGION_RE = re.compile(r'\{"start": (\d+), "end": (\d+), "nr_accesses": \{"samples": (\d+), '
                         r'"percent": null\}, "age": \{"usec": null, "aggr_intervals": (\d+)\}, '
                         r'"probe_hits": \[\], "sz_filter_passed": 0\}')
@@ -82,6 +92,7 @@ class Record:
     pid: object = None
     intervals: dict = field(default_factory=dict)
     snapshots: list = field(default_factory=list)     # of Snapshot (one target each)
+    schemes: list | None = None      # the context's schemes (kdamonds JSON), if recorded
 
 
 def _intervals(attrs) -> dict:
@@ -93,21 +104,45 @@ def _intervals(attrs) -> dict:
                                "max_sample_us": g.max_sample_us}}
 
 
-def _head_line(kdamond_idx, context_idx, target_id, pid, intervals) -> str:
+def _head_line(kdamond_idx, context_idx, target_id, pid, intervals, schemes=None) -> str:
     head = {"kdamond_idx": kdamond_idx, "context_idx": context_idx, "intervals": intervals,
             "scheme_idx": None, "target_id": target_id, "target_pid": pid,
             "scheme_filters": []}
+    if schemes:
+        head[EXT_SCHEMES] = schemes
     return json.dumps(head)[:-1] + ', "snapshots": [\n'
 
 
-def _snapshot_line(start_us, end_us, sample_us, aggr_us, t: TargetSnapshot) -> str:
+def scheme_stats(scheme) -> dict:
+    """A scheme's cumulative counters as a record keeps them (raw numbers), with its
+    effective quota."""
+    st = scheme.stats
+    d = {k: int(getattr(st, k)) for k in STATS_KEYS}
+    d["effective_sz_bytes"] = int(scheme.quota_state.esz)
+    return d
+
+
+def _extension(t: TargetSnapshot, stats) -> str:
+    """The snapshot keys of ours, as ``, "key": value`` text ('' when there are none)."""
+    out = ""
+    bp = t.nr_accesses_bp
+    if bp is not None and len(bp) and bool(
+            (bp.astype(np.uint64) != t.nr_accesses.astype(np.uint64) * np.uint64(10000)).any()):
+        out += f', "{EXT_BP}": [' + ", ".join(map(str, bp.tolist())) + "]"
+    if stats is not None:
+        out += f', "{EXT_SCHEMES}": ' + json.dumps(stats)
+    return out
+
+
+def _snapshot_line(start_us, end_us, sample_us, aggr_us, t: TargetSnapshot, ext="") -> str:
     """One snapshot as one line of JSON; the regions are formatted in one C-level pass."""
     n = len(t.start)
     cols = np.empty((n, 4), np.uint64)
     cols[:, 0], cols[:, 1], cols[:, 2], cols[:, 3] = t.start, t.end, t.nr_accesses, t.age
     regions = ", ".join([_REGION] * n) % tuple(cols.ravel().tolist()) if n else ""
     total = int((t.end - t.start).sum()) if n else 0
-    return _SNAPSHOT % (start_us * 1000, end_us * 1000, regions, total, sample_us, aggr_us)
+    return _SNAPSHOT % (start_us * 1000, end_us * 1000, regions, total, sample_us, aggr_us,
+                        ext)
 
 
 # --- the output path ----------------------------------------------------------------------
@@ -262,10 +297,11 @@ class RecordWriter:
     bad path fails before monitoring starts.
 
     ``writer.callback(kdamond_idx, context_idx)`` gives a ``(ctx, Snapshot)`` callback;
-    the writer itself is one for kdamond 0, context 0.  ``flush_sec``: wall seconds between
-    flushes (0: after every snapshot).  ``suffixes``: side files that will be written next
-    to it (their names are checked too).  Use it as a context manager or call
-    :meth:`close`.
+    the writer itself is one for kdamond 0, context 0.  A context with schemes has its
+    snapshots written as the schemes saw them, with their stats (see the module doc).
+    ``flush_sec``: wall seconds between flushes (0: after every snapshot).  ``suffixes``:
+    side files that will be written next to it (their names are checked too).  Use it as
+    a context manager or call :meth:`close`.
     """
 
     def __init__(self, path: str, fmt: str = "json_compressed", mode: int = 0o600,
@@ -285,11 +321,11 @@ class RecordWriter:
 
     def callback(self, kdamond_idx: int, context_idx: int):
         def cb(ctx, snap):
-            self.add(kdamond_idx, context_idx, ctx.attrs, snap)
+            self.add(kdamond_idx, context_idx, ctx.attrs, snap, getattr(ctx, "schemes", ()))
         return cb
 
     def __call__(self, ctx, snap):
-        self.add(0, 0, ctx.attrs, snap)
+        self.add(0, 0, ctx.attrs, snap, getattr(ctx, "schemes", ()))
 
     def __enter__(self):
         return self
@@ -297,27 +333,34 @@ class RecordWriter:
     def __exit__(self, *exc):
         self.close()
 
-    def add(self, kdamond_idx, context_idx, attrs, snap: Snapshot) -> None:
+    def add(self, kdamond_idx, context_idx, attrs, snap: Snapshot, schemes=()) -> None:
+        """Append ``snap`` of context ``context_idx`` of kdamond ``kdamond_idx``;
+        ``schemes``: the context's schemes (their stats and settings are recorded)."""
         full = False
-        for t in snap.targets:
+        stats = [scheme_stats(s) for s in schemes] if schemes else snap.scheme_stats
+        heads = (lambda: [kd.scheme_to_dict(s, raw=True) for s in schemes]) if schemes \
+            else (lambda: None)
+        for t in snap.schemes_view if snap.schemes_view is not None else snap.targets:
             full |= self._add_one((kdamond_idx, context_idx, t.target_idx), t.pid,
-                                  lambda: _intervals(attrs), snap, t)
+                                  lambda: _intervals(attrs), snap, t, stats, heads)
         if full or time.monotonic() - self._last_flush >= self.flush_sec:
             self.flush()
 
-    def _add_one(self, key, pid, intervals, snap, t) -> bool:
+    def _add_one(self, key, pid, intervals, snap, t, stats=None, schemes=lambda: None) \
+            -> bool:
         """Append one target's snapshot, opening a record for ``key`` if another is open;
-        ``intervals()`` gives the new record's intervals.  True when a flush is due."""
+        ``intervals()`` (and ``schemes()``) give the new record's intervals (and schemes).
+        True when a flush is due."""
         text = ""
         if key != self._open:
             if self._open is not None:
                 text += _CLOSE_RECORD
-            text += ("," if self._nr_records else "") + _head_line(*key, pid,
-                                                                    intervals())
+            text += ("," if self._nr_records else "") + _head_line(*key, pid, intervals(),
+                                                                    schemes())
             self._nr_records[key] = self._nr_records.get(key, 0) + 1
             self._open, self._nr_in_open = key, 0
         text += ("," if self._nr_in_open else "") + _snapshot_line(
-            snap.start_us, snap.end_us, snap.sample_us, snap.aggr_us, t)
+            snap.start_us, snap.end_us, snap.sample_us, snap.aggr_us, t, _extension(t, stats))
         self._nr_in_open += 1
         return self._out.write(text)
 
@@ -382,7 +425,9 @@ def write_records(records, path: str, fmt: str = "json_compressed", mode: int = 
         for r in records:
             key = (r.kdamond_idx, r.context_idx, r.target_id)
             for snap in r.snapshots:
-                if w._add_one(key, r.pid, lambda: r.intervals, snap, snap.targets[0]):
+                t = snap.schemes_view[0] if snap.schemes_view else snap.targets[0]
+                if w._add_one(key, r.pid, lambda: r.intervals, snap, t, snap.scheme_stats,
+                              lambda: r.schemes):
                     w.flush()
 
 
@@ -413,7 +458,30 @@ def _snapshot_from_kv(kv, rec_sample, rec_aggr, target_id, pid) -> Snapshot:
     t1 = int(kd.parse_nr(kv["end_time"], "end_time")) // 1000
     ts = TargetSnapshot(target_id, pid, start, end, np.array(nr, np.uint32),
                         np.array(age, np.uint32))
-    return Snapshot(t0, t1, sample, aggr, max(1, aggr // sample), [ts])
+    snap = Snapshot(t0, t1, sample, aggr, max(1, aggr // sample), [ts])
+    _apply_extension(snap, kv)
+    return snap
+
+
+def _apply_extension(snap: Snapshot, kv: dict) -> None:
+    """Our snapshot keys (see the module doc) into ``snap``; InvalidConfig if malformed."""
+    t = snap.targets[0]
+    bp = kv.get(EXT_BP)
+    if bp is not None:
+        if not isinstance(bp, list) or len(bp) != len(t.start) or not all(
+                isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << 32
+                for v in bp):
+            raise InvalidConfig(f"{EXT_BP}: expected one u32 per region")
+        t.nr_accesses_bp = np.array(bp, np.uint32)
+    stats = kv.get(EXT_SCHEMES)
+    if stats is not None:
+        if not isinstance(stats, list) or not all(
+                isinstance(d, dict) and all(isinstance(d.get(k, 0), int)
+                                            and not isinstance(d.get(k, 0), bool)
+                                            and d.get(k, 0) >= 0 for k in STATS_KEYS)
+                for d in stats):
+            raise InvalidConfig(f"{EXT_SCHEMES}: expected a list of scheme stats")
+        snap.scheme_stats = stats
 
 
 def _snapshot_from_line(line, rec_sample, rec_aggr, target_id, pid) -> Snapshot:
@@ -429,8 +497,11 @@ def _snapshot_from_line(line, rec_sample, rec_aggr, target_id, pid) -> Snapshot:
             if sample and aggr and (cols[:, 2:] <= np.uint64(0xFFFFFFFF)).all():
                 ts = TargetSnapshot(target_id, pid, cols[:, 0].copy(), cols[:, 1].copy(),
                                     cols[:, 2].astype(np.uint32), cols[:, 3].astype(np.uint32))
-                return Snapshot(int(m.group(1)) // 1000, int(m.group(2)) // 1000, sample, aggr,
-                                max(1, aggr // sample), [ts])
+                snap = Snapshot(int(m.group(1)) // 1000, int(m.group(2)) // 1000, sample,
+                                aggr, max(1, aggr // sample), [ts])
+                if m.group(6):
+                    _apply_extension(snap, json.loads("{" + m.group(6)[2:] + "}"))
+                return snap
     return _snapshot_from_kv(json.loads(line.lstrip(",")), rec_sample, rec_aggr, target_id,
                              pid)
 
@@ -494,8 +565,12 @@ def _is_line_layout(path: str) -> bool:
 
 
 def _record_from_head(h) -> Record:
+    schemes = h.get(EXT_SCHEMES)
+    if schemes is not None and not (isinstance(schemes, list)
+                                    and all(isinstance(x, dict) for x in schemes)):
+        raise InvalidConfig(f"{EXT_SCHEMES}: expected a list of schemes")
     return Record(h.get("kdamond_idx"), h.get("context_idx"), h.get("target_id"),
-                  h.get("target_pid"), h.get("intervals") or {})
+                  h.get("target_pid"), h.get("intervals") or {}, schemes=schemes)
 
 
 def _rec_intervals(r: Record):
