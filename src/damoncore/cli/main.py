@@ -32,6 +32,7 @@ SUBCMDS = {"demo": ("demo", "run the embedded demo: monitoring + TPP on simulate
            "record": ("record", "monitor and record the results"),
            "args": ("args", "generate the kdamonds JSON for damo options"),
            "report": ("report", "report recorded monitoring results"),
+           "replay": ("replay", "replay DAMOS schemes over a record, on simulated placement"),
            "status": ("status", "show the status of a running start"),
            "tune": ("tune", "change a running start's parameters online (damo tune)"),
            "stop": ("stop", "stop a running start, record or numa-migrate"),
