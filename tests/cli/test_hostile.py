@@ -41,7 +41,7 @@ def test_the_grammar_covers_every_subcommand():
     names = {" ".join(words) for words, _ in h.COMMANDS}
     assert names == {"demo", "start", "record", "args damon", "report access",
                      "report heatmap", "report wss", "report footprints", "status",
-                     "tune", "stop", "numa-migrate", "eval-sampling"}
+                     "tune", "stop", "numa-migrate", "eval-sampling", "replay"}
     # and every option of each (all but help and the ones that could reach real memory)
     start = dict(h.COMMANDS)[("start",)]
     assert len(h._options(start)) > 50
@@ -98,6 +98,20 @@ def test_damaged_record_files(data):
 
 
 @settings(max_examples=int(os.environ.get("DAMONCORE_HOSTILE_EXAMPLES", 100)), **SETTINGS)
+@given(data=st.data())
+def test_damaged_record_files_replayed(data):
+    doc = data.draw(h.damaged_file(h.RECORD, compress=True), label="record")
+    extra = data.draw(h.mutated_argv(("replay",), dict(h.COMMANDS)[("replay",)]))
+    _run(["replay", "bad.data"] + extra[2:], {"bad.data": doc})
+
+
+@pytest.mark.parametrize("name", ["empty", "garbage.bin", "adir", "missing", "fp.json",
+                                  "kd.json", "/proc/self/mem", "/dev/null", "", "x" * 5000])
+def test_replay_inputs_that_are_not_records(name):
+    assert _run(["replay", name, "--damos_action", "stat"]) == 2
+
+
+@settings(max_examples=int(os.environ.get("DAMONCORE_HOSTILE_EXAMPLES", 100)), **SETTINGS)
 @given(doc=h.damaged_file(h.FOOTPRINTS, compress=False))
 def test_damaged_footprint_files(doc):
     _run(["report", "footprints", "-i", "bad.fp"], {"bad.fp": doc})
@@ -134,6 +148,9 @@ SUBPROCESS_CASES = [
     (["report", "heatmap", "-i", "rec.data", "--output", b"h\xff.pngz"], 2),
     (["report", "wss", "-i", "rec.data", "--range", "0", "100", "0"], 2),
     (["report", "footprints", "-i", "garbage.bin"], 2),
+    (["replay", "rec.data"], 2),
+    (["replay", "rec.data", "--damos_action", "stat", "--placement", b"\xff"], 2),
+    (["replay", "rec.json", "--damos_action", "pageout", "--json"], 0),
     (["args", "damon", "--backend", "sim", "--out", "a" * 5000], 2),
     (["status", "--socket", b"\xff"], 2),
     (["status"], 1),

@@ -151,7 +151,7 @@ def describe(scheme, raw=False) -> str:
         parts.append(f"age {p.min_age}..{amax} "
                      f"({'us' if p.age_unit == 'us' else 'aggregations'})")
     if q.sz_bytes or q.time_ms:
-        quota = " + ".join(x for x in (_sz(q.sz_bytes, raw) if q.sz_bytes else "",
+        quota = " + ".join(x for x in (f"{_sz(q.sz_bytes, raw)}" if q.sz_bytes else "",
                                        f"{q.time_ms} ms" if q.time_ms else "") if x)
         parts.append(f"quota {quota} per {kd.fmt_time_us(q.reset_interval_ms * 1000)}")
     for g in q.goals:
