@@ -126,6 +126,10 @@ def _parse_time(text, unit_ns: int, what: str) -> int:
     return _u64(int(total / unit_ns), text, what)
 
 
+def parse_time_ns(text, what="time") -> int:
+    return _parse_time(text, 1, what)
+
+
 def parse_time_us(text, what="interval") -> int:
     return _parse_time(text, _NS["us"], what)
 
@@ -184,11 +188,11 @@ def fmt_sz(n, raw=False, exact=True):
     return f"{n} B"
 
 
-def _fmt_ns(ns: int) -> str:
+def fmt_ns(ns: int) -> str:
     """damo's format_time_ns: the largest unit with up to 3 decimals."""
     if ns >= _NS["h"]:
         h, rest = divmod(ns, _NS["h"])
-        return f"{h} h" + (f" {_fmt_ns(rest)}" if rest else "")
+        return f"{h} h" + (f" {fmt_ns(rest)}" if rest else "")
     if ns >= _NS["m"]:
         mi, rest = divmod(ns, _NS["m"])
         if rest == 0:
@@ -207,7 +211,7 @@ def fmt_time_us(us, raw=False, exact=True):
         return int(us)
     if us >= U64_MAX:
         return "max"
-    s = _fmt_ns(us * 1000)
+    s = fmt_ns(us * 1000)
     return s if not exact or parse_time_us(s) == us else f"{us} us"
 
 

@@ -454,8 +454,8 @@ def _snapshot_from_kv(kv, rec_sample, rec_aggr, target_id, pid) -> Snapshot:
             age.append(kd.parse_nr(ag["aggr_intervals"], "age"))
         else:
             age.append(kd.parse_time_us(ag.get("usec") or 0, "age") // aggr)
-    t0 = int(kd.parse_nr(kv["start_time"], "start_time")) // 1000
-    t1 = int(kd.parse_nr(kv["end_time"], "end_time")) // 1000
+    t0 = kd.parse_time_ns(kv["start_time"], "start_time") // 1000
+    t1 = kd.parse_time_ns(kv["end_time"], "end_time") // 1000
     ts = TargetSnapshot(target_id, pid, start, end, np.array(nr, np.uint32),
                         np.array(age, np.uint32))
     snap = Snapshot(t0, t1, sample, aggr, max(1, aggr // sample), [ts])
@@ -564,19 +564,36 @@ def _is_line_layout(path: str) -> bool:
                for p in ("[\n{\"kdamond_idx\"", "[\n]"))
 
 
+def _norm_intervals(iv) -> dict:
+    """A record's intervals as raw numbers (damo writes human strings such as "5 ms");
+    the kernel's defaults for what is missing."""
+    iv = iv if isinstance(iv, dict) else {}
+    g = iv.get("intervals_goal")
+    g = g if isinstance(g, dict) else {}
+    return {"sample_us": kd.parse_time_us(iv.get("sample_us", 5000), "sample_us"),
+            "aggr_us": kd.parse_time_us(iv.get("aggr_us", 100000), "aggr_us"),
+            "ops_update_us": kd.parse_time_us(iv.get("ops_update_us", 1000000),
+                                              "ops_update_us"),
+            "intervals_goal": {
+                "access_bp": kd.parse_ratio(g.get("access_bp", 0), 10000, "access_bp"),
+                "aggrs": kd.parse_nr(g.get("aggrs", 0), "aggrs"),
+                "min_sample_us": kd.parse_time_us(g.get("min_sample_us", 0), "min_sample_us"),
+                "max_sample_us": kd.parse_time_us(g.get("max_sample_us", 0),
+                                                  "max_sample_us")}}
+
+
 def _record_from_head(h) -> Record:
     schemes = h.get(EXT_SCHEMES)
     if schemes is not None and not (isinstance(schemes, list)
                                     and all(isinstance(x, dict) for x in schemes)):
         raise InvalidConfig(f"{EXT_SCHEMES}: expected a list of schemes")
     return Record(h.get("kdamond_idx"), h.get("context_idx"), h.get("target_id"),
-                  h.get("target_pid"), h.get("intervals") or {}, schemes=schemes)
+                  h.get("target_pid"), _norm_intervals(h.get("intervals")), schemes=schemes)
 
 
 def _rec_intervals(r: Record):
-    iv = r.intervals if isinstance(r.intervals, dict) else {}
-    return (kd.parse_time_us(iv.get("sample_us", 5000), "sample_us"),
-            kd.parse_time_us(iv.get("aggr_us", 100000), "aggr_us"))
+    iv = _norm_intervals(r.intervals)
+    return iv["sample_us"], iv["aggr_us"]
 
 
 def _read_line_layout(path: str) -> list:
