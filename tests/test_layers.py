@@ -8,7 +8,8 @@ bottom first; a module may import from its own unit and from lower layers only:
     7 policies       policies/              (the public API only, see POLICY_MAY_IMPORT)
       policy evals   policies/evaluation/   (the policies on the simulator; -> policies)
       evaluation     evaluation/            (region algorithms on the simulator: sim, ops.sim)
-    6 api, records   damoncore (__init__), kdamonds, records   (records -> kdamonds)
+    6 api, records   damoncore (__init__), kdamonds, records   (records -> kdamonds);
+                     replay and damon_stat, which read records (-> records, kdamonds)
     5 ops backends   ops/ except ops/base   (sim, paddr, vaddr, perf, common)
     4 core           core/, ops/base (the ops contract: the kernel's damon.h, which the
                      core calls; it imports nothing of the backends)
@@ -44,13 +45,15 @@ LAYERS = [
     ("api", 6, ("",)),
     ("kdamonds", 6, ("kdamonds",)),
     ("records", 6, ("records",)),
+    ("replay", 6, ("replay", "damon_stat")),
     ("policies", 7, ("policies",)),
     ("policy-evaluations", 7, ("policies.evaluation",)),
     ("evaluation", 7, ("evaluation",)),
     ("cli", 8, ("cli", "__main__")),
 ]
 #: edges allowed between different units of one layer
-SAME_LAYER_OK = {("records", "kdamonds"), ("policy-evaluations", "policies")}
+SAME_LAYER_OK = {("records", "kdamonds"), ("policy-evaluations", "policies"),
+                 ("replay", "records"), ("replay", "kdamonds")}
 #: what policies may use: the public API (the package, the core, the schemes model, the
 #: NUMA topology and settings, the ops contract, the vocabulary and units)
 POLICY_MAY_IMPORT = {"api", "core", "schemes", "numa", "base", "policies"}

@@ -55,6 +55,7 @@ import numpy as np
 from . import kdamonds as kd
 from .core.snapshot import Snapshot, TargetSnapshot
 from .errors import InvalidConfig
+from .units import BP
 
 FORMATS = ("json_compressed", "json")
 FLUSH_SEC = 1.0                 # default wall seconds between flushes
@@ -127,7 +128,7 @@ def _extension(t: TargetSnapshot, stats) -> str:
     out = ""
     bp = t.nr_accesses_bp
     if bp is not None and len(bp) and bool(
-            (bp.astype(np.uint64) != t.nr_accesses.astype(np.uint64) * np.uint64(10000)).any()):
+            (bp.astype(np.uint64) != t.nr_accesses.astype(np.uint64) * np.uint64(BP)).any()):
         out += f', "{EXT_BP}": [' + ", ".join(map(str, bp.tolist())) + "]"
     if stats is not None:
         out += f', "{EXT_SCHEMES}": ' + json.dumps(stats)
@@ -575,7 +576,7 @@ def _norm_intervals(iv) -> dict:
             "ops_update_us": kd.parse_time_us(iv.get("ops_update_us", 1000000),
                                               "ops_update_us"),
             "intervals_goal": {
-                "access_bp": kd.parse_ratio(g.get("access_bp", 0), 10000, "access_bp"),
+                "access_bp": kd.parse_ratio(g.get("access_bp", 0), BP, "access_bp"),
                 "aggrs": kd.parse_nr(g.get("aggrs", 0), "aggrs"),
                 "min_sample_us": kd.parse_time_us(g.get("min_sample_us", 0), "min_sample_us"),
                 "max_sample_us": kd.parse_time_us(g.get("max_sample_us", 0),

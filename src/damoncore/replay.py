@@ -44,6 +44,7 @@ from .ops.replay import DEFAULT_THROUGHPUT, ReplayOps, unsupported
 from .records import STATS_KEYS
 from .schemes.apply import apply_schemes
 from .sim.placement import Placement
+from .units import BP
 
 #: the per-window counters (a subset of the record's stats keys, plus the effective quota)
 WINDOW_KEYS = ("nr_tried", "sz_tried", "nr_applied", "sz_applied", "sz_ops_filter_passed",
@@ -214,7 +215,7 @@ def _step(run: _Run, out: list) -> None:
     for i, s in snaps:
         t = s.targets[0]
         nr = t.nr_accesses.astype(np.uint32)
-        bp = t.nr_accesses_bp if t.nr_accesses_bp is not None else nr * np.uint32(10000)
+        bp = t.nr_accesses_bp if t.nr_accesses_bp is not None else nr * np.uint32(BP)
         ctx.targets[i].regions = Regions(t.start.copy(), t.end.copy(), nr.copy(),
                                          np.array(bp, np.uint32), nr.copy(),
                                          t.age.astype(np.uint32).copy())

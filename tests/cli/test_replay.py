@@ -214,7 +214,7 @@ def test_replay_of_a_small_hand_made_damo_record(tmp_path):
     (["--placement", "0:0-2G", "--placement", "1:1G-3G"], "overlap"),
     (["--node_capacity", "0", "lots"], "not a size"),
     (["--throughput", "0"], "must be above 0"),
-    (["--damos_action", "pageout", "--damos_filter", "reject", "anon"], "ops filter 'anon'"),
+    (["--damos_action", "pageout", "--damos_filter", "reject", "anon"], "cannot evaluate filter 'anon'"),
     (["--damos_action", "migrate_hot", "0", "--damos_quota_interval", "1s",
       "--damos_quota_goal", "node_mem_used_bp", "99%", "0"], "--node_capacity 0"),
     (list(SEED), "the schemes name 2 context(s), the record holds 1"),

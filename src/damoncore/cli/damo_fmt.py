@@ -8,6 +8,7 @@ which damo truncates where it prints integers.
 from __future__ import annotations
 
 from .. import kdamonds as kd
+from ..units import BP
 
 
 def nr(n, raw=False) -> str:
@@ -69,4 +70,4 @@ def percent(p, raw=False) -> str:
 
 
 def bp(v, raw=False) -> str:
-    return f"{v:f}" if raw else ratio(float(v) / 10000)
+    return f"{v:f}" if raw else ratio(float(v) / BP)

@@ -15,23 +15,22 @@ import json
 from .. import kdamonds as kd
 from ..ops.replay import DEFAULT_THROUGHPUT
 from ..replay import recorded_kdamonds, replay
-from ..sim.placement import SWAP, Placement
+from ..sim.placement import SIM_PAGE_SIZE, SWAP, Placement
 from .damo_args import NodeResolver, kdamonds_from_args
 from .damo_options import NID_MAX, ArgsError, set_damon_params_argparser
 from .report_input import load_records
 
-PAGE = 4096
-MAX_PLACEMENT = 4096       # --placement ranges, all options together
+MAX_PLACEMENT = 1024       # --placement ranges, all options together
 
 
 class _AnyNode(NodeResolver):
     """--numa_node in replayed options: the record's targets are replayed, not these."""
 
     def node_ranges(self, nid):
-        return [(0, PAGE)]
+        return [(0, SIM_PAGE_SIZE)]
 
     def default_paddr(self):
-        return [(0, PAGE)]
+        return [(0, SIM_PAGE_SIZE)]
 
 
 def set_argparser(p):

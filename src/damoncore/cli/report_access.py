@@ -25,7 +25,7 @@ STYLES = ("detailed", "simple-boxes", "temperature-sz-hist", "recency-sz-hist",
           "temperature-percentiles", "cold", "hot")
 SORT_KEYS = ("address", "access_rate", "age", "size", "temperature")
 AREAS = ("record_head", "snapshot_head", "region", "snapshot_tail", "record_tail")
-MAX_TEMPLATE = 4096
+MAX_TEMPLATE = 4000
 PERCENTILE_MAX = 101         # a range() stop
 
 
@@ -56,7 +56,7 @@ def set_argparser(p):
     p.add_argument("--hist_logscale", action="store_true", help="histograms in log scale")
     p.add_argument("--hist_cumulate", action="store_true",
                    help="cumulative histograms")
-    p.add_argument("--snapshot_heatmap_width", type=int_arg(1, 10_000), default=80,
+    p.add_argument("--snapshot_heatmap_width", type=int_arg(1, 1000), default=80,
                    metavar="<number>", help="width of the snapshot heatmap")
     p.add_argument("--snapshot_idx", type=int_arg(-(1 << 63), 1 << 63), metavar="<index>",
                    help="show only this snapshot (negative counts from the end)")

@@ -19,6 +19,8 @@ import math
 from . import damo_fmt as f
 
 MAX_DOTS = 20
+#: damo's percentiles when none are asked for: the extremes, quartiles and the tails
+DEFAULT_PERCENTILES = [0, 1, 25, 50, 75, 100 - 1, 100]
 MAX_LEVEL = 9
 # damo's default minimum widths (spaces appended)
 MIN_CHARS = {"<index>": 3, "<start address>": 12, "<end address>": 11, "<size>": 11,
@@ -145,7 +147,7 @@ def sz_histogram(regions, fmt, metric, aggr_us, fmt_x, parse_x) -> str:
 def percentiles_to_show(fmt) -> list:
     p = fmt.percentiles
     if p is None:
-        return [0, 1, 25, 50, 75, 99, 100]
+        return DEFAULT_PERCENTILES
     return list(range(*p)) if len(p) <= 3 else sorted(p)
 
 

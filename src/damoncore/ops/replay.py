@@ -26,15 +26,17 @@ import numpy as np
 
 from ..errors import InvalidConfig
 from ..schemes.filters import filters_pass
-from ..schemes.scheme import ACTIONS
-from ..sim.placement import PAGE_SIZE, SWAP, Placement
+from ..sim.placement import SIM_PAGE_SIZE as PAGE_SIZE
+from ..sim.placement import SWAP, Placement
+from ..units import BP
+from ..vocab import Action, FilterType
 from .base import ApplyResult, Operations
 from .sim import interleave_by_address
 
 U64 = np.uint64
 #: the kernel's first throughput estimate (damos_set_effective_quota()): bytes per second
 DEFAULT_THROUGHPUT = PAGE_SIZE * 1024 * 1000
-FILTERS = ("young",)
+FILTERS = frozenset({FilterType.YOUNG})
 METRICS = ("node_mem_used_bp", "node_mem_free_bp", "node_mem_total_bytes", "free_mem_rate")
 
 
@@ -52,11 +54,8 @@ class ReplayClock:
 
 
 def unsupported(scheme) -> str | None:
-    """Why a replay cannot run ``scheme`` faithfully (None: it can)."""
-    for f in scheme.ops_filters:
-        if f.filter_type not in FILTERS:
-            return (f"ops filter {f.filter_type!r} needs page state a record does not hold "
-                    f"(replay judges only {', '.join(FILTERS)}, per region)")
+    """Why a replay cannot run ``scheme`` faithfully (None: it can); ops filters other than
+    :data:`FILTERS` are refused when the scheme is installed (``supported_filters``)."""
     for g in scheme.quota.goals:
         if g.metric not in ("user_input", "node_eligible_mem_bp") and g.metric not in METRICS:
             return f"quota goal metric {g.metric!r} is not simulated by a replay"
@@ -69,7 +68,10 @@ class ReplayOps(Operations):
     quota charges."""
 
     name = "replay"
-    supported_actions = frozenset(ACTIONS)
+    supported_actions = frozenset(Action)
+    #: young, judged per region; the other types need page state a record does not hold
+    supported_filters = FILTERS
+    page_size = PAGE_SIZE
 
     def __init__(self, placement: Placement, space: str = "paddr",
                  throughput: int = DEFAULT_THROUGHPUT, clock: ReplayClock | None = None):
@@ -90,11 +92,12 @@ class ReplayOps(Operations):
         k = np.searchsorted(r.start, starts, side="right") - 1
         return r.nr_accesses[np.clip(k, 0, None)] > 0
 
-    def apply_scheme(self, ctx, target, scheme, starts, ends) -> ApplyResult:
+    def apply_scheme(self, ctx, target, scheme, starts, ends, ops_filters=None) -> ApplyResult:
         starts, ends = np.asarray(starts, U64), np.asarray(ends, U64)
-        if scheme.ops_filters:
+        filters = scheme.ops_filters if ops_filters is None else ops_filters
+        if filters:
             young = self._young(target, starts)
-            ok = filters_pass(scheme.ops_filters, lambda f: young, len(starts))
+            ok = filters_pass(filters, lambda f: young, len(starts))
             starts, ends = starts[ok], ends[ok]
         sizes = ends - starts
         res = ApplyResult(sz_ops_filter_passed=int(sizes.sum()))
@@ -141,8 +144,8 @@ class ReplayOps(Operations):
             return self._capacity(name, nid)
         if name in ("node_mem_used_bp", "node_mem_free_bp"):
             cap = self._capacity(name, nid)
-            used = min(cap, pl.node_bytes(nid)) * 10000 // max(1, cap)
-            return used if name == "node_mem_used_bp" else 10000 - used
+            used = min(cap, pl.node_bytes(nid)) * BP // max(1, cap)
+            return used if name == "node_mem_used_bp" else BP - used
         if name == "free_mem_rate":
             caps = {n: self._capacity(name, n) for n in pl.nodes}
             total = sum(caps.values())

@@ -16,12 +16,12 @@ import numpy as np
 
 from ..errors import InvalidConfig
 from .extents import overlap_pairs, u64
+from .machine import SIM_PAGE_SIZE
 
 U64 = np.uint64
 ADDR_END = U64((1 << 64) - 1)
 SWAP = -1
 UNPLACED = -2
-PAGE_SIZE = 4096
 
 
 def _coalesce_ranges(s, e):
@@ -171,7 +171,7 @@ class Placement:
             cum = np.cumsum(sz, dtype=U64)
             take = np.minimum(sz, np.maximum(U64(room) - np.minimum(cum - sz, U64(room)),
                                              U64(0)))
-            take = take // U64(PAGE_SIZE) * U64(PAGE_SIZE)
+            take = take // U64(SIM_PAGE_SIZE) * U64(SIM_PAGE_SIZE)
             failed = int(sz.sum() - take.sum())
             hi = lo + take
             keep = take > 0
