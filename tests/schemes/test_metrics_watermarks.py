@@ -27,7 +27,11 @@ def fixture_tree(tmp_path):
                                           "full avg10=0.00 avg60=0.00 avg300=0.00 total=10\n")
     cg = tmp_path / "cg/work"
     cg.mkdir(parents=True)
-    (cg / "memory.numa_stat").write_text("anon N0=0 N1=1024000\nfile N0=5 N1=1024000\n"
+    (tmp_path / "cg/cgroup.controllers").write_text("cpu memory\n")
+    # the kernel counts the LRU lists (damos_get_node_memcg_used_bp()), not anon/file
+    (cg / "memory.numa_stat").write_text("anon N0=0 N1=7\nfile N0=5 N1=7\n"
+                                         "active_anon N0=0 N1=1024000\n"
+                                         "inactive_file N0=5 N1=1024000\n"
                                          "kernel N0=1 N1=999999\n")
     return HostMetrics(str(tmp_path / "sys"), str(proc), str(tmp_path / "cg")), proc
 
@@ -37,7 +41,7 @@ def test_host_metrics_from_fixture_trees(tmp_path):
     assert m.metric("node_mem_used_bp", nid=1) == 7500
     assert m.metric("node_mem_free_bp", nid=1) == 2500
     assert m.metric("node_mem_total_bytes", nid=1) == 4000 * 1024
-    # anon + file of N1 = 2048000 B of a 4096000 B node
+    # LRU pages of N1 = 2048000 B of a 4096000 B node
     assert m.metric("node_memcg_used_bp", nid=1, memcg_path="/work") == 5000
     assert m.metric("node_memcg_free_bp", nid=1, memcg_path="/work") == 5000
     assert m.metric("active_mem_bp") == 7500
@@ -46,8 +50,9 @@ def test_host_metrics_from_fixture_trees(tmp_path):
     assert m.metric("some_mem_psi_total_us") == 1000  # the running total; goals take deltas
     with pytest.raises(InvalidConfig, match="node 7"):
         m.metric("node_mem_used_bp", nid=7)
-    with pytest.raises(FeatureMissing, match="cgroup v2"):
-        m.metric("node_memcg_used_bp", nid=1, memcg_path="/nope")
+    # a memcg that does not exist uses nothing (the kernel's reading of a removed one)
+    assert m.metric("node_memcg_used_bp", nid=1, memcg_path="/nope") == 0
+    assert m.metric("node_memcg_free_bp", nid=1, memcg_path="/nope") == 10000
 
 
 def test_host_metrics_on_this_machine():

@@ -11,6 +11,7 @@ import os
 
 from ..errors import FeatureMissing, InvalidConfig
 from ..linux.formats import parse_meminfo
+from ..linux.system import PAGE_SIZE
 from ..units import BP
 
 #: free_mem_rate is in permil of system memory (damo's and the kernel's watermark unit)
@@ -41,20 +42,46 @@ class HostMetrics:
         m = _meminfo(path)
         return m["MemTotal"], m["MemFree"]
 
+    #: memory.numa_stat keys of the LRU lists the kernel sums (damos_get_node_memcg_used_bp():
+    #: the memcg's lruvec ACTIVE/INACTIVE ANON/FILE pages on the node, children included):
+    #: cgroup v2 (bytes), cgroup v1 (pages; the hierarchical_ lines include the children)
+    LRU_KEYS_V2 = ("active_anon", "inactive_anon", "active_file", "inactive_file")
+    LRU_KEYS_V1 = ("hierarchical_anon", "hierarchical_file")
+
+    def memcg_dir(self, memcg_path):
+        """(directory of the memcg, cgroup version); FeatureMissing without a memory
+        controller.  The path is relative to the memory controller's mount, as the
+        kernel's ``memcg_path`` is."""
+        rel = memcg_path.strip("/")
+        if os.path.exists(os.path.join(self.cgroupfs, "cgroup.controllers")):
+            with open(os.path.join(self.cgroupfs, "cgroup.controllers")) as f:
+                if "memory" in f.read().split():
+                    return os.path.join(self.cgroupfs, rel), 2
+        v1 = os.path.join(self.cgroupfs, "memory")
+        if os.path.exists(os.path.join(v1, "memory.numa_stat")):
+            return os.path.join(v1, rel), 1
+        raise FeatureMissing("memory cgroup controller (CONFIG_MEMCG)",
+                             f"no memory controller under {self.cgroupfs}")
+
     def memcg_node_bytes(self, memcg_path, nid):
-        path = os.path.join(self.cgroupfs, memcg_path.lstrip("/"), "memory.numa_stat")
+        """LRU bytes of memcg ``memcg_path`` (with its children) on node ``nid``; None if
+        the memcg does not exist (the kernel reads a removed memcg as using nothing)."""
+        d, version = self.memcg_dir(memcg_path)
+        path = os.path.join(d, "memory.numa_stat")
         if not os.path.exists(path):
-            raise FeatureMissing("cgroup v2 memory controller",
-                                 f"{path} missing for memcg {memcg_path!r}")
+            return None
+        keys, scale = ((self.LRU_KEYS_V2, 1) if version == 2 else (self.LRU_KEYS_V1, PAGE_SIZE))
         total = 0
         with open(path) as f:
             for line in f:
-                key, *vals = line.split()
-                if key in ("anon", "file"):
-                    for v in vals:
-                        n, b = v.split("=")
-                        if n == f"N{nid}":
-                            total += int(b)
+                key, *vals = line.replace("=", " ", 1).split() if version == 1 \
+                    else line.split()
+                if key not in keys:
+                    continue
+                for v in vals:
+                    n, _, b = v.partition("=")
+                    if n == f"N{nid}":
+                        total += int(b) * scale
         return total
 
     def psi_some_total_us(self):
@@ -73,8 +100,13 @@ class HostMetrics:
             used = total - free
             return (used if name == "node_mem_used_bp" else free) * BP // max(1, total)
         if name in ("node_memcg_used_bp", "node_memcg_free_bp"):
+            # damos_get_node_memcg_used_bp(): the memcg's LRU pages on the node over the
+            # node's total (si_meminfo_node()'s totalram: the node's MemTotal); "free" is
+            # the rest of the node; a memcg that is gone uses nothing
             total, _ = self.node_mem(nid)
             used = self.memcg_node_bytes(memcg_path, nid)
+            if used is None:
+                return 0 if name == "node_memcg_used_bp" else BP
             if name == "node_memcg_free_bp":
                 used = max(0, total - used)
             return used * BP // max(1, total)
