@@ -72,6 +72,7 @@ class Action(Vocab):
     MIGRATE_HOT = "migrate_hot"
     MIGRATE_COLD = "migrate_cold"
     STAT = "stat"
+    COLLAPSE = "collapse"
 
 
 

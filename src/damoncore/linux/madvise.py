@@ -7,7 +7,9 @@ Needs PTRACE_MODE_READ on the target and CAP_SYS_NICE.  The advice values are th
 architecture's (``asm/mman.h``, through :mod:`damoncore.linux._syscalls`).
 
 Effects worth knowing: PAGEOUT reclaims clean file pages at once, but anonymous pages only when
-swap exists; COLD only moves pages to the inactive LRU list.
+swap exists; COLD only moves pages to the inactive LRU list; COLLAPSE turns each naturally
+aligned huge-page-sized extent wholly inside a range into a transparent huge page, whatever
+the sysfs THP settings say (:func:`check_collapse` tells whether the kernel has THP).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from damoncore.errors import InvalidConfig
+from damoncore.errors import FeatureMissing, InvalidConfig
 from damoncore.linux import _syscalls
 from damoncore.linux.errors import errno_name, raise_for_errno
 from damoncore.linux.pidfd import pidfd_open
@@ -100,6 +102,21 @@ def process_madvise(pid: int, starts, lengths, advice: int) -> MadviseResult:
     finally:
         os.close(pidfd)
     return result
+
+
+THP_DIR = "kernel/mm/transparent_hugepage"
+
+
+def check_collapse(sysfs_root: str = "/sys") -> None:
+    """FeatureMissing unless MADV_COLLAPSE can work: transparent huge pages
+    (CONFIG_TRANSPARENT_HUGEPAGE; MADV_COLLAPSE, Linux 6.1+, ignores the sysfs THP
+    settings, but not their absence) and an advice number the headers know."""
+    if MADV_COLLAPSE < 0:
+        raise FeatureMissing("MADV_COLLAPSE", "the system headers do not define it (Linux 6.1+)")
+    if not os.path.isdir(os.path.join(sysfs_root, THP_DIR)):
+        raise FeatureMissing("CONFIG_TRANSPARENT_HUGEPAGE",
+                             f"the collapse action (MADV_COLLAPSE) needs transparent huge "
+                             f"pages; {os.path.join(sysfs_root, THP_DIR)} is missing")
 
 
 def madvise_range(pid: int, start: int, end: int, advice: int) -> MadviseResult:

@@ -21,7 +21,9 @@ never moves or advises a stranger's page.  Design, costs and worst cases: that m
 Actions: ``migrate_hot``/``migrate_cold`` (move_pages(2) per owning process), and, like the
 kernel's paddr, ``pageout`` and ``lru_deprio``: process_madvise(2) ``MADV_PAGEOUT`` /
 ``MADV_COLD`` (deactivate: the LRU deprioritization user space can ask for) on the runs of
-each owner's pages.  ``sz_applied`` = bytes advised.  Unlike the kernel, only frames mapped
+each owner's pages, and ``collapse`` (kernel 7.2 has it for vaddr only) the same way with
+``MADV_COLLAPSE``: huge pages where an owner's run covers a whole aligned extent.
+``sz_applied`` = bytes advised.  Unlike the kernel, only frames mapped
 by a process in scope can be acted on (page cache nobody maps, kernel memory: not from user
 space); ``lru_prio`` has no user-space equivalent and stays unsupported.
 """
@@ -48,7 +50,8 @@ from .vaddr import MIGRATE, VaddrOps, check_destinations
 U64 = np.uint64
 #: paddr actions done through process_madvise on the owners' pages (kernel: reclaim_pages,
 #: folio_deactivate)
-ADVICE = {"pageout": md.MADV_PAGEOUT, "lru_deprio": md.MADV_COLD}
+ADVICE = {"pageout": md.MADV_PAGEOUT, "lru_deprio": md.MADV_COLD,
+          "collapse": md.MADV_COLLAPSE}
 #: actions that need the reverse map PFN -> (pid, vaddr)
 NEEDS_RMAP = frozenset({*MIGRATE, *ADVICE})
 
@@ -125,6 +128,8 @@ class PaddrOps(Operations):
             self.page_idle = self._open_idle()
         self.filters = PageFilters(self.procfs_root, self.page_idle, self.cgroupfs_root)
         check_destinations(ctx.schemes, self.sysfs_root)
+        if any(s.action == "collapse" for s in ctx.schemes):
+            md.check_collapse(self.sysfs_root)
         for t in ctx.targets:
             if t.pid is not None:
                 raise InvalidConfig("paddr targets are physical ranges, not processes")

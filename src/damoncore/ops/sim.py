@@ -76,7 +76,8 @@ class SimOps(Operations):
 
     name = "sim"
     supported_actions = frozenset({Action.STAT, Action.MIGRATE_HOT, Action.MIGRATE_COLD,
-                                   Action.PAGEOUT, Action.COLD, Action.WILLNEED})
+                                   Action.PAGEOUT, Action.COLD, Action.WILLNEED,
+                                   Action.COLLAPSE})
     supported_filters = OPS_FILTER_TYPES
 
     def __init__(self, machine, space: str = "vaddr", pid=None,
@@ -296,8 +297,9 @@ class SimOps(Operations):
         elif a == Action.WILLNEED:
             if self.space == "vaddr":
                 res.sz_applied = m.swap_in(lo, hi, m.process(self._pid(target)).node)
-        elif a == Action.COLD:
-            # MADV_COLD only reorders LRU lists, which the simulation does not model
+        elif a in (Action.COLD, Action.COLLAPSE):
+            # MADV_COLD reorders LRU lists, MADV_COLLAPSE makes huge pages: the simulation
+            # models neither (base pages only), so the present bytes count as advised
             res.sz_applied = int((hi - lo)[node < nr_nodes].sum())
         return res
 

@@ -25,8 +25,9 @@ Access checks (``page_table`` primitive), best available first:
 Actions: ``migrate_hot``/``migrate_cold`` through move_pages(2) (one batch per apply call,
 ``sz_applied`` = bytes of present pages that are on their destination node afterwards,
 already-there pages included, as the kernel counts same-node migration); ``pageout``,
-``cold``, ``willneed`` through process_madvise(2) (``sz_applied`` = bytes advised, like
-the kernel's vaddr).  Ops filters act per present page (pagemap -> kpageflags).
+``cold``, ``willneed`` and ``collapse`` (kernel 7.2: MADV_COLLAPSE; FeatureMissing at init
+without transparent huge pages) through process_madvise(2) (``sz_applied`` = bytes
+advised, like the kernel's vaddr).  Ops filters act per present page (pagemap -> kpageflags).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from .common import PAGE_SIZE, PageFilters, dests_by_address, fit_regions, page_
 from .native import IdleNative
 
 ADVICE = {Action.PAGEOUT: md.MADV_PAGEOUT, Action.COLD: md.MADV_COLD,
-          Action.WILLNEED: md.MADV_WILLNEED}
+          Action.WILLNEED: md.MADV_WILLNEED, Action.COLLAPSE: md.MADV_COLLAPSE}
 MIGRATE = MIGRATE_ACTIONS
 
 
@@ -146,6 +147,8 @@ class VaddrOps(Operations):
         for s in ctx.schemes:
             self.filters.check_supported(s.ops_filters)
         check_destinations(ctx.schemes, self.sysfs_root)
+        if any(s.action == Action.COLLAPSE for s in ctx.schemes):
+            md.check_collapse(self.sysfs_root)
         for t in ctx.targets:
             if t.pid is None:
                 raise InvalidConfig("vaddr targets need a pid")
