@@ -41,7 +41,8 @@ def test_the_grammar_covers_every_subcommand():
     names = {" ".join(words) for words, _ in h.COMMANDS}
     assert names == {"demo", "start", "record", "args damon", "report access",
                      "report heatmap", "report wss", "report footprints", "status",
-                     "tune", "stop", "numa-migrate", "eval-sampling", "replay"}
+                     "tune", "stop", "numa-migrate", "eval-sampling", "replay",
+                     "report damon_stat"}
     # and every option of each (all but help and the ones that could reach real memory)
     start = dict(h.COMMANDS)[("start",)]
     assert len(h._options(start)) > 50

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from . import report_access, report_footprints, report_heatmap, report_wss
+from . import (report_access, report_damon_stat, report_footprints, report_heatmap,
+               report_wss)
 
 SUBCMDS = {"access": (report_access, "the regions of each snapshot"),
            "heatmap": (report_heatmap, "access heatmap over time and space"),
            "wss": (report_wss, "working set size distribution"),
-           "footprints": (report_footprints, "memory footprint distribution")}
+           "footprints": (report_footprints, "memory footprint distribution"),
+           "damon_stat": (report_damon_stat, "DAMON_STAT's summary: memory bandwidth, idle "
+                                             "time percentiles")}
 
 
 def set_argparser(p):
