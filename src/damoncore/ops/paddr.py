@@ -103,6 +103,7 @@ class PaddrOps(Operations):
         self.rmap = OwnerIndex(lambda: scope_pids(procfs_root, pids, cgroup, cgroupfs_root),
                                procfs_root, cgroupfs_root, retry_s=rmap_retry_s)
         self._rmap_wanted = False
+        self._topo = None             # the node ranges node_bytes() cuts at
         self._pfns = None
         self.native, self._native, self._native_kpf = native, None, None    # issue 13
         # migration itself is a vaddr job once the owner of each frame is known
@@ -152,6 +153,29 @@ class PaddrOps(Operations):
         if self._rmap_wanted or any(s.action in NEEDS_RMAP for s in ctx.schemes):
             self._rmap_wanted = True
             self.refresh_rmap()
+
+    #: kpageflags entries read at once by :meth:`node_bytes` (8 MiB of flags)
+    LRU_CHUNK = 1 << 20
+
+    def node_bytes(self, ctx, target, starts, ends):
+        """``{nid: bytes}`` of the LRU pages in the physical ranges, by the node whose
+        physical range holds them: the folios damos_calc_eligible_bytes() finds
+        (damon_get_folio(): online LRU folios; a huge folio's tail pages carry its LRU bit
+        in /proc/kpageflags), read in chunks of :attr:`LRU_CHUNK` frames."""
+        if self._topo is None:
+            self._topo = Topology.read(self.sysfs_root, self.procfs_root)
+        out = {}
+        with kpf.KPageFlags(self.procfs_root) as flags:
+            for nid, ranges in self._topo.phys_ranges.items():
+                for ns, ne in ranges:
+                    for a, b in zip(np.asarray(starts, U64), np.asarray(ends, U64)):
+                        lo, hi = max(int(a), ns), min(int(b), ne)
+                        first, last = -(-lo // PAGE_SIZE), hi // PAGE_SIZE
+                        for pfn in range(first, last, self.LRU_CHUNK):
+                            n = min(self.LRU_CHUNK, last - pfn)
+                            lru = int(kpf.has(flags.read_range(pfn, n), kpf.LRU).sum())
+                            out[nid] = out.get(nid, 0) + lru * PAGE_SIZE
+        return out
 
     def cleanup(self, ctx) -> None:
         if self.filters is not None:
