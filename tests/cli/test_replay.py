@@ -238,3 +238,28 @@ def test_replay_of_a_missing_or_broken_record(tmp_path):
     r = run_cli("replay", str(bad), "--damos_action", "stat")
     assert r.returncode == 2 and "not a damo record file" in r.stderr
     assert os.listdir(tmp_path) == ["bad.data"]          # nothing written
+
+
+def test_the_readme_example(tmp_path):
+    """README's replay example, as written there: the 16 MiB quota tries a quarter of what
+    the recorded 64 MiB one did, window by window."""
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md")).read()
+    lines = [line.strip() for line in readme.splitlines()
+             if line.strip().startswith(("damoncore record --backend sim --duration 20s -o "
+                                         "run.data", "damoncore replay run.data"))]
+    assert len(lines) == 2, lines
+    out = str(tmp_path / "run.data")
+    record = lines[0].split()[1:]
+    record[record.index("run.data")] = out
+    r = run_cli(*record, "--quiet", "--no_status_socket")
+    assert r.returncode == 0, r.stderr
+    replay = lines[1].split()[1:]
+    replay[replay.index("run.data")] = out
+    r = run_cli(*replay, "--json")
+    assert r.returncode == 0, r.stderr
+    ws = json.loads(r.stdout)["windows"]
+    assert all(w["sz_tried"] <= 16 * MiB for w in ws)
+    assert [w["recorded"]["sz_tried"] // 4 for w in ws if w["sz_tried"]] == \
+        [w["sz_tried"] for w in ws if w["sz_tried"]]
+    text = run_cli(*replay)
+    assert text.returncode == 0 and "quota 16.000 MiB per 200 ms" in text.stdout
