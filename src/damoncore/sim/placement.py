@@ -15,28 +15,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InvalidConfig
-from .extents import overlap_pairs, u64
+from .extents import coalesce, overlap_pairs, u64
 from .machine import SIM_PAGE_SIZE
 
 U64 = np.uint64
 ADDR_END = U64((1 << 64) - 1)
 SWAP = -1
 UNPLACED = -2
-
-
-def _coalesce_ranges(s, e):
-    """Sorted, merged copies of ranges ``[s, e)``."""
-    s, e = u64(s), u64(e)
-    if len(s) == 0:
-        return s, e
-    o = np.argsort(s, kind="stable")
-    s, e = s[o], e[o]
-    run_end = np.maximum.accumulate(e)
-    brk = np.ones(len(s), bool)
-    brk[1:] = s[1:] > run_end[:-1]
-    first = np.flatnonzero(brk)
-    last = np.append(first[1:], len(s)) - 1
-    return s[first], run_end[last]
 
 
 class _Space:
@@ -116,7 +101,7 @@ class Placement:
     def cover(self, key, starts, ends) -> None:
         """Place the bytes of ``[starts, ends)`` not placed yet, as the layout says."""
         sp = self._space(key)
-        qi, lo, hi, node = sp.pieces(*_coalesce_ranges(starts, ends))
+        qi, lo, hi, node = sp.pieces(*coalesce(starts, ends))
         new = node == UNPLACED
         if not new.any():
             return
