@@ -598,7 +598,7 @@ def _quota_from_dict(kv) -> Quota:
                  goal_tuner=kv.get("goal_tuner") or "consist")
 
 
-def _scheme_from_dict(kv) -> Scheme:
+def scheme_from_dict(kv) -> Scheme:
     wm = kv.get("watermarks") or {}
     tnid = kv.get("target_nid")
     # the run-time stats of a damo status dump are ignored; max_nr_snapshots is a parameter
@@ -692,7 +692,7 @@ def context_from_dict(kv, ops) -> Context:
     prims = tuple(p for p in ("page_table", "page_fault") if pe.get(p))
     return Context(ops, targets=targets, attrs=attrs,
                    adaptation=adaptation_from_name(kv.get(ADAPTATION_FIELD, "kernel")),
-                   schemes=[_scheme_from_dict(s) for s in kv.get("schemes", [])],
+                   schemes=[scheme_from_dict(s) for s in kv.get("schemes", [])],
                    primitives=prims, pause=pause,
                    sample_filters=[_sample_filter_from_dict(f)
                                    for f in sc.get("sample_filters", [])])

@@ -12,7 +12,8 @@ needs (:mod:`damoncore.replay`): the regions as the schemes saw them (after the 
 before they applied; :attr:`Snapshot.schemes_view`) instead of after, each scheme's
 cumulative stats per snapshot (``damoncore_schemes``), the moving sum where it is not
 ``nr_accesses * 10000`` (``damoncore_nr_accesses_bp``), and the schemes themselves in the
-record's head (``damoncore_schemes``, kdamonds JSON, raw numbers).  The reader also takes
+record's head (``damoncore_schemes``, kdamonds JSON, raw numbers) and again on the first
+snapshot after a ``tune`` committed new ones (``damoncore_schemes_committed``).  The reader also takes
 damo's human strings ("4,096", "0 B") and damo's indented layout.
 
 Streaming (:class:`RecordWriter`).  damo buffers a whole recording and writes it at the end
@@ -73,6 +74,8 @@ _SNAP_RE = re.compile(r',?\{"start_time": (\d+), "end_time": (\d+), "regions": \
                       r'"aggr_interval_us": (\d+)((?:, "damoncore_[a-z_]+": .*)?)\}')
 #: snapshot keys of ours (damo ignores them): per scheme cumulative stats, the moving sum
 EXT_SCHEMES, EXT_BP = "damoncore_schemes", "damoncore_nr_accesses_bp"
+#: a snapshot key of ours: the context's schemes as an online commit set them (see Snapshot)
+EXT_COMMITTED = "damoncore_schemes_committed"
 #: the stats written per scheme: damo's DamosStats names, then damoncore's
 STATS_KEYS = ("nr_tried", "sz_tried", "nr_applied", "sz_applied", "sz_ops_filter_passed",
               "qt_exceeds", "sz_migrated", "sz_promoted", "sz_demoted")
@@ -123,7 +126,7 @@ def scheme_stats(scheme) -> dict:
     return d
 
 
-def _extension(t: TargetSnapshot, stats) -> str:
+def _extension(t: TargetSnapshot, stats, committed=None) -> str:
     """The snapshot keys of ours, as ``, "key": value`` text ('' when there are none)."""
     out = ""
     bp = t.nr_accesses_bp
@@ -132,7 +135,15 @@ def _extension(t: TargetSnapshot, stats) -> str:
         out += f', "{EXT_BP}": [' + ", ".join(map(str, bp.tolist())) + "]"
     if stats is not None:
         out += f', "{EXT_SCHEMES}": ' + json.dumps(stats)
+    if committed is not None:
+        out += f', "{EXT_COMMITTED}": ' + json.dumps(committed)
     return out
+
+
+def _scheme_state(ctx):
+    """A context's (schemes, commits, last commit time) for :meth:`RecordWriter.add`."""
+    return (getattr(ctx, "schemes", ()), getattr(ctx, "nr_commits", 0),
+            getattr(ctx, "last_commit", None) or (0, 0))
 
 
 def _snapshot_line(start_us, end_us, sample_us, aggr_us, t: TargetSnapshot, ext="") -> str:
@@ -315,6 +326,7 @@ class RecordWriter:
         self._open = None               # key of the record being extended
         self._nr_records = {}           # key -> records written for it
         self._nr_in_open = 0
+        self._nr_commits = {}           # (kdamond, context) -> its commits when last written
         self._last_flush = time.monotonic()
         self.closed = False
         self._out.write("[\n")
@@ -322,11 +334,11 @@ class RecordWriter:
 
     def callback(self, kdamond_idx: int, context_idx: int):
         def cb(ctx, snap):
-            self.add(kdamond_idx, context_idx, ctx.attrs, snap, getattr(ctx, "schemes", ()))
+            self.add(kdamond_idx, context_idx, ctx.attrs, snap, *_scheme_state(ctx))
         return cb
 
     def __call__(self, ctx, snap):
-        self.add(0, 0, ctx.attrs, snap, getattr(ctx, "schemes", ()))
+        self.add(0, 0, ctx.attrs, snap, *_scheme_state(ctx))
 
     def __enter__(self):
         return self
@@ -334,21 +346,32 @@ class RecordWriter:
     def __exit__(self, *exc):
         self.close()
 
-    def add(self, kdamond_idx, context_idx, attrs, snap: Snapshot, schemes=()) -> None:
+    def add(self, kdamond_idx, context_idx, attrs, snap: Snapshot, schemes=(),
+            nr_commits: int = 0, commit_at=(0, 0)) -> None:
         """Append ``snap`` of context ``context_idx`` of kdamond ``kdamond_idx``;
-        ``schemes``: the context's schemes (their stats and settings are recorded)."""
+        ``schemes``: the context's schemes (their stats and settings are recorded);
+        ``nr_commits``: the context's online commits so far, ``commit_at`` the (clock us,
+        passed sample intervals) of the last (the schemes are written again, with it, on
+        the first snapshot after a commit)."""
         full = False
         stats = [scheme_stats(s) for s in schemes] if schemes else snap.scheme_stats
         heads = (lambda: [kd.scheme_to_dict(s, raw=True) for s in schemes]) if schemes \
             else (lambda: None)
+        last = self._nr_commits.setdefault((kdamond_idx, context_idx), nr_commits)
+        committed = None
+        if nr_commits != last:
+            self._nr_commits[(kdamond_idx, context_idx)] = nr_commits
+            at_us, sis = commit_at
+            committed = {"time_us": at_us, "sample_intervals": sis, "schemes": heads() or []}
         for t in snap.schemes_view if snap.schemes_view is not None else snap.targets:
             full |= self._add_one((kdamond_idx, context_idx, t.target_idx), t.pid,
-                                  lambda: _intervals(attrs), snap, t, stats, heads)
+                                  lambda: _intervals(attrs), snap, t, stats, heads,
+                                  committed)
         if full or time.monotonic() - self._last_flush >= self.flush_sec:
             self.flush()
 
-    def _add_one(self, key, pid, intervals, snap, t, stats=None, schemes=lambda: None) \
-            -> bool:
+    def _add_one(self, key, pid, intervals, snap, t, stats=None, schemes=lambda: None,
+                 committed=None) -> bool:
         """Append one target's snapshot, opening a record for ``key`` if another is open;
         ``intervals()`` (and ``schemes()``) give the new record's intervals (and schemes).
         True when a flush is due."""
@@ -361,7 +384,8 @@ class RecordWriter:
             self._nr_records[key] = self._nr_records.get(key, 0) + 1
             self._open, self._nr_in_open = key, 0
         text += ("," if self._nr_in_open else "") + _snapshot_line(
-            snap.start_us, snap.end_us, snap.sample_us, snap.aggr_us, t, _extension(t, stats))
+            snap.start_us, snap.end_us, snap.sample_us, snap.aggr_us, t,
+            _extension(t, stats, committed))
         self._nr_in_open += 1
         return self._out.write(text)
 
@@ -428,7 +452,7 @@ def write_records(records, path: str, fmt: str = "json_compressed", mode: int = 
             for snap in r.snapshots:
                 t = snap.schemes_view[0] if snap.schemes_view else snap.targets[0]
                 if w._add_one(key, r.pid, lambda: r.intervals, snap, t, snap.scheme_stats,
-                              lambda: r.schemes):
+                              lambda: r.schemes, snap.schemes_committed):
                     w.flush()
 
 
@@ -483,6 +507,17 @@ def _apply_extension(snap: Snapshot, kv: dict) -> None:
                 for d in stats):
             raise InvalidConfig(f"{EXT_SCHEMES}: expected a list of scheme stats")
         snap.scheme_stats = stats
+    committed = kv.get(EXT_COMMITTED)
+    if committed is not None:
+        if not (isinstance(committed, dict)
+                and all(isinstance(committed.get(k), int) and committed[k] >= 0
+                        and not isinstance(committed[k], bool)
+                        for k in ("time_us", "sample_intervals"))
+                and isinstance(committed.get("schemes"), list)
+                and all(isinstance(x, dict) for x in committed["schemes"])):
+            raise InvalidConfig(f"{EXT_COMMITTED}: expected time_us, sample_intervals and "
+                                f"a list of schemes")
+        snap.schemes_committed = committed
 
 
 def _snapshot_from_line(line, rec_sample, rec_aggr, target_id, pid) -> Snapshot:

@@ -17,7 +17,10 @@ schemes saw them (after the merge, before any applied; ``Snapshot.schemes_view``
 moving sum where it differs from ``nr_accesses * 10000``, so every pattern, score and quota
 decision is the run's; quota windows, apply times and goal feedback follow the same clock.
 The record's own per-scheme stats (``Snapshot.scheme_stats``) come along in
-:attr:`WindowStats.recorded` for comparison.
+:attr:`WindowStats.recorded` for comparison.  A run tuned while it recorded wrote the
+schemes each commit set (``Snapshot.schemes_committed``); replaying the record's own
+schemes (``follow_commits``) commits them at the same windows, with the same semantics
+(:func:`damoncore.core.commit.commit_schemes`: stats and quota charge state kept).
 
 Where a replay can only approximate: a damo (kernel) record holds the regions after the
 schemes applied (ages of regions acted upon are reset); ages are the record's, so the
@@ -37,9 +40,10 @@ import numpy as np
 
 from . import kdamonds as kd
 from .core.attrs import IntervalsGoal
+from .core.commit import commit_schemes
 from .core.regions import Regions
 from .core.target import Target
-from .errors import InvalidConfig
+from .errors import ActionNotSupported, InvalidConfig
 from .ops.replay import DEFAULT_THROUGHPUT, ReplayOps, unsupported
 from .records import STATS_KEYS
 from .schemes.apply import apply_schemes
@@ -116,20 +120,49 @@ def check(contexts, placement: Placement) -> None:
     """InvalidConfig naming the first scheme a replay cannot run (before anything runs)."""
     for ki, ci, ctx in contexts:
         for si, s in enumerate(ctx.schemes):
-            where = f"kdamond {ki} context {ci} scheme {si} ({s.action})"
-            why = unsupported(s)
-            if why:
-                raise InvalidConfig(f"{where}: {why}")
-            need = [g.nid for g in s.quota.goals
-                    if g.metric in ("node_mem_used_bp", "node_mem_free_bp")]
-            if s.quota.goal_tuner == "distance":
-                need += [g.nid for g in s.quota.goals]
-            if s.watermarks.metric == "free_mem_rate":
-                need += placement.nodes
-            for nid in need:
-                if nid not in placement.capacities:
-                    raise InvalidConfig(f"{where}: its goals or watermarks need node {nid}'s "
-                                        f"capacity (--node_capacity {nid} <size>)")
+            _check_scheme(f"kdamond {ki} context {ci} scheme {si} ({s.action})", ctx, s,
+                          placement)
+
+
+def _check_scheme(where, ctx, s, placement: Placement) -> None:
+    why = unsupported(s)
+    if why:
+        raise InvalidConfig(f"{where}: {why}")
+    try:
+        ctx.check_scheme(s)
+    except ActionNotSupported as e:
+        raise InvalidConfig(f"{where}: {e}") from None
+    need = [g.nid for g in s.quota.goals
+            if g.metric in ("node_mem_used_bp", "node_mem_free_bp")]
+    if s.quota.goal_tuner == "distance":
+        need += [g.nid for g in s.quota.goals]
+    if s.watermarks.metric == "free_mem_rate":
+        need += placement.nodes
+    for nid in need:
+        if nid not in placement.capacities:
+            raise InvalidConfig(f"{where}: its goals or watermarks need node {nid}'s "
+                                f"capacity (--node_capacity {nid} <size>)")
+
+
+def _commits(run, placement: Placement) -> dict:
+    """{window: [Scheme]}: the schemes the recorded run's online commits set, parsed and
+    checked (InvalidConfig naming the window) before anything runs."""
+    out = {}
+    for k in range(run.nr_windows):
+        c = next((s.schemes_committed for _, s in run.snaps(k)
+                  if s.schemes_committed is not None), None)
+        if c is None:
+            continue
+        where = f"kdamond {run.kdamond_idx} context {run.context_idx} window {k}"
+        try:
+            schemes = [kd.scheme_from_dict(x) for x in c["schemes"]]
+        except InvalidConfig as e:
+            raise InvalidConfig(f"{where}: the schemes a commit set: {e}") from None
+        for si, s in enumerate(schemes):
+            _check_scheme(f"{where} scheme {si} ({s.action}), set by a commit", run.ctx, s,
+                          placement)
+        out[k] = (c["time_us"], c["sample_intervals"], schemes)
+    return out
 
 
 class _Run:
@@ -151,6 +184,7 @@ class _Run:
         self.nr_windows = max((len(r.snapshots) for r in recs), default=0)
         self.k = 0
         self.stats_before = None
+        self.commits = {}     # window -> (clock us, sample intervals, schemes) of a commit
 
     def snaps(self, k):
         return [(i, r.snapshots[k]) for i, r in zip(self.index, self.recs)
@@ -207,7 +241,14 @@ def _step(run: _Run, out: list) -> None:
     else:
         # the run's tuning happened at the end of the previous aggregation
         _set_intervals(ctx, first, started=True)
-    ctx.passed_sample_intervals += ctx.attrs.aggr_samples
+    end_sis = ctx.passed_sample_intervals + ctx.attrs.aggr_samples
+    if k in run.commits:
+        # as the run took it: between two samples of this window, at its clock time
+        at_us, at_sis, schemes = run.commits[k]
+        clock.t = max(clock.t, at_us)
+        ctx.passed_sample_intervals = min(max(ctx.passed_sample_intervals, at_sis), end_sis)
+        commit_schemes(ctx, _Schemes(schemes))
+    ctx.passed_sample_intervals = end_sis
     clock.t = max(s.end_us for _, s in snaps)
     present = {i for i, _ in snaps}
     for i, t in enumerate(ctx.targets):
@@ -242,6 +283,13 @@ def _step(run: _Run, out: list) -> None:
     run.k += 1
 
 
+@dataclass
+class _Schemes:
+    """What :func:`commit_schemes` reads of a source context."""
+
+    schemes: list
+
+
 def build_contexts(kdamonds: dict, placement: Placement,
                    throughput: int = DEFAULT_THROUGHPUT) -> list:
     """The kdamonds JSON's contexts on replay backends: [(kdamond_idx, context_idx, ctx)]."""
@@ -251,9 +299,12 @@ def build_contexts(kdamonds: dict, placement: Placement,
 
 
 def replay(records, kdamonds: dict, placement: Placement | None = None,
-           throughput: int = DEFAULT_THROUGHPUT) -> ReplayResult:
+           throughput: int = DEFAULT_THROUGHPUT, follow_commits: bool = False) -> ReplayResult:
     """Replay the schemes of ``kdamonds`` (damo's kdamonds JSON; its targets are ignored:
     the record's are used) over ``records`` (:func:`damoncore.records.read_records`).
+    ``follow_commits``: commit the schemes the recorded run's online commits set, at the
+    windows they took effect in (for replaying a record's own schemes,
+    :func:`recorded_kdamonds`).
 
     The JSON's contexts, in order, replay the record's (kdamond, context) pairs, in
     order; their counts must match.  ``placement`` (default: everything on node 0) is
@@ -276,6 +327,12 @@ def replay(records, kdamonds: dict, placement: Placement | None = None,
     notes = []
     for run in runs:
         where = f"kdamond {run.kdamond_idx} context {run.context_idx}"
+        if follow_commits:
+            run.commits = _commits(run, placement)
+            if run.commits:
+                notes.append(f"{where}: the run's schemes were tuned online; the schemes "
+                             f"each commit set are committed before window(s) "
+                             f"{', '.join(map(str, sorted(run.commits)))}")
         aggrs = {s.aggr_us for r in run.recs for s in r.snapshots}
         for si, s in enumerate(run.ctx.schemes):
             if s.apply_interval_us and any(s.apply_interval_us % a for a in aggrs):

@@ -56,7 +56,7 @@ def _recorded_windows(path):
         for snap in rec["snapshots"]:
             stats = snap["damoncore_schemes"]
             for si, st in enumerate(stats):
-                p = prev[si] if prev else {"nr_tried": 0, "sz_tried": 0}
+                p = prev[si] if prev and si < len(prev) else {"nr_tried": 0, "sz_tried": 0}
                 out.setdefault((rec["kdamond_idx"], rec["context_idx"], si), []).append(
                     (st["nr_tried"] - p["nr_tried"], st["sz_tried"] - p["sz_tried"]))
             prev = stats
@@ -118,6 +118,52 @@ def test_other_schemes_over_the_same_record(tmp_path):
     pl = json.loads(r.stdout)["placement"]
     assert pl["swap_bytes"] == sum(w["sz_applied"] for w in ws) > 0
 
+
+
+def test_a_run_tuned_while_it_recorded_replays_as_it_ran(tmp_path):
+    """A ``record`` tuned online (a quota cut to a quarter, a scheme added) writes the
+    schemes each commit set; replaying the record's own schemes commits them at the same
+    windows and tries what the run tried, window by window."""
+    from live_helpers import Run
+    out = str(tmp_path / "tuned.data")
+    first = ["--damos_action", "pageout", "--damos_access_rate", "0%", "0%",
+             "--damos_quota_interval", "200ms", "--damos_quota_space", "64MB"]
+    second = ["--damos_action", "stat", "--damos_access_rate", "0%", "max",
+              "--damos_quota_interval", "300ms", "--damos_quota_space", "100MB"]
+    with Run(tmp_path, "--backend", "sim", "-o", out, "--quiet", *first,
+             command="record") as run:
+        run.wait_for(lambda st: st["kdamonds"][0]["contexts"][0]["nr_aggregations"] >= 20)
+        r = run.cli("tune", *first[:-1], "16MB", *second)
+        assert r.returncode == 0, r.stderr
+        run.wait_for(lambda st: len(st["kdamonds"][0]["contexts"][0]["schemes"]) == 2 and
+                     st["kdamonds"][0]["contexts"][0]["schemes"][1]["stats"]["nr_tried"] > 0)
+        n = run.status()["kdamonds"][0]["contexts"][0]["nr_aggregations"]
+        run.wait_for(lambda st: st["kdamonds"][0]["contexts"][0]["nr_aggregations"] >= n + 20)
+        assert run.cli("stop").returncode == 0
+        code, err = run.finish()
+        assert code == 0, err
+    live = _recorded_windows(out)
+    r = run_cli("replay", out, "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert any("tuned online" in n for n in doc["notes"]), doc["notes"]
+    replayed = _replayed_windows(r.stdout)
+    assert replayed.keys() == live.keys() == {(0, 0, 0), (0, 0, 1)}
+    # the tuned scheme keeps its apply times: window by window as the run; the added one's
+    # windows are the last ones of the run (line them up at the end), and where the commit
+    # fell between two aggregations the run applied it between them too, on regions no
+    # record holds: its bytes are the run's (its quota binds), its region counts may not be
+    assert replayed[(0, 0, 0)] == live[(0, 0, 0)]
+    added = replayed[(0, 0, 1)][-len(live[(0, 0, 1)]):]
+    assert [sz for _, sz in added] == [sz for _, sz in live[(0, 0, 1)]]
+    tried0 = {sz for _, sz in live[(0, 0, 0)]}
+    assert {64 * MiB, 16 * MiB} <= tried0, tried0
+    # replaying other schemes over it does not follow the run's commits
+    r = run_cli("replay", out, "--json", *first)
+    assert r.returncode == 0, r.stderr
+    ws = json.loads(r.stdout)["windows"]
+    assert {w["scheme_idx"] for w in ws} == {0}
+    assert max(w["sz_tried"] for w in ws[-10:]) == 64 * MiB
 
 # --- damo's own format ------------------------------------------------------------------
 def _damo_layout(path, out, compressed):
@@ -205,6 +251,33 @@ def test_replay_of_a_small_hand_made_damo_record(tmp_path):
     tried = [w["sz_tried"] for w in json.loads(r.stdout)["windows"]]
     # ages 0, 1 are below 200 ms; from window 2 the first idle region is old enough
     assert tried == [0, 0, MiB, MiB]
+
+
+def _schemes_of(*argv):
+    spec = run_cli("args", "damon", *argv, "--raw")
+    return json.loads(spec.stdout)["kdamonds"][0]["contexts"][0]["schemes"]
+
+
+@pytest.mark.parametrize("committed,msg", [
+    (lambda: [{"action": "stat"}], "damoncore_schemes_committed: expected time_us"),
+    (lambda: {"time_us": 0, "sample_intervals": 0,
+              "schemes": _schemes_of("--damos_action", "stat", "--damos_filter", "reject",
+                                     "anon")},
+     "window 1 scheme 0 (stat), set by a commit: "),
+    (lambda: {"time_us": 0, "sample_intervals": 0, "schemes": [{"action": "fly"}]},
+     "window 1: the schemes a commit set"),
+], ids=["damaged", "unsupported", "unknown"])
+def test_a_record_with_a_bad_commit_is_refused_before_replaying(tmp_path, committed, msg):
+    """A record whose commit entry is damaged or names what a replay cannot run: one line,
+    exit 2, nothing replayed."""
+    path = _record(tmp_path, FIXED, "1s")
+    recs = json.loads(zlib.decompress(open(path, "rb").read()))
+    recs[0]["snapshots"][1]["damoncore_schemes_committed"] = committed()
+    with open(path, "wb") as f:
+        f.write(zlib.compress(json.dumps(recs).encode()))
+    r = run_cli("replay", path)
+    assert r.returncode == 2 and r.stdout == "", r.stderr
+    assert r.stderr.count("\n") == 1 and msg in r.stderr, r.stderr
 
 
 # --- bad input ------------------------------------------------------------------------------

@@ -239,7 +239,8 @@ def main(args):
     if throughput == 0:
         raise ArgsError("--throughput 0: must be above 0 bytes per second")
     records = load_records(args.record, "<record>")
-    result = replay(records, _spec(args, records), placement, throughput)
+    result = replay(records, _spec(args, records), placement, throughput,
+                    follow_commits=not _given_schemes(args))
     if args.json:
         print(json.dumps(to_json(result), indent=1))
     else:

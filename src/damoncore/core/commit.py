@@ -113,6 +113,8 @@ def commit_ctx(dst, src, goals_only: bool = False) -> None:
     """damon_commit_ctx(): ``src``'s parameters into the running ``dst`` (see the module
     doc); ``goals_only`` commits the schemes' quota goals alone (the kernel's
     commit_schemes_quota_goals).  :func:`check_commit` must have passed."""
+    dst.nr_commits += 1
+    dst.last_commit = (dst.clock.now_us(), dst.passed_sample_intervals)
     if goals_only:
         for d, s in zip(dst.schemes, src.schemes):
             commit_goals(d.quota, s.quota)

@@ -87,6 +87,8 @@ class Context:
         self.callbacks = []
         self.passed_sample_intervals = 0
         self.nr_aggregations = 0
+        self.nr_commits = 0             # online commits taken (core.commit.commit_ctx)
+        self.last_commit = None         # (clock us, passed sample intervals) of the last
         self.next_aggregation_sis = 0
         self.next_ops_update_sis = 0
         self.next_intervals_tune_sis = 0

@@ -48,6 +48,10 @@ class Snapshot:
     (after the merge, before any scheme; with ``nr_accesses_bp``), else None: what a replay
     of the schemes needs (:mod:`damoncore.replay`).  ``scheme_stats``: per scheme of the
     context, its cumulative counters at this snapshot, where a record carried them.
+    ``schemes_committed``: where a record carried it, the last online commit (``tune``)
+    since the previous snapshot: ``{"time_us", "sample_intervals"}`` (the context's clock
+    and passed sample intervals when it ran) and ``"schemes"`` (kdamonds JSON), the schemes
+    that applied at this aggregation.
     """
 
     start_us: int
@@ -58,6 +62,7 @@ class Snapshot:
     targets: list
     schemes_view: list | None = None
     scheme_stats: list | None = None
+    schemes_committed: list | None = None
 
     def hot_bytes(self, min_nr_accesses: int) -> int:
         return int(sum(((t.end - t.start)[t.nr_accesses >= min_nr_accesses]).sum()
