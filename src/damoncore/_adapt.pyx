@@ -366,3 +366,70 @@ def plan_split(const uint64_t[::1] start, const uint64_t[::1] end,
         cuts_a[i] = cand[i].addr
     free(cand)
     return cuts_a, pieces_a
+
+
+def rate_learn(double[::1] hits, double[::1] trials, const uint64_t[::1] start,
+               const uint64_t[::1] end, const uint64_t[:, ::1] addrs,
+               const uint8_t[:, ::1] accessed, uint64_t bin_size, double decay):
+    """One aggregation into a long-run access rate map: both maps decay by ``decay``, then
+    every sample (``addrs[k, i]``, ``accessed[k, i]`` of region ``i``) adds one trial, and
+    one hit if accessed, to its bin.  Bins cut the *covered* bytes (the regions end to end,
+    gaps left out) into ``bin_size`` pieces: a sample's bin is (bytes of the regions before
+    its own + its offset in its own) / ``bin_size``, the last bin taking any overflow."""
+    cdef Py_ssize_t nb = hits.shape[0], n = start.shape[0], m = addrs.shape[0]
+    cdef Py_ssize_t b, i, k
+    cdef uint64_t below = 0, a
+    if trials.shape[0] != nb or nb == 0:
+        raise ValueError("hits and trials need the same, non-zero length")
+    if m and (addrs.shape[1] != n or accessed.shape[0] != m or accessed.shape[1] != n):
+        raise ValueError("addrs and accessed must be (samples, regions)")
+    if bin_size == 0:
+        bin_size = 1
+    with nogil:
+        for b in range(nb):
+            hits[b] *= decay
+            trials[b] *= decay
+        for i in range(n):
+            for k in range(m):
+                a = addrs[k, i]
+                a = a - start[i] if a > start[i] else 0
+                b = <Py_ssize_t>((below + a) / bin_size)
+                if b >= nb:
+                    b = nb - 1
+                trials[b] += 1.0
+                if accessed[k, i]:
+                    hits[b] += 1.0
+            below += end[i] - start[i]
+
+
+def region_rates(const uint64_t[::1] start, const uint64_t[::1] end,
+                 const double[::1] hits, const double[::1] trials, uint64_t bin_size,
+                 double[::1] h_out, double[::1] m_out):
+    """Each region's long-run hits and trials from the map of :func:`rate_learn` (same
+    covered-bytes bins): the sums over the bins the region overlaps."""
+    cdef Py_ssize_t nb = hits.shape[0], n = start.shape[0], i, b, b0, b1
+    cdef uint64_t lo = 0, hi
+    cdef double h, m
+    if h_out.shape[0] < n or m_out.shape[0] < n:
+        raise ValueError("h_out and m_out need one entry per region")
+    if bin_size == 0:
+        bin_size = 1
+    with nogil:
+        for i in range(n):
+            hi = lo + (end[i] - start[i])
+            b0 = <Py_ssize_t>(lo / bin_size)
+            b1 = <Py_ssize_t>((hi + bin_size - 1) / bin_size)
+            if b0 > nb - 1:
+                b0 = nb - 1
+            if b1 > nb:
+                b1 = nb
+            if b1 <= b0:
+                b1 = b0 + 1
+            h = 0.0
+            m = 0.0
+            for b in range(b0, b1):
+                h += hits[b]
+                m += trials[b]
+            h_out[i] = h
+            m_out[i] = m
+            lo = hi

@@ -59,7 +59,9 @@ class EdgeSplit(KernelAdaptation):
 
     def __init__(self, budget: int | None = None, explore_factor: int = 5,
                  min_gain: float = 6.0, min_gain_accessed: float = 3.0, boost: int = 4,
-                 mixed_div: int = 8):
+                 mixed_div: int = 8, edge_div: int = 16, pool_rate: float = 0.5,
+                 pool_z: float = 1.5, pool_decay: float = 0.95, pool_keep: float = 0.9,
+                 pool_bins: int = 4096):
         super().__init__()
         self.budget = budget
         self.explore_factor = int(explore_factor)
@@ -67,6 +69,14 @@ class EdgeSplit(KernelAdaptation):
         self.min_gain_accessed = float(min_gain_accessed)
         self.boost = int(boost)
         self.mixed_div = int(mixed_div)
+        self.pool_rate = float(pool_rate)
+        self.pool_z = float(pool_z)
+        self.pool_decay = float(pool_decay)
+        self.pool_bins = int(pool_bins)
+        self.pool_keep = float(pool_keep)
+        self.edge_div = int(edge_div)
+        self._rates = {}          # target index -> _Rates (long-run access rate map)
+        self._restore = {}        # target index -> inner boundaries of pooled runs
         self._samples = {}        # target index -> _Samples
         self._cuts = {}           # target index -> increasing cut addresses
 
@@ -93,6 +103,7 @@ class EdgeSplit(KernelAdaptation):
 
     def merge(self, ctx, threshold: int) -> None:
         self._cuts = {}
+        self._restore = {}
         for i, t in enumerate(ctx.targets):
             s = self._samples.pop(i, None)
             r = t.regions
@@ -104,6 +115,8 @@ class EdgeSplit(KernelAdaptation):
                                     self.min_gain_accessed)
             if n:
                 self._cuts[i] = cuts[:n]
+            if self.pool_rate > 0:
+                self._learn(i, r, s)
         # the kernel's merge (threshold doubled while over max_nr_regions), mixed regions
         # merged up to total / budget only
         total = sum(t.regions.total_size() for t in ctx.active_targets)
@@ -121,9 +134,110 @@ class EdgeSplit(KernelAdaptation):
             if not (ctx.nr_regions() > ctx.attrs.max_nr_regions
                     and threshold // 2 < max_thres):
                 break
+        if self.pool_rate > 0:
+            for i, t in enumerate(ctx.targets):
+                if not t.obsolete and i in self._rates:
+                    self._pool(i, t.regions, max_thres)
+
+    def _learn(self, i, r, s) -> None:
+        """This aggregation's samples into target ``i``'s long-run rate map
+        (``_adapt.rate_learn``); a new map when the covered size changed."""
+        total = r.total_size()
+        st = self._rates.get(i)
+        if st is None or st.total != total:
+            st = self._rates[i] = _Rates(total, self.pool_bins)
+        _adapt.rate_learn(st.hits, st.trials, r.start, r.end, s.addrs[:s.k],
+                          s.accessed[:s.k], st.bin_size, self.pool_decay)
+
+    def _pool(self, i, r, nr_samples) -> None:
+        """Pool runs of adjacent regions whose long-run rate is confidently at or over
+        ``pool_rate`` of the samples (lower bound ``pool_z`` standard errors under the bins
+        inside the region) and which read over an eighth of the samples now: each run is
+        reported as one region (size-weighted counters, as a merge), and its inner
+        boundaries come back at the split (kept with the edge cuts), so the next
+        aggregation samples the same pieces again.  A region at the fading edge of a hot
+        set reads hot or not by the luck of its own 20 samples; pooled with its confidently
+        hot neighbours, the run reads with all of theirs."""
+        st = self._rates[i]
+        n = r.nr
+        if n < 2 or st.total != r.total_size():
+            return
+        size = r.end - r.start
+        h = np.empty(n)
+        m = np.empty(n)
+        _adapt.region_rates(r.start, r.end, st.hits, st.trials, st.bin_size, h, m)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            p = h / m
+            lcb = p - self.pool_z * np.sqrt(p * (1 - p) / m)
+        sure = ((m >= 2 * nr_samples) & (lcb >= self.pool_rate)
+                & (8 * r.nr_accesses > nr_samples))
+        join = sure[1:] & sure[:-1] & (r.end[:-1] == r.start[1:])
+        if not join.any():
+            return
+        first = np.concatenate(([True], ~join))
+        starts = np.flatnonzero(first)
+        sz = size.astype(np.float64)
+        wsum = np.add.reduceat(sz, starts)
+
+        def avg(col):
+            return (np.add.reduceat(col * sz, starts) / wsum).astype(col.dtype)
+        nr = avg(r.nr_accesses)
+        ends = np.concatenate((starts[1:], [n])) - 1
+        # inner boundaries come back unless both sides are far over the bar and read every
+        # sample (a saturated head needs no pieces: its budget goes to the uncertain edge)
+        keep = self.pool_keep
+        full = (lcb >= keep) & (r.nr_accesses == nr_samples)
+        restore = r.start[1:][join & ~(full[1:] & full[:-1])]
+        r.replace(r.start[starts].copy(), r.end[ends].copy(), nr,
+                  (nr * _regions.BP).astype(r.nr_accesses_bp.dtype), avg(r.last_nr_accesses),
+                  avg(r.age))
+        self._restore[i] = restore
+
+    def _edge_pieces(self, ctx, targets, n_samples) -> None:
+        """Regions that read near half of the samples (3/8 to 5/8: the ones whose hot or
+        not is closest to a coin flip) into even pieces of at most total size /
+        (``edge_div`` x budget), within the budget: pieces fail independently, so the
+        fading edge of a hot set is not lost in one draw."""
+        total = sum(t.regions.total_size() for _, t in targets)
+        lim = np.uint64(max(ctx.min_region, total // (self.edge_div * self._budget(ctx))))
+        room = self._budget(ctx) - sum(t.regions.nr for _, t in targets)
+        plans = []
+        for i, t in targets:
+            r = t.regions
+            near = np.abs(8 * r.last_nr_accesses.astype(np.int64) - 4 * n_samples) <= n_samples
+            cuts = self._cuts.get(i)
+            if cuts is not None and len(cuts):      # an edge found in its samples: cut there
+                k = np.searchsorted(r.start, cuts, side="right") - 1
+                inside = (k >= 0) & (cuts > r.start[np.maximum(k, 0)]) & (cuts < r.end[np.maximum(k, 0)])
+                near[k[inside]] = False
+            extra = np.where(near, (r.end - r.start - np.uint64(1)) // lim, np.uint64(0))
+            plans.append(extra.astype(np.int64))
+        want = sum(int(e.sum()) for e in plans)
+        if want <= 0 or room <= 0:
+            return
+        for (_, t), extra in zip(targets, plans):
+            if want > room:
+                extra = extra * room // want
+            if not extra.any():
+                continue
+            r = t.regions
+            r.replace(*_adapt.split_at(r.start, r.end, r.nr_accesses, r.nr_accesses_bp,
+                                       r.last_nr_accesses, r.age, _NO_CUTS,
+                                       (extra + 1).astype(np.uint32), ctx.min_region, ctx.rng))
 
     def split(self, ctx) -> None:
         targets = [(i, t) for i, t in enumerate(ctx.targets) if not t.obsolete]
+        restore, self._restore = self._restore, {}
+        for i, t in targets:        # pooled runs back into the pieces they were sampled as
+            cuts = restore.get(i)
+            if cuts is not None and len(cuts):
+                r = t.regions
+                r.replace(*_adapt.split_at(r.start, r.end, r.nr_accesses, r.nr_accesses_bp,
+                                           r.last_nr_accesses, r.age, cuts,
+                                           np.ones(r.nr, np.uint32), ctx.min_region, ctx.rng))
+        n_samples = ctx.attrs.aggr_samples
+        if self.edge_div:
+            self._edge_pieces(ctx, targets, n_samples)
         nr = sum(t.regions.nr for _, t in targets)
         room = self._budget(ctx) - nr
         cuts_of, self._cuts = self._cuts, {}
@@ -148,3 +262,16 @@ class EdgeSplit(KernelAdaptation):
 
 
 _NO_CUTS = np.zeros(0, np.uint64)
+
+
+class _Rates:
+    """One target's long-run access rate map: decayed accessed / taken samples per bin of
+    its covered bytes."""
+
+    __slots__ = ("total", "bin_size", "hits", "trials")
+
+    def __init__(self, total, nb):
+        self.total = total
+        self.bin_size = max(1, -(-total // nb))
+        self.hits = np.zeros(nb)
+        self.trials = np.zeros(nb)
