@@ -53,7 +53,7 @@ def reset_aggregated(regions):
 
 def merge_regions_of(regions, thres, sz_limit, mixed_sz_limit=0, nr_samples=0):
     def mixed(nr):                      # edge-split's rule, off without nr_samples
-        return nr_samples and 4 * nr >= nr_samples and 4 * nr <= 3 * nr_samples
+        return nr_samples and 4 * nr >= nr_samples and 8 * nr <= 7 * nr_samples
 
     out = []
     for r in regions:

@@ -144,3 +144,37 @@ def plan_split(regions, last, evidence, room, nr_samples, min_region, boost):
                 lo = mid
         pieces = count(hi)
     return [c for c, _ in cand], pieces
+
+
+def rate_learn(hits, trials, regions, samples, bin_size, decay):
+    """hits/trials: lists of floats (updated in place); regions: [(start, end)]; samples:
+    per region a list of (addr, accessed).  Bins cut the covered bytes, gaps left out."""
+    nb = len(hits)
+    for b in range(nb):
+        hits[b] *= decay
+        trials[b] *= decay
+    below = 0
+    for (start, end), smp in zip(regions, samples):
+        for addr, acc in smp:
+            b = min((below + max(addr - start, 0)) // max(bin_size, 1), nb - 1)
+            trials[b] += 1.0
+            if acc:
+                hits[b] += 1.0
+        below += end - start
+
+
+def region_rates(regions, hits, trials, bin_size):
+    """[(hits, trials)] per region: sums over the bins of the covered bytes it overlaps."""
+    nb, bs, out, lo = len(hits), max(bin_size, 1), [], 0
+    for start, end in regions:
+        hi = lo + end - start
+        b0 = min(lo // bs, nb - 1)
+        b1 = min(-(-hi // bs), nb)
+        b1 = max(b1, b0 + 1)
+        h = m = 0.0
+        for b in range(b0, b1):
+            h += hits[b]
+            m += trials[b]
+        out.append((h, m))
+        lo = hi
+    return out

@@ -112,8 +112,10 @@ def reset_aggregated(uint32_t[::1] nr_accesses, uint32_t[::1] last_nr_accesses):
 
 
 cdef inline bint is_mixed(uint32_t nr, uint32_t nr_samples) noexcept nogil:
-    """A quarter to three quarters of the samples found an access."""
-    return 4 * <uint64_t>nr >= nr_samples and 4 * <uint64_t>nr <= 3 * <uint64_t>nr_samples
+    """A quarter to seven eighths of the samples found an access (short of nearly all:
+    edge-split pools confidently hot regions for its report, so regions that read hot
+    but not saturated need not merge into large ones that straddle a fading edge)."""
+    return 4 * <uint64_t>nr >= nr_samples and 8 * <uint64_t>nr <= 7 * <uint64_t>nr_samples
 
 
 def merge_regions(uint64_t[::1] start, uint64_t[::1] end, uint32_t[::1] nr_accesses,
@@ -128,7 +130,7 @@ def merge_regions(uint64_t[::1] start, uint64_t[::1] end, uint32_t[::1] nr_acces
     caller truncates the columns to it.
 
     With ``nr_samples`` (edge-split, not the kernel): a merge where either region reads
-    *mixed* (a quarter to three quarters of ``nr_samples`` accessed) stays within
+    *mixed* (a quarter to seven eighths of ``nr_samples`` accessed) stays within
     ``mixed_sz_limit`` instead, so averaging does not fold the uncertain edge of a hot set
     into one large region.
     """

@@ -10,7 +10,7 @@ import reference_adapt as refa
 from damoncore import _adapt, _regions
 from damoncore.core import Attrs, Context, KernelAdaptation, Target
 from damoncore.core.adaptations import ADAPTATIONS, TRUSTED
-from damoncore.core.edge_split import EdgeSplit
+from damoncore.core.edge_split import EdgeSplit, _Rates
 from damoncore.core.regions import COLUMNS, Regions
 from damoncore.ops.sim import SimOps
 from damoncore.sim import Workload
@@ -99,6 +99,53 @@ def test_sample_edges_needs_evidence():
     assert _adapt.sample_edges(start, end, addrs, acc, PAGE, cuts) == 0
     with pytest.raises(ValueError, match="samples, regions"):
         _adapt.sample_edges(start, end, addrs[:, :1].copy(), acc[:, :1].copy(), PAGE, cuts)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("nb", [1, 7, 64])
+def test_rate_map_matches_reference(seed, nb):
+    """rate_learn over three aggregations (decay between them), then region_rates, for
+    regions with gaps and bins finer or coarser than the regions."""
+    r = random_regions(seed, 60, gaps=True)
+    total = r.total_size()
+    bs = max(1, -(-total // nb))
+    hits, trials = np.zeros(nb), np.zeros(nb)
+    rh, rt = [0.0] * nb, [0.0] * nb
+    regions = list(zip(r.start.tolist(), r.end.tolist()))
+    for k in range(3):
+        addrs, acc = random_samples(seed + 17 * k, r)
+        _adapt.rate_learn(hits, trials, r.start, r.end, addrs, acc, bs, 0.9)
+        refa.rate_learn(rh, rt, regions,
+                        [list(zip(addrs[:, i].tolist(), acc[:, i].tolist()))
+                         for i in range(r.nr)], bs, 0.9)
+    assert hits.tolist() == rh and trials.tolist() == rt
+    assert trials.sum() == pytest.approx(20 * r.nr * (1 + 0.9 + 0.81))
+    h, m = np.empty(r.nr), np.empty(r.nr)
+    _adapt.region_rates(r.start, r.end, hits, trials, bs, h, m)
+    assert list(zip(h.tolist(), m.tolist())) == refa.region_rates(regions, rh, rt, bs)
+    with pytest.raises(ValueError, match="same, non-zero length"):
+        _adapt.rate_learn(hits, np.zeros(nb + 1), r.start, r.end, addrs, acc, bs, 0.9)
+
+
+def test_pooled_runs_report_as_one_region_and_come_back_as_pieces():
+    """Regions confidently hot in the long run are reported as one region with their
+    samples pooled; the split restores the pieces they were sampled as."""
+    size = 64 * MiB
+    es = EdgeSplit()
+    start = np.arange(8, dtype=np.uint64) * np.uint64(size // 8) + np.uint64(BASE)
+    nr = np.array([20, 18, 12, 9, 16, 0, 0, 0], np.uint32)
+    r = Regions(start, start + np.uint64(size // 8), nr_accesses=nr, last_nr_accesses=nr)
+    st = es._rates[0] = _Rates(size, 64)
+    rate = np.repeat([0.99, 0.9, 0.7, 0.45, 0.8, 0.0, 0.0, 0.0], 8)
+    st.trials[:] = 400
+    st.hits[:] = rate * 400
+    es._pool(0, r, 20)
+    # [0, 3) pooled (the 0.45 region is not confidently hot), [4] alone, the cold ones alone
+    assert r.nr == 6
+    assert r.start[0] == start[0] and r.end[0] == start[3]
+    assert r.nr_accesses[0] == (20 + 18 + 12) // 3
+    assert es._restore[0].tolist() == [int(start[1]), int(start[2])]
+    assert r.invariant_error() is None
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -279,11 +326,13 @@ def _found_after_move(adaptation, seed):
 
 
 def test_finds_a_small_moved_range_sooner_than_the_kernels():
-    """The reason it exists: 0.4% of the space, found within 3 aggregations of a move."""
-    es = [_found_after_move(EdgeSplit(), s) for s in range(1, 7)]
-    kernel = [_found_after_move(KernelAdaptation(), s) for s in range(1, 7)]
-    assert max(es) <= 3, es
-    assert sum(es) < sum(kernel), (es, kernel)
+    """The reason it exists: 0.4% of the space, found within 3 aggregations of a move in
+    nearly every seed (20 seeds: 18 within 3, two in 4; the kernel's: 1 within 3, two
+    never in the 2 s), and never late."""
+    es = np.array([_found_after_move(EdgeSplit(), s) for s in range(1, 21)])
+    kernel = np.array([_found_after_move(KernelAdaptation(), s) for s in range(1, 21)])
+    assert (es <= 3).mean() >= 0.9 and es.max() <= 4, es
+    assert (kernel <= 3).mean() <= 0.2 and es.sum() < kernel.sum() / 2, (es, kernel)
 
 
 def test_two_targets_and_one_that_exits():

@@ -12,12 +12,22 @@ edge-split keeps every sample's address and result for the aggregation (the
    (``_adapt.sample_edges``: a maximum-sum run, accessed samples in an idle region or idle
    ones in an accessed region, kept when a log-likelihood test says it is not noise) and
    cuts at its ends, a quarter of the way from the idle sample to the accessed one;
-2. merges as the kernel does (same threshold doubling, ages, size-weighted counters), except
-   that a merge touching a *mixed* region (a quarter to three quarters of the samples
+2. keeps a long-run access rate map of the target (decayed accessed / taken samples per
+   1/4096 of its covered bytes, ``_adapt.rate_learn``);
+3. merges as the kernel does (same threshold doubling, ages, size-weighted counters), except
+   that a merge touching a *mixed* region (a quarter to seven eighths of the samples
    accessed) stays within total / (``mixed_div`` x budget) (``_regions.merge_regions``);
-3. after the snapshot, spends the budget (``_adapt.plan_split``): the edge cuts, a thin
-   *flank* beside every sharp boundary, then even pieces for every region, weighted by size
-   and ``boost`` times more where its samples disagreed (``_adapt.split_at``).
+4. *pools* for the report runs of adjacent regions whose long-run rate is confidently over
+   half of the samples (``_adapt.region_rates``; a lower bound ``pool_z`` standard errors
+   under it) and that still read over an eighth of them: each run is reported as one
+   region with the size-weighted count of all its pieces' samples, and the split puts the
+   pieces back;
+5. after the snapshot, spends the budget: regions that read near half of the samples (3/8
+   to 5/8, where hot or not is closest to a coin flip) without an edge in their samples go
+   into even pieces of at most total / (``edge_div`` x budget), then (``_adapt.plan_split``)
+   the edge cuts, a thin *flank* beside every sharp boundary, then even pieces for every
+   region, weighted by size and ``boost`` times more where its samples disagreed
+   (``_adapt.split_at``).
 
 A cut the next aggregation does not confirm is merged away as the kernel's random cuts
 are.  docs/sampling.md has the measurements behind each rule and the parameters.
@@ -53,6 +63,13 @@ class EdgeSplit(KernelAdaptation):
     samples in an accessed region / accessed samples in an idle region to count as an edge.
     ``boost``: weight of regions whose samples disagreed when the budget evens regions out.
     ``mixed_div``: mixed regions merge up to total size / (``mixed_div`` x budget).
+    ``edge_div``: regions reading near half the samples are cut into pieces of at most
+    total size / (``edge_div`` x budget) (0: off).
+    ``pool_rate`` (0: no pooling), ``pool_z``, ``pool_decay``, ``pool_bins``: pool runs of
+    regions whose long-run rate (map of ``pool_bins`` bins, decayed by ``pool_decay`` per
+    aggregation) is over ``pool_rate`` of the samples by ``pool_z`` standard errors;
+    ``pool_keep``: pieces of a pooled run that read every sample and are over
+    ``pool_keep`` by that margin stay merged.
     """
 
     name = "edge-split"
@@ -205,17 +222,22 @@ class EdgeSplit(KernelAdaptation):
         for i, t in targets:
             r = t.regions
             near = np.abs(8 * r.last_nr_accesses.astype(np.int64) - 4 * n_samples) <= n_samples
+            near &= (r.end - r.start) > lim
             cuts = self._cuts.get(i)
-            if cuts is not None and len(cuts):      # an edge found in its samples: cut there
-                k = np.searchsorted(r.start, cuts, side="right") - 1
-                inside = (k >= 0) & (cuts > r.start[np.maximum(k, 0)]) & (cuts < r.end[np.maximum(k, 0)])
-                near[k[inside]] = False
+            if cuts is not None and len(cuts) and near.any():   # an edge in its samples
+                k = np.maximum(np.searchsorted(r.start, cuts, side="right") - 1, 0)
+                near[k[(cuts > r.start[k]) & (cuts < r.end[k])]] = False
+            if not near.any():
+                plans.append(None)
+                continue
             extra = np.where(near, (r.end - r.start - np.uint64(1)) // lim, np.uint64(0))
             plans.append(extra.astype(np.int64))
-        want = sum(int(e.sum()) for e in plans)
+        want = sum(int(e.sum()) for e in plans if e is not None)
         if want <= 0 or room <= 0:
             return
         for (_, t), extra in zip(targets, plans):
+            if extra is None:
+                continue
             if want > room:
                 extra = extra * room // want
             if not extra.any():
