@@ -41,6 +41,11 @@ from .. import _adapt, _regions
 from .adaptation import KernelAdaptation
 
 
+#: bins of the long-run rate map over a target's covered bytes (a count, not a page size):
+#: 1 MiB bins over 4 GiB, fine enough to place a pooled run's end near a rate step
+RATE_MAP_BINS = 1 << 12
+
+
 class _Samples:
     """One target's sampling addresses and results of the current aggregation, row k =
     sample k, column i = region i (for the regions whose ``start`` column is ``key``)."""
@@ -78,7 +83,7 @@ class EdgeSplit(KernelAdaptation):
                  min_gain: float = 6.0, min_gain_accessed: float = 3.0, boost: int = 4,
                  mixed_div: int = 8, edge_div: int = 16, pool_rate: float = 0.5,
                  pool_z: float = 1.5, pool_decay: float = 0.95, pool_keep: float = 0.9,
-                 pool_bins: int = 4096):
+                 pool_bins: int = RATE_MAP_BINS):
         super().__init__()
         self.budget = budget
         self.explore_factor = int(explore_factor)
