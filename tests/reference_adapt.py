@@ -178,3 +178,46 @@ def region_rates(regions, hits, trials, bin_size):
         out.append((h, m))
         lo = hi
     return out
+
+
+def pool_runs(regions, hm, nr_samples, rate, z, keep):
+    """regions: dicts of the six columns; hm: [(hits, trials)] per region.  Returns (the
+    pooled regions, the restored boundaries)."""
+    out, restore, prev = [], [], None
+    for r, (h, m) in zip(regions, hm):
+        sure = full = False
+        if m >= 2.0 * nr_samples and m > 0:
+            p = h / m
+            lcb = p - z * math.sqrt(p * (1.0 - p) / m)
+            sure = lcb >= rate and 8 * r["nr_accesses"] > nr_samples
+            full = lcb >= keep and r["nr_accesses"] == nr_samples
+        if out and sure and prev[0] and out[-1]["end"] == r["start"]:
+            if not (full and prev[1]):
+                restore.append(r["start"])
+            w = out[-1]
+            w["_parts"].append(r)
+            w["end"] = r["end"]
+            tot = sum(x["end"] - x["start"] for x in w["_parts"])
+            for c in ("nr_accesses", "last_nr_accesses", "age"):
+                w[c] = sum(x[c] * (x["end"] - x["start"]) for x in w["_parts"]) // tot
+            w["nr_accesses_bp"] = w["nr_accesses"] * 10000
+        else:
+            w = dict(r)
+            w["_parts"] = [r]
+            out.append(w)
+        prev = (sure, full)
+    for w in out:
+        del w["_parts"]
+    return out, restore
+
+
+def edge_pieces(regions, last, cuts, nr_samples, lim):
+    """Extra pieces per region (see _adapt.edge_pieces)."""
+    lim = lim or 1
+    out = []
+    for (start, end), lst in zip(regions, last):
+        inside = any(start < c < end for c in cuts)
+        near = abs(8 * lst - 4 * nr_samples) <= nr_samples
+        out.append((end - start - 1) // lim if near and not inside and end - start > lim
+                   else 0)
+    return out

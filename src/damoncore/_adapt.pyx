@@ -9,9 +9,9 @@ import numpy as np
 cimport numpy as cnp
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
 from libc.stdlib cimport malloc, free, qsort
-from libc.math cimport log
+from libc.math cimport log, sqrt
 
-from damoncore._regions cimport rand_range
+from damoncore._regions cimport rand_range, BP_ONE
 
 cnp.import_array()
 
@@ -433,3 +433,97 @@ def region_rates(const uint64_t[::1] start, const uint64_t[::1] end,
             h_out[i] = h
             m_out[i] = m
             lo = hi
+
+
+def pool_runs(uint64_t[::1] start, uint64_t[::1] end, uint32_t[::1] nr_accesses,
+              uint32_t[::1] nr_accesses_bp, uint32_t[::1] last_nr_accesses,
+              uint32_t[::1] age, const double[::1] hits, const double[::1] trials,
+              uint32_t nr_samples, double rate, double z, double keep,
+              uint64_t[::1] restore):
+    """Pool runs of adjacent regions that are confidently at or over ``rate`` of the
+    samples in the long run; compacts the columns in place like ``merge_regions``.
+
+    Region ``i`` is *sure* when ``trials[i] >= 2 * nr_samples``, its lower bound
+    ``p - z * sqrt(p * (1 - p) / trials[i])`` (``p = hits[i] / trials[i]``) is >= ``rate``
+    and it reads over an eighth of the samples now (``8 * nr_accesses > nr_samples``).
+    A run of adjacent sure regions becomes one region: size-weighted ``nr_accesses``,
+    ``last_nr_accesses`` and ``age`` (floored), ``nr_accesses_bp`` = ``nr_accesses`` x BP.
+    The run's inner boundaries go to ``restore`` (room for one per region), except those
+    between two *full* regions (lower bound >= ``keep`` and every sample accessed).
+    Returns ``(new region count, boundaries written)``."""
+    cdef Py_ssize_t n = start.shape[0], i, w = -1, nr_restore = 0
+    cdef double p, lcb
+    cdef uint64_t sz_w = 0, sz_i, acc_nr = 0, acc_last = 0, acc_age = 0
+    cdef bint sure_prev = False, full_prev = False, sure_i, full_i
+    if hits.shape[0] < n or trials.shape[0] < n or restore.shape[0] < n:
+        raise ValueError("hits, trials and restore need one entry per region")
+    with nogil:
+        for i in range(n):
+            sure_i = False
+            full_i = False
+            if trials[i] >= 2.0 * nr_samples and trials[i] > 0:
+                p = hits[i] / trials[i]
+                lcb = p - z * sqrt(p * (1.0 - p) / trials[i])
+                sure_i = lcb >= rate and 8 * <uint64_t>nr_accesses[i] > nr_samples
+                full_i = lcb >= keep and nr_accesses[i] == nr_samples
+            sz_i = end[i] - start[i]
+            if w >= 0 and sure_i and sure_prev and end[w] == start[i]:
+                if not (full_i and full_prev):
+                    restore[nr_restore] = start[i]
+                    nr_restore += 1
+                acc_nr += <uint64_t>nr_accesses[i] * sz_i
+                acc_last += <uint64_t>last_nr_accesses[i] * sz_i
+                acc_age += <uint64_t>age[i] * sz_i
+                sz_w += sz_i
+                end[w] = end[i]
+                nr_accesses[w] = <uint32_t>(acc_nr / sz_w)
+                nr_accesses_bp[w] = nr_accesses[w] * BP_ONE
+                last_nr_accesses[w] = <uint32_t>(acc_last / sz_w)
+                age[w] = <uint32_t>(acc_age / sz_w)
+            else:
+                w += 1
+                start[w] = start[i]
+                end[w] = end[i]
+                nr_accesses[w] = nr_accesses[i]
+                nr_accesses_bp[w] = nr_accesses_bp[i]
+                last_nr_accesses[w] = last_nr_accesses[i]
+                age[w] = age[i]
+                sz_w = sz_i
+                acc_nr = <uint64_t>nr_accesses[i] * sz_i
+                acc_last = <uint64_t>last_nr_accesses[i] * sz_i
+                acc_age = <uint64_t>age[i] * sz_i
+            sure_prev = sure_i
+            full_prev = full_i
+    return w + 1, nr_restore
+
+
+def edge_pieces(const uint64_t[::1] start, const uint64_t[::1] end,
+                const uint32_t[::1] last_nr_accesses, const uint64_t[::1] cuts,
+                uint32_t nr_samples, uint64_t lim):
+    """Extra pieces per region for the coin-flip edge: ``(size - 1) // lim`` for regions
+    larger than ``lim`` that read 3/8 to 5/8 of ``nr_samples`` (``|8 x last - 4 x
+    nr_samples| <= nr_samples``) and hold none of ``cuts`` (increasing addresses: an edge
+    found in their samples) strictly inside; 0 for the others.  Returns (int64 array,
+    total)."""
+    cdef Py_ssize_t n = start.shape[0], nc = cuts.shape[0], i, c = 0
+    cdef int64_t d, total = 0
+    cdef uint64_t sz
+    out_a = np.zeros(n, dtype=np.int64)
+    cdef int64_t[::1] out = out_a
+    if lim == 0:
+        lim = 1
+    with nogil:
+        for i in range(n):
+            while c < nc and cuts[c] <= start[i]:
+                c += 1
+            if c < nc and cuts[c] < end[i]:
+                continue
+            sz = end[i] - start[i]
+            if sz <= lim:
+                continue
+            d = 8 * <int64_t>last_nr_accesses[i] - 4 * <int64_t>nr_samples
+            if d > <int64_t>nr_samples or -d > <int64_t>nr_samples:
+                continue
+            out[i] = <int64_t>((sz - 1) / lim)
+            total += out[i]
+    return out_a, total

@@ -127,6 +127,38 @@ def test_rate_map_matches_reference(seed, nb):
         _adapt.rate_learn(hits, np.zeros(nb + 1), r.start, r.end, addrs, acc, bs, 0.9)
 
 
+@pytest.mark.parametrize("seed", SEEDS)
+def test_pool_runs_matches_reference(seed):
+    """Random long-run rates around the bar, random counts: the same pooled regions and
+    restored boundaries as the reference."""
+    r = random_regions(seed, 300, gaps=True)
+    g = np.random.default_rng(seed + 7)
+    m = g.choice([0.0, 10.0, 40.0, 400.0, 4000.0], r.nr)
+    h = np.floor(m * np.clip(g.normal(0.6, 0.25, r.nr), 0, 1))
+    d = as_dicts(r)
+    want, want_restore = refa.pool_runs(d, list(zip(h.tolist(), m.tolist())), 20, 0.5, 1.5,
+                                        0.9)
+    restore = np.empty(r.nr, np.uint64)
+    k, nr = _adapt.pool_runs(r.start, r.end, r.nr_accesses, r.nr_accesses_bp,
+                             r.last_nr_accesses, r.age, h, m, 20, 0.5, 1.5, 0.9, restore)
+    r.truncate(k)
+    assert cols(as_dicts(r)) == cols(want)
+    assert restore[:nr].tolist() == want_restore
+    assert k < len(d) and nr > 0          # the seeds do pool something
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_edge_pieces_matches_reference(seed):
+    r = random_regions(seed, 300, gaps=True)
+    g = np.random.default_rng(seed + 11)
+    cuts = np.unique(g.integers(int(r.start[0]), int(r.end[-1]), 40).astype(np.uint64))
+    lim = np.uint64(64 * PAGE)
+    extra, total = _adapt.edge_pieces(r.start, r.end, r.last_nr_accesses, cuts, 20, lim)
+    want = refa.edge_pieces(list(zip(r.start.tolist(), r.end.tolist())),
+                            r.last_nr_accesses.tolist(), cuts.tolist(), 20, int(lim))
+    assert extra.tolist() == want and total == sum(want) > 0
+
+
 def test_pooled_runs_report_as_one_region_and_come_back_as_pieces():
     """Regions confidently hot in the long run are reported as one region with their
     samples pooled; the split restores the pieces they were sampled as."""
@@ -134,7 +166,7 @@ def test_pooled_runs_report_as_one_region_and_come_back_as_pieces():
     es = EdgeSplit()
     start = np.arange(8, dtype=np.uint64) * np.uint64(size // 8) + np.uint64(BASE)
     nr = np.array([20, 18, 12, 9, 16, 0, 0, 0], np.uint32)
-    r = Regions(start, start + np.uint64(size // 8), nr_accesses=nr, last_nr_accesses=nr)
+    r = Regions(start.copy(), start + np.uint64(size // 8), nr_accesses=nr, last_nr_accesses=nr)
     st = es._rates[0] = _Rates(size, 64)
     rate = np.repeat([0.99, 0.9, 0.7, 0.45, 0.8, 0.0, 0.0, 0.0], 8)
     st.trials[:] = 400

@@ -184,36 +184,17 @@ class EdgeSplit(KernelAdaptation):
         n = r.nr
         if n < 2 or st.total != r.total_size():
             return
-        size = r.end - r.start
         h = np.empty(n)
         m = np.empty(n)
         _adapt.region_rates(r.start, r.end, st.hits, st.trials, st.bin_size, h, m)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            p = h / m
-            lcb = p - self.pool_z * np.sqrt(p * (1 - p) / m)
-        sure = ((m >= 2 * nr_samples) & (lcb >= self.pool_rate)
-                & (8 * r.nr_accesses > nr_samples))
-        join = sure[1:] & sure[:-1] & (r.end[:-1] == r.start[1:])
-        if not join.any():
-            return
-        first = np.concatenate(([True], ~join))
-        starts = np.flatnonzero(first)
-        sz = size.astype(np.float64)
-        wsum = np.add.reduceat(sz, starts)
-
-        def avg(col):
-            return (np.add.reduceat(col * sz, starts) / wsum).astype(col.dtype)
-        nr = avg(r.nr_accesses)
-        ends = np.concatenate((starts[1:], [n])) - 1
-        # inner boundaries come back unless both sides are far over the bar and read every
-        # sample (a saturated head needs no pieces: its budget goes to the uncertain edge)
-        keep = self.pool_keep
-        full = (lcb >= keep) & (r.nr_accesses == nr_samples)
-        restore = r.start[1:][join & ~(full[1:] & full[:-1])]
-        r.replace(r.start[starts].copy(), r.end[ends].copy(), nr,
-                  (nr * _regions.BP).astype(r.nr_accesses_bp.dtype), avg(r.last_nr_accesses),
-                  avg(r.age))
-        self._restore[i] = restore
+        restore = np.empty(n, np.uint64)
+        k, nr_restore = _adapt.pool_runs(r.start, r.end, r.nr_accesses, r.nr_accesses_bp,
+                                         r.last_nr_accesses, r.age, h, m, nr_samples,
+                                         self.pool_rate, self.pool_z, self.pool_keep,
+                                         restore)
+        if k < n:
+            r.truncate(k)
+            self._restore[i] = restore[:nr_restore]
 
     def _edge_pieces(self, ctx, targets, n_samples) -> None:
         """Regions that read near half of the samples (3/8 to 5/8: the ones whose hot or
@@ -226,22 +207,13 @@ class EdgeSplit(KernelAdaptation):
         plans = []
         for i, t in targets:
             r = t.regions
-            near = np.abs(8 * r.last_nr_accesses.astype(np.int64) - 4 * n_samples) <= n_samples
-            near &= (r.end - r.start) > lim
-            cuts = self._cuts.get(i)
-            if cuts is not None and len(cuts) and near.any():   # an edge in its samples
-                k = np.maximum(np.searchsorted(r.start, cuts, side="right") - 1, 0)
-                near[k[(cuts > r.start[k]) & (cuts < r.end[k])]] = False
-            if not near.any():
-                plans.append(None)
-                continue
-            extra = np.where(near, (r.end - r.start - np.uint64(1)) // lim, np.uint64(0))
-            plans.append(extra.astype(np.int64))
-        want = sum(int(e.sum()) for e in plans if e is not None)
+            plans.append(_adapt.edge_pieces(r.start, r.end, r.last_nr_accesses,
+                                            self._cuts.get(i, _NO_CUTS), n_samples, lim))
+        want = sum(total for _, total in plans)
         if want <= 0 or room <= 0:
             return
-        for (_, t), extra in zip(targets, plans):
-            if extra is None:
+        for (_, t), (extra, total) in zip(targets, plans):
+            if not total:
                 continue
             if want > room:
                 extra = extra * room // want
