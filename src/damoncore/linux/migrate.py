@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from damoncore.arrays import expand_runs
+from damoncore.arrays import expand_runs, unique
 from damoncore.linux._syscalls import DEFAULT_CHUNK, move_pages_batch
 from damoncore.linux.errors import NodeUnavailable, errno_name, raise_for_errno
 from damoncore.linux.formats import parse_cpulist
@@ -124,7 +124,7 @@ def move_pages(
         dst = np.ascontiguousarray(nodes, dtype=np.int32)
         if dst.shape != a.shape:
             raise ValueError("nodes must be a scalar or have one entry per address")
-        wanted = np.unique(dst).tolist()
+        wanted = unique(dst).tolist()
     usable = set(memory_nodes(sysfs_root))
     for nid in wanted:
         if nid not in usable:

@@ -24,6 +24,7 @@ import os
 
 import numpy as np
 
+from damoncore.arrays import unique
 from damoncore.errors import FeatureMissing, SyscallError
 from damoncore.linux import _frames
 
@@ -63,7 +64,7 @@ def word_runs(pfns, max_gap_words: int = 16):
     ``(first_word, nr_words, pfn_lo, pfn_hi)`` where ``uniq_pfns[pfn_lo:pfn_hi]`` fall in words
     ``[first_word, first_word + nr_words)``.
     """
-    p = np.unique(np.asarray(pfns, dtype=np.uint64))
+    p = unique(np.asarray(pfns, dtype=np.uint64))
     if p.size == 0:
         return p, []
     words = (p // PFNS_PER_WORD).astype(np.int64)
@@ -88,7 +89,7 @@ class _Layout:
     """
 
     def __init__(self, pfns, max_gap_words: int):
-        p = self.pfns = np.unique(np.asarray(pfns, dtype=np.uint64))
+        p = self.pfns = unique(np.asarray(pfns, dtype=np.uint64))
         w = (p >> np.uint64(6)).astype(np.int64)
         self.word_start = np.flatnonzero(np.concatenate(([1], w[1:] - w[:-1])))
         words = w[self.word_start]

@@ -16,6 +16,7 @@ import time
 
 import numpy as np
 
+from damoncore.arrays import unique
 from damoncore.errors import SyscallError, TargetGone
 from damoncore.linux import _frames, _syscalls
 from damoncore.linux.system import PAGE_SIZE, user_space_end
@@ -202,7 +203,7 @@ class PagemapCache:
         out = np.zeros(len(addrs), np.uint64)
         kept = np.zeros(len(addrs), bool)
         ps = np.uint64(self.page_size)
-        for pid in np.unique(pids).tolist():
+        for pid in unique(pids).tolist():
             sel = np.flatnonzero(pids == pid)
             try:
                 ent = self.get(pid).entries_at(addrs[sel] // ps, LOOKUP_GAP_PAGES)

@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 
+from ..arrays import unique
 from ..core.regions import fit_regions  # noqa: F401  (moved to core: the commit uses it)
 from ..errors import FeatureMissing, InvalidConfig, TargetGone
 from ..linux import kpageflags as kpf
@@ -99,7 +100,7 @@ def folio_bytes(flags_reader, pfns, flags, page_size: int = PAGE_SIZE) -> np.nda
     if not comp.any():
         return sz
     p = np.asarray(pfns, U64)[comp]
-    blocks = np.unique(p >> U64(9))
+    blocks = unique(p >> U64(9))
     f = flags_reader.read(((blocks[:, None] << U64(9)) + np.arange(512, dtype=U64)).ravel())
     f = f.reshape(-1, 512)
     idx = np.arange(513)

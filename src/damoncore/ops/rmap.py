@@ -52,7 +52,7 @@ import time
 
 import numpy as np
 
-from ..arrays import expand_runs
+from ..arrays import expand_runs, unique
 from ..errors import FeatureMissing, SyscallError, TargetGone
 from ..linux import kpageflags as kpf
 from ..linux import pagemap as pmap
@@ -108,7 +108,7 @@ class Extents:
         last = int((s + k).max()) if len(s) else 0
         self.start = s.astype(np.uint32) if last < (1 << 32) - 1 else s
         hi = v >> U64(32)
-        self.his = np.unique(hi)
+        self.his = unique(hi)
         if len(self.his) <= 256:
             self.vlo = (v & U64(0xFFFFFFFF)).astype(np.uint32)
             self.vhi = np.searchsorted(self.his, hi).astype(np.uint8)
@@ -380,7 +380,7 @@ class OwnerIndex:
         if info is None or info[2] is None:
             return list(self.scope)
         frames, flags, memcg = info
-        procs = self._procs_in(np.unique(memcg[kpf.has(flags, kpf.MMAP)]).tolist())
+        procs = self._procs_in(unique(memcg[kpf.has(flags, kpf.MMAP)]).tolist())
         return list(self.scope) if procs is None else [p for p in self.scope if p in procs]
 
     # --- lookup ---------------------------------------------------------------------------
@@ -488,7 +488,7 @@ class OwnerIndex:
             self.refresh_scope()
             cands = self._candidates(info)
             todo = [p for p in cands if p not in known and p not in self.procs]
-        procs = None if wmemcg is None else self._procs_in(np.unique(wmemcg[~got]).tolist())
+        procs = None if wmemcg is None else self._procs_in(unique(wmemcg[~got]).tolist())
         todo += [p for p in cands if p in self.procs and self._stale(self.procs[p], now)
                  and (procs is None or p in procs)]
         if todo:

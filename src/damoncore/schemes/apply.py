@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 
+from ..arrays import unique
 from ..vocab import Action, FilterType, WatermarkMetric
 from .filters import core_filters_pass
 from .quota import adjust_quota, pattern_mask, scheme_scores
@@ -71,7 +72,7 @@ def update_watermarks(ctx, s) -> None:
 
 def _split_at_addrs(regions, addrs, min_region) -> None:
     """Split regions at each address in ``addrs`` that falls strictly inside one."""
-    addrs = np.unique(np.asarray(addrs, dtype=np.uint64))
+    addrs = unique(np.asarray(addrs, dtype=np.uint64))
     if regions.nr == 0 or len(addrs) == 0:
         return
     idx = np.searchsorted(regions.start, addrs, side="right") - 1
