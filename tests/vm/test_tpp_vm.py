@@ -71,14 +71,14 @@ def guest_tpp(seed_line, scenarios, hot_mib):
         wl = w.Workload("tiered", cpu=0, hot_mib=hot_mib, hot_node=1, cold_node=0, **fill)
         hot = wl.info["hot"]
         res = {"hot_start": w.query_nodes(wl.pid, *hot), "mem0_start": w.node_mem(0),
-               "series": []}
+               "series": [], "hot_pfn_runs": w.pfn_runs(wl.pid, *hot)}
         probe = f"/tmp/startup-{name}.json"
         args = ["start", *seed_line.split(), "--duration", f"{secs}s", "--backend", "paddr",
                 *extra.split(), "--progress_interval", "5s"]
         res["cmd"] = "damoncore " + " ".join(args)
         # the command line itself, in a process that records where its start-up went
         cmd = [sys.executable, "-m", "startup_probe", probe, *args]
-        t0 = time.monotonic()
+        t0, cpu0 = time.monotonic(), time.process_time()
         p = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True,
                              preexec_fn=lambda: os.sched_setaffinity(0, {1}))
         sock = os.path.join(socket_dir(), f"{p.pid}.sock")
@@ -106,6 +106,7 @@ def guest_tpp(seed_line, scenarios, hot_mib):
                 pass
             res["series"].append(row)
         res["rc"] = p.returncode
+        res["poller_cpu_s"] = time.process_time() - cpu0      # shares damoncore's vCPU
         res["stderr"] = p.stderr.read()[-3000:]
         res["t0"] = t0
         try:

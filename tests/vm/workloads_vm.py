@@ -146,6 +146,25 @@ def query_nodes(pid: int, addr: int, size: int) -> dict:
     return c
 
 
+def pfn_runs(pid: int, addr: int, size: int) -> list:
+    """[[first PFN, pages], ...] of the present pages of [addr, addr+size) of ``pid`` in
+    vaddr order, physically contiguous runs merged (/proc/PID/pagemap; root)."""
+    import struct
+    with open(f"/proc/{pid}/pagemap", "rb") as f:
+        f.seek(addr // PAGE * 8)
+        raw = f.read(size // PAGE * 8)
+    runs: list = []
+    for (e,) in struct.iter_unpack("<Q", raw):
+        if not e >> 63:
+            continue
+        pfn = e & ((1 << 55) - 1)
+        if runs and runs[-1][0] + runs[-1][1] == pfn:
+            runs[-1][1] += 1
+        else:
+            runs.append([pfn, 1])
+    return runs
+
+
 def node_mem(nid: int) -> dict:
     """MemTotal/MemFree of a node in bytes, and used_bp as DAMON's node_mem_used_bp."""
     m = {}
