@@ -138,12 +138,71 @@ def move_pages_raw(pid: int, addrs, node=None) -> list:
 
 
 def query_nodes(pid: int, addr: int, size: int) -> dict:
-    """{node: pages} of [addr, addr+size) of ``pid`` (negative keys: -errno, e.g. -14 absent)."""
-    st = move_pages_raw(pid, list(range(addr, addr + size, PAGE)))
-    c: dict = {}
-    for s in st:
-        c[s] = c.get(s, 0) + 1
-    return c
+    """{node: pages} of [addr, addr+size) of ``pid`` (negative keys: -errno, e.g. -14 absent).
+
+    For the orchestrators only (they import damoncore, hence numpy, anyway): the pages and
+    statuses stay numpy arrays, because the list-and-ctypes version cost ~0.1 s of TCG CPU
+    per 16 Ki pages, twice a second on the vCPU damoncore runs on (the TPP poller used
+    ~20-30% of it)."""
+    import numpy as np
+    pages = np.arange(addr, addr + size, PAGE, dtype=np.uint64)
+    status = np.empty(len(pages), np.int32)
+    for i in range(0, len(pages), 16384):
+        k = min(16384, len(pages) - i)
+        rc = _libc.syscall(ctypes.c_long(SYS_move_pages), ctypes.c_long(pid), ctypes.c_ulong(k),
+                           ctypes.c_void_p(pages.ctypes.data + 8 * i), None,
+                           ctypes.c_void_p(status.ctypes.data + 4 * i), ctypes.c_int(0))
+        if rc < 0:
+            e = ctypes.get_errno()
+            raise OSError(e, f"move_pages: {os.strerror(e)}")
+    vals, counts = np.unique(status, return_counts=True)
+    return {int(v): int(c) for v, c in zip(vals, counts)}
+
+
+def _node_pfn_spans():
+    """(starts, ends, nodes) numpy arrays of the zones' PFN spans (/proc/zoneinfo: the guest
+    kernel has no memory-block sysfs), sorted by start."""
+    import numpy as np
+    spans, nid, spanned = [], None, None
+    with open("/proc/zoneinfo") as f:
+        for line in f:
+            w = line.split()
+            if line.startswith("Node "):
+                nid, spanned = int(w[1].rstrip(",")), None
+            elif len(w) == 2 and w[0] == "spanned":
+                spanned = int(w[1])
+            elif len(w) == 2 and w[0] == "start_pfn:" and spanned:
+                spans.append((int(w[1]), int(w[1]) + spanned, nid))
+    spans.sort()
+    return tuple(np.array([x[i] for x in spans], np.int64) for i in range(3))
+
+
+def pagemap_nodes(pid: int, addr: int, size: int) -> dict:
+    """:func:`query_nodes` from /proc/PID/pagemap's PFNs and the zones' PFN spans (root;
+    orchestrators only: numpy): one read, ~10x cheaper than move_pages' per-page query on
+    the host, for a poller that shares damoncore's vCPU.  Absent pages count as -2
+    (ENOENT, as move_pages reports them)."""
+    import numpy as np
+    global _SPANS
+    if _SPANS is None:
+        _SPANS = _node_pfn_spans()
+    starts, ends, nids = _SPANS
+    fd = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY)
+    try:
+        raw = os.pread(fd, size // PAGE * 8, addr // PAGE * 8)
+    finally:
+        os.close(fd)
+    ent = np.frombuffer(raw, np.uint64)
+    present = (ent >> np.uint64(63)) == 1
+    pfn = (ent[present] & np.uint64((1 << 55) - 1)).astype(np.int64)
+    i = np.maximum(np.searchsorted(starts, pfn, side="right") - 1, 0)
+    nodes = np.full(len(ent), -2, np.int64)
+    nodes[present] = np.where((pfn >= starts[i]) & (pfn < ends[i]), nids[i], -1)
+    vals, counts = np.unique(nodes, return_counts=True)
+    return {int(v): int(c) for v, c in zip(vals, counts)}
+
+
+_SPANS = None
 
 
 def pfn_runs(pid: int, addr: int, size: int) -> list:
