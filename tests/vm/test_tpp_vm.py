@@ -19,6 +19,7 @@ used share and the schemes' stats from damoncore's status socket.
 from __future__ import annotations
 
 import compileall
+import json
 import math
 import os
 
@@ -146,13 +147,18 @@ def tpp(guest):
     old = os.environ.get("DAMONCORE_VM_NODE_MEM")
     os.environ["DAMONCORE_VM_NODE_MEM"] = str(NODE_MEM_MIB)
     try:
-        return harness.run_python(guest_tpp, SEED, SCENARIOS, HOT_MIB,
-                                  env={"DC_TICKER_CPUS": "0", **guest_src_env()}, timeout=480)
+        out = harness.run_python(guest_tpp, SEED, SCENARIOS, HOT_MIB,
+                                 env={"DC_TICKER_CPUS": "0", **guest_src_env()}, timeout=480)
     finally:
         if old is None:
             del os.environ["DAMONCORE_VM_NODE_MEM"]
         else:
             os.environ["DAMONCORE_VM_NODE_MEM"] = old
+    dump = os.environ.get("DC_TPP_DUMP")      # the guest's whole result, start-up probe too
+    if dump:
+        with open(dump, "w") as f:
+            json.dump(out, f, indent=1)
+    return out
 
 
 def guest_src_env() -> dict:
@@ -256,8 +262,10 @@ def test_distance_tuner_promotes_hot_data_to_dram(tpp):
     assert promote["sz_promoted"] >= 0.9 * (HOT_MIB << 20)
     # node0 took the hot set on top of the cold fill (its 99.7% used goal is out of reach:
     # move_pages into node0 fails with ENOMEM from ~94.6% used in this guest)
+    # (its anonymous pages: kswapd may free node0's page cache meanwhile, as node0's DMA32
+    # zone ends below its low watermark; free memory fell by only 47 of 64 MiB once)
     m0, m1 = run["mem0_start"], run["mem0_end"]
-    assert m0["free"] - m1["free"] >= 0.75 * (HOT_MIB << 20), (m0, m1)   # less page cache
+    assert m1["anon"] - m0["anon"] >= 0.9 * (HOT_MIB << 20), (m0, m1)
     assert m1["used_bp"] >= 9000, m1
 
 

@@ -225,15 +225,16 @@ def pfn_runs(pid: int, addr: int, size: int) -> list:
 
 
 def node_mem(nid: int) -> dict:
-    """MemTotal/MemFree of a node in bytes, and used_bp as DAMON's node_mem_used_bp."""
+    """MemTotal/MemFree/AnonPages of a node in bytes, and used_bp as DAMON's
+    node_mem_used_bp."""
     m = {}
     with open(f"/sys/devices/system/node/node{nid}/meminfo") as f:
         for line in f:
             parts = line.split()
-            if parts[2] in ("MemTotal:", "MemFree:"):
+            if parts[2] in ("MemTotal:", "MemFree:", "AnonPages:"):
                 m[parts[2][:-1]] = int(parts[3]) * 1024
     used = m["MemTotal"] - m["MemFree"]
-    return {"total": m["MemTotal"], "free": m["MemFree"],
+    return {"total": m["MemTotal"], "free": m["MemFree"], "anon": m.get("AnonPages", 0),
             "used_bp": used * 10000 // m["MemTotal"]}
 
 
