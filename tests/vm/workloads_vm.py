@@ -225,16 +225,18 @@ def pfn_runs(pid: int, addr: int, size: int) -> list:
 
 
 def node_mem(nid: int) -> dict:
-    """MemTotal/MemFree/AnonPages of a node in bytes, and used_bp as DAMON's
-    node_mem_used_bp."""
+    """MemTotal/MemFree of a node in bytes, ``swapbacked`` = AnonPages + Shmem (what
+    reclaim without swap cannot free; the workloads' buffers are shared anonymous mmaps,
+    i.e. Shmem), and used_bp as DAMON's node_mem_used_bp."""
     m = {}
     with open(f"/sys/devices/system/node/node{nid}/meminfo") as f:
         for line in f:
             parts = line.split()
-            if parts[2] in ("MemTotal:", "MemFree:", "AnonPages:"):
+            if parts[2] in ("MemTotal:", "MemFree:", "AnonPages:", "Shmem:"):
                 m[parts[2][:-1]] = int(parts[3]) * 1024
     used = m["MemTotal"] - m["MemFree"]
-    return {"total": m["MemTotal"], "free": m["MemFree"], "anon": m.get("AnonPages", 0),
+    return {"total": m["MemTotal"], "free": m["MemFree"],
+            "swapbacked": m.get("AnonPages", 0) + m.get("Shmem", 0),
             "used_bp": used * 10000 // m["MemTotal"]}
 
 
