@@ -33,8 +33,8 @@ def test_unique_flattens_and_takes_lists():
 
 def test_runtime_paths_do_not_import_numpy_ma():
     """The helpers the sample and apply paths call (idle-bitmap word runs, the apply's
-    region splits, the owner index's extents, move_pages' node check) leave numpy.ma
-    unimported: a plain np.unique on them would import it."""
+    region splits, the owner index's extents, the node_eligible_mem_bp goal's bytes per
+    node) leave numpy.ma unimported: a plain np.unique on them would import it."""
     code = """
 import sys
 import numpy as np
@@ -50,6 +50,11 @@ _split_at_addrs(r, [4096, 8192, 4096], 4096)
 assert r.nr == 3, r.nr
 Extents(np.array([9, 1, 2], np.uint64), np.array([40, 10, 30], np.uint64),
         np.array([1, 2, 3], np.uint64))
+from damoncore.ops.base import Operations
+class Nodes(Operations):
+    def node_ranges(self, ctx, target, starts, ends):
+        return [0, 8192, 4096], [4096, 12288, 8192], [1, 0, 1]
+assert Nodes().node_bytes(None, None, [], []) == {0: 4096, 1: 8192}
 print("numpy.ma" in sys.modules)
 """
     env = dict(os.environ, PYTHONPATH=os.path.abspath(SRC))

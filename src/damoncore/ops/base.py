@@ -89,6 +89,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..arrays import unique
 from ..linux.system import PAGE_SIZE
 from ..schemes.metrics import HostMetrics
 from ..schemes.quota import action_scores
@@ -234,7 +235,7 @@ class Operations:
             return None
         s, e, node = (np.asarray(x) for x in got)
         sz = e.astype(np.uint64) - s.astype(np.uint64)
-        return {int(n): int(sz[node == n].sum()) for n in np.unique(node)}
+        return {int(n): int(sz[node == n].sum()) for n in unique(node)}
 
     # --- queries for policies (the core never calls these) -------------------------------
     def node_ranges(self, ctx, target, starts, ends):
