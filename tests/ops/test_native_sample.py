@@ -97,13 +97,14 @@ def answering_bitmap(path):
 
 
 def run(world, name, native, attrs, nr_aggrs, schemes=(), primitives=("page_table",),
-        reports_at=()):
+        reports_at=(), adaptation=None):
     root, bitmap = world.make(name)
     ops = VaddrOps(procfs_root=str(root), page_idle=answering_bitmap(bitmap), native=native)
     t0 = Target(pid=world.pid, ranges=[vma(A), vma(B)])
     t1 = Target(pid=world.pid)                          # ranges from maps, refit on update
     ctx = Context(ops, [t0, t1], attrs, schemes=[s() for s in schemes],
-                  primitives=primitives, seed=11)
+                  primitives=primitives, seed=11,
+                  adaptation=None if adaptation is None else adaptation())
     out = {"snaps": [], "sampler": None}
 
     def cb(c, snap):
@@ -128,6 +129,7 @@ def run(world, name, native, attrs, nr_aggrs, schemes=(), primitives=("page_tabl
     out["passed"] = ctx.passed_sample_intervals
     out["rng"] = int(ctx.rng[0])
     out["stats"] = [vars(s.stats) for s in ctx.schemes]
+    out["adaptation"] = ctx.adaptation
     return out
 
 
@@ -359,7 +361,7 @@ def test_paddr_native_equals_generic(tmp_path, seed):
     assert (nr == 0).any() and (nr > 0).any()
 
 
-def test_an_adaptation_watching_every_sample_keeps_the_generic_path(tmp_path):
+def test_an_adaptation_watching_every_sample_without_rows_keeps_the_generic_path(tmp_path):
     from damoncore.core.adaptation import KernelAdaptation
 
     class Watching(KernelAdaptation):
@@ -378,3 +380,93 @@ def test_an_adaptation_watching_every_sample_keeps_the_generic_path(tmp_path):
     ctx.add_callback(lambda c, s: c.nr_aggregations >= 3)
     ctx.run()
     assert ad.nr == ctx.passed_sample_intervals == 60
+
+
+# --- adaptations that keep every sample (Adaptation.sampled + sample_rows) ------------------
+
+class RowsRecorder:
+    """Mixin: keeps every aggregation's rows (as Adaptation.sampled saw them) at its merge."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.seen = []
+        self.rows = {}
+
+    def sample_rows(self, ctx):
+        from damoncore.core.adaptation import SampleRows
+        out = []
+        for i, t in enumerate(ctx.targets):
+            s = self.rows.get(i)
+            if s is None or s.key is not t.regions.start:
+                s = self.rows[i] = SampleRows(t.regions.start, t.regions.nr,
+                                              ctx.attrs.aggr_samples)
+            out.append(None if t.obsolete else s)
+        return out
+
+    def sampled(self, ctx, accessed):
+        for s, t, acc in zip(self.sample_rows(ctx), ctx.targets, accessed):
+            if s is not None:
+                s.record(t.regions.sampling_addr, acc)
+
+    def merge(self, ctx, threshold):
+        self.seen.append([(s.k, s.addrs[:s.k].tolist(), s.accessed[:s.k].tolist())
+                          for _, s in sorted(self.rows.items())])
+        self.rows = {}
+        super().merge(ctx, threshold)
+
+
+def recording_kernel():
+    from damoncore.core.adaptation import KernelAdaptation
+    return type("RecordingKernel", (RowsRecorder, KernelAdaptation), {"name": "rec"})()
+
+
+def edge_split():
+    from damoncore.core.edge_split import EdgeSplit
+    return EdgeSplit()
+
+
+def recording_edge_split():
+    from damoncore.core.edge_split import EdgeSplit
+
+    class Rec(EdgeSplit):       # what edge-split's own rows hold at each merge
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def merge(self, ctx, threshold):
+            self.seen.append([(s.k, s.addrs[:s.k].tolist(), s.accessed[:s.k].tolist())
+                              for _, s in sorted(self._samples.items())])
+            super().merge(ctx, threshold)
+    return Rec()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("adaptation", [recording_kernel, edge_split, recording_edge_split])
+@pytest.mark.parametrize("case", ["plain", "schemes", "reports"])
+def test_per_sample_adaptation_native_equals_generic(tmp_path, case, adaptation, seed):
+    """An adaptation that keeps every sample (edge-split) runs on the native path, its rows
+    written by the C loop, and gives exactly what the generic path (sampled()) gives."""
+    world = World(tmp_path, seed)
+    kw = CASES[case]
+    generic = run(world, "generic", False, adaptation=adaptation, **kw)
+    native = run(world, "native", True, adaptation=adaptation, **kw)
+    assert generic["sampler"] is None
+    s = native["sampler"].sampler
+    assert s.nr_ends >= native["passed"] // 3, (s.nr_ends, native["passed"])
+    assert native["passed"] == generic["passed"]
+    assert len(native["snaps"]) == len(generic["snaps"]) == kw["nr_aggrs"]
+    for k, (g, n) in enumerate(zip(generic["snaps"], native["snaps"])):
+        assert n == g, f"aggregation {k} differs"
+    assert native["regions"] == generic["regions"]
+    assert native["stats"] == generic["stats"]
+    assert native["rng"] == generic["rng"]
+    seen = getattr(native["adaptation"], "seen", None)
+    if seen is not None:
+        assert seen == generic["adaptation"].seen
+        # one row per sample (an ops update mid-way starts new rows for a refit target;
+        # target 0's explicit ranges keep theirs), most of them written in C
+        assert all(k > 0 for agg in seen for k, _, _ in agg)
+        assert all(agg[0][0] == kw["attrs"].aggr_samples for agg in seen), seen
+    if adaptation is edge_split:        # the regions moved off the kernel's: cuts happened
+        kernel = run(world, "kernel", True, **kw)
+        assert kernel["regions"] != native["regions"]

@@ -27,6 +27,8 @@ give each context its own instance.
 
 from __future__ import annotations
 
+import numpy as np
+
 from .. import _regions
 
 
@@ -49,6 +51,39 @@ class Adaptation:
         ``accessed[i]`` (uint8 per region) belongs to ``ctx.targets[i]``; the sampling
         addresses are ``ctx.targets[i].regions.sampling_addr``.  Read only: regions must
         not change here.  The core calls it only when a subclass overrides it."""
+
+    def sample_rows(self, ctx):
+        """Optional, with :meth:`sampled`: where a native sample path (``Operations.
+        native_sampler``, which calls no Python per sample) writes what :meth:`sampled` would
+        have seen.  Return, per target of ``ctx.targets``, a :class:`SampleRows` for its
+        current regions (None for an obsolete target); a native run appends one row per
+        sample it ends (bounded by the buffer) and advances ``k``; the generic path keeps
+        calling :meth:`sampled`.  An adaptation that overrides :meth:`sampled` but not this
+        keeps the generic per-sample path.  The core calls it once per native run."""
+        return None
+
+
+class SampleRows:
+    """One target's samples of an aggregation: row k = sample k, column i = region i of the
+    regions whose ``start`` column is ``key`` (a change of that array means new regions).
+    ``addrs[k]``: the sampling addresses, ``accessed[k]``: the accessed flags (uint8);
+    ``k``: rows filled.  Rows past ``len(addrs)`` are dropped."""
+
+    __slots__ = ("key", "addrs", "accessed", "k")
+
+    def __init__(self, key, nr: int, cap: int):
+        self.key = key
+        self.addrs = np.empty((cap, nr), np.uint64)
+        self.accessed = np.empty((cap, nr), np.uint8)
+        self.k = 0
+
+    def record(self, addrs, accessed) -> None:
+        """Append one sample (the generic path's :meth:`Adaptation.sampled`)."""
+        k = self.k
+        if k < len(self.addrs):
+            self.addrs[k] = addrs
+            self.accessed[k] = accessed
+            self.k = k + 1
 
 
 class KernelAdaptation(Adaptation):

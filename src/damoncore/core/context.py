@@ -155,6 +155,10 @@ class Context:
         # adaptation hook (issue 14): sampled() only when overridden, so the default pays nothing
         self._sampled_hook = (adaptation.sampled if type(adaptation).sampled
                               is not Adaptation.sampled else None)
+        # ... and its rows for the native sample path (sample_rows), when it offers them
+        self._rows_hook = (adaptation.sample_rows if self._sampled_hook is not None
+                           and type(adaptation).sample_rows is not Adaptation.sample_rows
+                           else None)
 
     def set_pause(self, pause: bool) -> None:
         """Pause or resume (kernel 7.1's ``pause``); call it between samples.
@@ -346,9 +350,9 @@ class Context:
         """
         sampler = None
         # an adaptation that watches every sample's checks (Adaptation.sampled) keeps the
-        # generic path: the native one hands no per-sample flags back
+        # generic path unless it gives the native one rows to write them to (sample_rows)
         if ("page_table" in self.primitives and isinstance(self.clock, RealClock)
-                and self._sampled_hook is None):
+                and (self._sampled_hook is None or self._rows_hook is not None)):
             sampler = self.ops.native_sampler(self)
         while sampler is not None:
             targets = self.active_targets
@@ -360,8 +364,12 @@ class Context:
             except BlockingIOError:
                 pass
             free = self.native_max_ends()
+            rows = None
+            if self._rows_hook is not None:     # per-sample rows of the adaptation (issue 14)
+                rows = [r for r, t in zip(self._rows_hook(self), self.targets)
+                        if not t.obsolete]
             run = sampler.run(self, targets, max(free, 0), until_us, wake, end_due=free >= 0,
-                              due_us=self.native_due_us())
+                              due_us=self.native_due_us(), rows=rows)
             if run is None:
                 break
             self.passed_sample_intervals += run.nr_ends

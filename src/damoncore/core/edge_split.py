@@ -6,7 +6,8 @@ the cuts that found nothing.  A region holding a small hot range in a large idle
 the fading edge of a Zipf head, shows it in its samples first: a few of its 20 sampling
 addresses of an aggregation were accessed, the rest not, and *where* they were is known.
 edge-split keeps every sample's address and result for the aggregation (the
-:meth:`~damoncore.core.adaptation.Adaptation.sampled` hook) and, at the aggregation end:
+:meth:`~damoncore.core.adaptation.Adaptation.sampled` hook, or rows the native sample path
+writes: :meth:`~damoncore.core.adaptation.Adaptation.sample_rows`) and, at the aggregation end:
 
 1. finds in each region the run of address-sorted samples where the minority outcome wins
    (``_adapt.sample_edges``: a maximum-sum run, accessed samples in an idle region or idle
@@ -38,25 +39,12 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _adapt, _regions
-from .adaptation import KernelAdaptation
+from .adaptation import KernelAdaptation, SampleRows
 
 
 #: bins of the long-run rate map over a target's covered bytes (a count, not a page size):
 #: 1 MiB bins over 4 GiB, fine enough to place a pooled run's end near a rate step
 RATE_MAP_BINS = 1 << 12
-
-
-class _Samples:
-    """One target's sampling addresses and results of the current aggregation, row k =
-    sample k, column i = region i (for the regions whose ``start`` column is ``key``)."""
-
-    __slots__ = ("key", "addrs", "accessed", "k")
-
-    def __init__(self, key, nr, cap):
-        self.key = key
-        self.addrs = np.empty((cap, nr), np.uint64)
-        self.accessed = np.empty((cap, nr), np.uint8)
-        self.k = 0
 
 
 class EdgeSplit(KernelAdaptation):
@@ -99,7 +87,7 @@ class EdgeSplit(KernelAdaptation):
         self.edge_div = int(edge_div)
         self._rates = {}          # target index -> _Rates (long-run access rate map)
         self._restore = {}        # target index -> inner boundaries of pooled runs
-        self._samples = {}        # target index -> _Samples
+        self._samples = {}        # target index -> SampleRows
         self._cuts = {}           # target index -> increasing cut addresses
 
     def _budget(self, ctx) -> int:
@@ -107,21 +95,26 @@ class EdgeSplit(KernelAdaptation):
         b = self.budget if self.budget is not None else self.explore_factor * a.min_nr_regions
         return max(1, min(a.max_nr_regions, b))
 
-    def sampled(self, ctx, accessed) -> None:
-        samples = self._samples
+    def sample_rows(self, ctx) -> list:
+        """This aggregation's :class:`SampleRows` per target (None: obsolete); new ones for
+        new regions (first aggregation, after a split, or an ops update).  The native sample
+        path fills them in C; :meth:`sampled` on the generic path."""
+        samples, rows = self._samples, []
         for i, t in enumerate(ctx.targets):
             if t.obsolete:
+                rows.append(None)
                 continue
             r = t.regions
             s = samples.get(i)
             if s is None or s.key is not r.start:
-                # new regions (first aggregation, after a split, or an ops update)
-                s = samples[i] = _Samples(r.start, r.nr, ctx.attrs.aggr_samples)
-            k = s.k
-            if k < len(s.addrs):
-                s.addrs[k] = r.sampling_addr
-                s.accessed[k] = accessed[i]
-                s.k = k + 1
+                s = samples[i] = SampleRows(r.start, r.nr, ctx.attrs.aggr_samples)
+            rows.append(s)
+        return rows
+
+    def sampled(self, ctx, accessed) -> None:
+        for s, t, acc in zip(self.sample_rows(ctx), ctx.targets, accessed):
+            if s is not None:
+                s.record(t.regions.sampling_addr, acc)
 
     def merge(self, ctx, threshold: int) -> None:
         self._cuts = {}

@@ -11,7 +11,8 @@ bitmap, done here without a Python object per sample:
     end:    read the frames back (one pread per span of adjacent words); paddr: an accessed
             frame counts only if it is on an LRU list (/proc/kpageflags), as
             PageFilters.on_lru does; update nr_accesses and nr_accesses_bp
-            (_regions.update_accesses_c)
+            (_regions.update_accesses_c); with an adaptation's rows, append the sampling
+            addresses and the accessed flags to them (what Adaptation.sampled would see)
 
 :meth:`IdleSampler.run` does ``begin`` and then ``(wait, end, begin)`` up to ``max_ends``
 times: the caller (core/context.py) computes how many sample ends need nothing Python-side
@@ -31,6 +32,7 @@ kernel answers give the same results as the generic path (tests/ops/test_native_
 from libc.errno cimport EINTR, errno
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy
 
 from damoncore._regions cimport pick_sampling_addrs_c, update_accesses_c
 from damoncore.linux._frames cimport idle_mark_c, idle_read_c, pagemap_at_c
@@ -65,6 +67,9 @@ cdef struct target_t:
     uint32_t *nr_accesses_bp
     const uint32_t *last_nr_accesses
     uint64_t *entries           # vaddr: pagemap entry per region; paddr: PFN per region
+    uint64_t *row_addrs         # NULL, or the adaptation's rows: [row_cap, n] addresses
+    uint8_t *row_acc            # ... and [row_cap, n] accessed flags
+    Py_ssize_t row_k, row_cap   # next row to write, rows in the buffer
 
 
 cdef inline int64_t now_us() noexcept nogil:
@@ -107,7 +112,7 @@ cdef class IdleSampler:
 
     def run(self, list targets, uint64_t[::1] rng, uint32_t len_window, int64_t sample_us,
             Py_ssize_t max_ends, int64_t until_us, int wake_fd, const int[::1] pid_fds,
-            bint end_due=False, int64_t due_us=-1):
+            bint end_due=False, int64_t due_us=-1, list rows=None):
         """Begin a sample, then wait, end and begin again up to ``max_ends`` times; with
         ``end_due``, then wait and end one more sample (whose end has Python-side work due)
         and return ENDED with no sample begun.  ``due_us`` >= 0: Python-side work comes due
@@ -118,6 +123,11 @@ cdef class IdleSampler:
         nr_accesses, nr_accesses_bp, last_nr_accesses, entries)`` (the region columns and a
         uint64 buffer of one entry per region).  ``until_us`` < 0: no limit.  ``wake_fd`` and
         ``pid_fds`` (-1 entries ignored) end a wait when readable.
+
+        ``rows``: None, or per target ``(addrs, accessed, k)``: C-contiguous uint64 and
+        uint8 arrays of shape ``(cap, n)`` (n: the target's regions) and the next row; every
+        sample ended here writes its sampling addresses and accessed flags into row k, k+1,
+        ... while under ``cap`` (the caller advances its row counter by ``nr_ends``).
 
         Returns ``(status, nr_ends, begin_us, deadline_us, check_us, max_nr_accesses)``:
         ``begin_us``/``deadline_us`` of the sample left begun (unset when INCOMPLETE; of the
@@ -137,11 +147,17 @@ cdef class IdleSampler:
         cdef uint32_t[::1] u32
         cdef const uint64_t[::1] cu64
         cdef const uint32_t[::1] cu32
+        cdef uint64_t[:, ::1] ra
+        cdef uint8_t[:, ::1] rc
         cdef int status = S_DONE, err = 0, r
         cdef Py_ssize_t ends = 0, m = 0
         cdef int64_t begin_us = 0, deadline = 0, check_us = 0, t
         cdef uint32_t mx = 0
         keep = []
+        if rows is not None and len(rows) != nt:
+            free(tg)
+            free(fds)
+            raise ValueError("one row buffer per target")
         if tg == NULL or fds == NULL:
             free(tg)
             free(fds)
@@ -177,6 +193,16 @@ cdef class IdleSampler:
                 if cu32.shape[0] != tg[i].n:
                     raise ValueError("region columns of different lengths")
                 tg[i].last_nr_accesses = &cu32[0] if tg[i].n else NULL
+                tg[i].row_addrs, tg[i].row_acc, tg[i].row_k, tg[i].row_cap = NULL, NULL, 0, 0
+                if rows is not None:
+                    ra, rc, k = rows[i]
+                    if ra.shape[1] != tg[i].n or rc.shape[1] != tg[i].n \
+                            or ra.shape[0] != rc.shape[0]:
+                        raise ValueError("row buffers do not match the regions")
+                    if tg[i].n and ra.shape[0]:
+                        tg[i].row_addrs, tg[i].row_acc = &ra[0, 0], &rc[0, 0]
+                        tg[i].row_k, tg[i].row_cap = k, ra.shape[0]
+                    keep.append(rows[i])
                 keep.append(targets[i])
                 total += tg[i].n
             fds[0].fd, fds[0].events, fds[0].revents = wake_fd, POLLIN, 0
@@ -316,6 +342,11 @@ cdef class IdleSampler:
                     j += 1
                 else:
                     acc[k] = 0      # absent at begin: not accessed (as VaddrOps.check_accesses)
+            if t.row_addrs != NULL and t.row_k < t.row_cap:
+                # the adaptation's row of this sample (Adaptation.sample_rows)
+                memcpy(t.row_addrs + t.row_k * t.n, t.sampling_addr, t.n * sizeof(uint64_t))
+                memcpy(t.row_acc + t.row_k * t.n, acc, t.n)
+                t.row_k += 1
             got = update_accesses_c(t.nr_accesses, t.nr_accesses_bp, t.last_nr_accesses, acc,
                                     t.n, len_window)
             if got > best:

@@ -75,11 +75,14 @@ Attributes the core reads (class attributes; a backend may set them per instance
 
 Native sample path (default: not offered): ``native_sampler(ctx)``, called at every sample
 begin on a real clock, returns None or an object whose ``run(ctx, targets, max_ends,
-until_us, wake_fd, end_due, due_us)`` does in C what ``prepare_access_checks``, the wait and
-``check_accesses`` + the counter update do, for up to ``max_ends`` samples in a row, and
-returns a :class:`NativeRun` (or None: use the generic path this time).  It leaves one sample
-begun for the generic ``check_accesses`` to end, or, with ``end_due``, ends that one too
-(``NativeRun.ended``) for the core to finish.
+until_us, wake_fd, end_due, due_us, rows)`` does in C what ``prepare_access_checks``, the
+wait and ``check_accesses`` + the counter update do, for up to ``max_ends`` samples in a row,
+and returns a :class:`NativeRun` (or None: use the generic path this time).  It leaves one
+sample begun for the generic ``check_accesses`` to end, or, with ``end_due``, ends that one
+too (``NativeRun.ended``) for the core to finish.  ``rows`` (None, or per target of
+``targets`` a :class:`~damoncore.core.adaptation.SampleRows`): at every sample it ends, it
+writes the sampling addresses and accessed flags into row ``k`` of each (while ``k`` is
+under the buffer's length) and advances ``k``, as the adaptation's ``sampled`` hook would.
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ backend provides:
   of ``targets[i]``, the raw pagemap entry (vaddr) or the PFN (paddr) sampled);
 - ``prepare_access_checks(ctx)``: finishes a begin the C loop left INCOMPLETE.
 
+With ``rows`` (an adaptation's :class:`~damoncore.core.adaptation.SampleRows`, one per target),
+the C loop also writes every ended sample's sampling addresses and accessed flags into them.
+
 Per run this costs a few numpy calls per target; per sample, nothing in Python.
 """
 
@@ -52,7 +55,7 @@ class IdleNative:
         self._entries = {}            # id(target) -> uint64 buffer, one entry per region
 
     def run(self, ctx, targets, max_ends: int, until_us, wake_fd: int,
-            end_due: bool = False, due_us=None) -> NativeRun | None:
+            end_due: bool = False, due_us=None, rows=None) -> NativeRun | None:
         cols, pid_fds = [], []
         try:
             for t in targets:
@@ -70,7 +73,11 @@ class IdleNative:
         status, ends, begin_us, deadline_us, check_us, mx = self.sampler.run(
             cols, ctx.rng, a.aggr_samples, a.sample_us, max_ends,
             -1 if until_us is None else int(until_us), wake_fd, np.array(pid_fds, np.intc),
-            end_due, -1 if due_us is None else int(due_us))
+            end_due, -1 if due_us is None else int(due_us),
+            None if rows is None else [(s.addrs, s.accessed, s.k) for s in rows])
+        if rows is not None:          # the C loop wrote rows k.. of every target's buffer
+            for s in rows:
+                s.k = min(len(s.addrs), s.k + ends)
         if status == _idle_sample.ENDED:
             return NativeRun(ends, begin_us, deadline_us, check_us, mx, ended=True)
         if status == _idle_sample.INCOMPLETE:
