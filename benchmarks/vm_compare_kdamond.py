@@ -154,9 +154,11 @@ def g_damoncore(pid, cfg, end_t, adaptation="kernel", native=True):
     from damoncore.core import Attrs, Context, Target
     from damoncore.core.adaptations import ADAPTATIONS
     from damoncore.ops.vaddr import VaddrOps
-    raw = []
+    raw, native_path = [], []
 
     def cb(ctx, snap):      # keep the callback cheap: it runs on the monitor's CPU time
+        if not native_path:     # the native sampler, to count its sample ends at the end
+            native_path.append(ctx.ops.native_sampler(ctx))
         t = snap.targets[0]
         raw.append((time.monotonic(), t.start.copy(), t.end.copy(), t.nr_accesses.copy(),
                     t.age.copy()))
@@ -178,7 +180,10 @@ def g_damoncore(pid, cfg, end_t, adaptation="kernel", native=True):
     snaps = [{"t": t, "regions": [[int(a), int(b), int(n), int(g)]
                                   for a, b, n, g in zip(s, e, nr, age)]}
              for t, s, e, nr, age in raw]
-    return {"snaps": snaps, "check": ctx.ops.check, "native": native, **res}
+    ns = native_path[0] if native_path else None
+    return {"snaps": snaps, "check": ctx.ops.check, "native": native,
+            "samples": ctx.passed_sample_intervals,
+            "native_ends": ns.sampler.nr_ends if ns is not None else 0, **res}
 
 
 def g_one(which, cfg):
@@ -305,6 +310,8 @@ def analyze(run, cfg, relative=False):
         "snapshot_gap_s": statistics.median(gaps) if gaps else None,
         "cpu_pct": 100.0 * run["cpu_s"] / run["wall_s"] if run.get("wall_s") else None,
         "cpu_s": run.get("cpu_s"), "wall_s": run.get("wall_s"),
+        # damoncore: samples ended in the native C loop out of all samples
+        "native_ends": run.get("native_ends"), "samples": run.get("samples"),
         # the workload's passes over its hot range: under TCG a busy monitor vCPU slows the
         # workload's vCPU (both are host threads), so hot pages get touched less often
         "workload_passes_per_s": (run["passes"] / (cfg["period_s"] * len(cfg["offsets_mib"]))
