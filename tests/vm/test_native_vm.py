@@ -5,6 +5,8 @@
   TCG's accessed bits honest, see VM-NOTES): the native path and the generic path, one after
   the other on the same child, must both find exactly the written regions hot and the others
   cold, sample after sample, and the native one must have ended its samples in C.
+- edge-split (an adaptation that keeps every sample) on the native path: the rows its C loop
+  writes say which pages the child writes.
 - Marking and reading back tens of thousands of adjacent frames: kernfs moves one page of the
   bitmap per call, so a span of more than 512 words takes several calls (the C loops go on
   after a short read or write).
@@ -135,3 +137,78 @@ def test_dense_marks_and_reads_cross_kernfs_pages(guest):
     # every frame of the cold buffer marked and read back idle (a few may sit in an LRU
     # batch again, or be touched by the kernel)
     assert out["idle"] >= out["frames"] * 0.99, out
+
+
+EDGE_ROWS = r'''
+def edge_rows():
+    import os, subprocess, sys
+    import workloads_vm as w
+    from damoncore.core import Attrs, Context, Target
+    from damoncore.core.edge_split import EdgeSplit
+    from damoncore.linux.migrate import move_pages, query_pages
+    from damoncore.ops.vaddr import VaddrOps
+    os.sched_setaffinity(0, {1})
+    n = 1024                                    # pages; hot and cold blocks of 64 pages
+    child = ("import mmap, ctypes, os, sys\n"
+             "os.sched_setaffinity(0, {0})\n"
+             f"m = mmap.mmap(-1, {n} * 4096)\n"
+             "m.madvise(mmap.MADV_NOHUGEPAGE)\n"
+             f"for i in range(0, {n} * 4096, 4096): m[i] = 1\n"
+             "print(ctypes.addressof(ctypes.c_char.from_buffer(m)), flush=True)\n"
+             "hot = [i * 4096 for i in range(" + str(n) + ") if (i // 64) % 2 == 0]\n"
+             "while True:\n"
+             "    for i in hot: m[i] = 2\n")
+
+    class Rows(EdgeSplit):          # the rows as the merge gets them
+        seen = []
+
+        def merge(self, ctx, threshold):
+            Rows.seen.append([(s.k, s.addrs[:s.k].tolist(), s.accessed[:s.k].tolist())
+                              for s in self._samples.values()])
+            super().merge(ctx, threshold)
+
+    ticker = w.Ticker(0)
+    p = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True)
+    a = int(p.stdout.readline())
+    move_pages(p.pid, [a], int(query_pages(p.pid, [a])[0]))      # drain LRU add batches
+    try:
+        ctx = Context(VaddrOps(), [Target(pid=p.pid, ranges=[(a, a + n * 4096)])],
+                      Attrs(5_000, 100_000, 60_000_000, 4, 40), adaptation=Rows())
+        keep = {}
+
+        def cb(c, snap):
+            keep["s"] = keep.get("s") or c.ops.native_sampler(c)
+            return len(Rows.seen) >= 10
+        ctx.add_callback(cb)
+        ctx.run()
+    finally:
+        p.kill()
+        p.wait()
+        ticker.stop()
+    rows = [(k, [[(x - a) // 4096 for x in r] for r in ad], acc)
+            for agg in Rows.seen for k, ad, acc in agg]
+    return {"rows": rows, "aggr_samples": ctx.attrs.aggr_samples,
+            "passed": ctx.passed_sample_intervals,
+            "native_ends": keep["s"].sampler.nr_ends if keep.get("s") else 0}
+'''
+
+
+def test_edge_split_rows_come_from_the_native_path(guest):
+    """edge-split keeps every sample's addresses and flags: on the real bitmap the native
+    path runs it (its C loop writes the rows) and the rows say what the child does."""
+    out = run_python(EDGE_ROWS, timeout=400)
+    assert out["native_ends"] >= out["passed"] * 0.9, out["passed"]
+    assert len(out["rows"]) >= 10
+    hot_hits = hot_all = 0
+    for k, pages, acc in out["rows"]:
+        assert k == out["aggr_samples"]
+        for pg_row, acc_row in zip(pages, acc):
+            for pg, ac in zip(pg_row, acc_row):
+                assert 0 <= pg < 1024
+                if (pg // 64) % 2:
+                    assert ac == 0, ("a cold page read accessed", pg)
+                else:
+                    hot_all += 1
+                    hot_hits += ac
+    # the writer's vCPU is a host thread: a pass over the hot pages can outlast a sample
+    assert hot_all and hot_hits >= hot_all // 2, (hot_hits, hot_all)
