@@ -5,6 +5,7 @@ anything is printed."""
 from __future__ import annotations
 
 import zlib
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -19,6 +20,23 @@ _DAMAGE = (ValueError, KeyError, TypeError, AttributeError, IndexError, Arithmet
            zlib.error, RecursionError, EOFError)
 _FOOTPRINT = [{"time": "number", "footprints": [{"pid": ("number", None),
                                                   "footprint": {}}]}]
+
+
+@contextmanager
+def _reading(where: str, kind: str, bad: str):
+    """Any way reading the file at ``where`` as a ``kind`` file fails becomes one
+    ArgsError: unreadable, damaged, or the reader's InvalidConfig (said as ``bad (...)``
+    unless it already says what the file is not)."""
+    try:
+        yield
+    except OSError as e:
+        raise ArgsError(f"{where}: cannot read it ({e.strerror or e})") from None
+    except InvalidConfig as e:
+        msg = str(e) if str(e).startswith("not a ") else f"{bad} ({e})"
+        raise ArgsError(f"{where}: {msg}") from None
+    except _DAMAGE as e:
+        raise ArgsError(f"{where}: not a {kind} file ({type(e).__name__}: "
+                        f"{kd.show(str(e), 120)[1:-1]})") from None
 
 
 def _check_record(r, where: str) -> None:
@@ -40,7 +58,7 @@ def load_records(path: str, what: str = "--input") -> list:
     """The records of ``path`` (damo's json_compressed or json), checked."""
     input_file(path, what)
     where = f"{what} {kd.show(path)}"
-    try:
+    with _reading(where, "damo record", "bad record"):
         recs = rec.read_records(path)
         if not isinstance(recs, list):
             raise ValueError("not a list of records")
@@ -49,14 +67,6 @@ def load_records(path: str, what: str = "--input") -> list:
                        for v in (r.kdamond_idx, r.context_idx, r.target_id)):
                 raise InvalidConfig("not a damo record file (a record without integer "
                                     "kdamond_idx, context_idx and target_id)")
-    except OSError as e:
-        raise ArgsError(f"{where}: cannot read it ({e.strerror or e})") from None
-    except InvalidConfig as e:
-        msg = str(e) if str(e).startswith("not a ") else f"bad record ({e})"
-        raise ArgsError(f"{where}: {msg}") from None
-    except _DAMAGE as e:
-        raise ArgsError(f"{where}: not a damo record file ({type(e).__name__}: "
-                        f"{kd.show(str(e), 120)[1:-1]})") from None
     for r in recs:
         _check_record(r, where)
     return recs
@@ -67,7 +77,7 @@ def load_footprints(path: str, what: str = "--input") -> list:
     input_file(path, what, " (record writes it next to the record file, on a real "
                            "backend, with --do_record mem_footprint)")
     where = f"{what} {kd.show(path)}"
-    try:
+    with _reading(where, "damo mem_footprint", "not a damo mem_footprint file"):
         snaps = rec.read_footprints(path)
         kd.check_shape(snaps, _FOOTPRINT, "mem_footprint")
         for s in snaps:
@@ -82,12 +92,4 @@ def load_footprints(path: str, what: str = "--input") -> list:
                     if v is not None and (not isinstance(v, int) or isinstance(v, bool)
                                           or not 0 <= v < 1 << 63):
                         raise InvalidConfig(f"footprint {k}: {kd.show(v)} is not a count")
-    except OSError as e:
-        raise ArgsError(f"{where}: cannot read it ({e.strerror or e})") from None
-    except InvalidConfig as e:
-        msg = str(e) if str(e).startswith("not a ") else f"not a damo mem_footprint file ({e})"
-        raise ArgsError(f"{where}: {msg}") from None
-    except _DAMAGE as e:
-        raise ArgsError(f"{where}: not a damo mem_footprint file ({type(e).__name__}: "
-                        f"{kd.show(str(e), 120)[1:-1]})") from None
     return snaps
