@@ -291,6 +291,8 @@ def test_a_record_with_a_bad_commit_is_refused_before_replaying(tmp_path, commit
     (["--damos_action", "migrate_hot", "0", "--damos_quota_interval", "1s",
       "--damos_quota_goal", "node_mem_used_bp", "99%", "0"], "--node_capacity 0"),
     (list(SEED), "the schemes name 2 context(s), the record holds 1"),
+    # without --damos_action the record's own schemes replay: a scheme option is not ignored
+    (["--damos_quota_space", "16MB"], "--damos_quota_space given without --damos_action"),
 ])
 def test_bad_replay_input_is_one_line_exit_2(tmp_path, argv, msg):
     path = _record(tmp_path, [], "300ms")

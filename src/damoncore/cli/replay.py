@@ -18,6 +18,7 @@ from ..replay import recorded_kdamonds, replay
 from ..sim.placement import SIM_PAGE_SIZE, SWAP, Placement
 from .damo_args import NodeResolver, kdamonds_from_args
 from .damo_options import NID_MAX, ArgsError, set_damon_params_argparser
+from .damos_args import schemes_from_args
 from .report_input import load_records
 
 MAX_PLACEMENT = 1024       # --placement ranges, all options together
@@ -109,6 +110,7 @@ def _given_schemes(args) -> bool:
 def _spec(args, records) -> dict:
     if _given_schemes(args):
         return kdamonds_from_args(args, _AnyNode())
+    schemes_from_args(args)     # a --damos_* option without --damos_action is refused
     d = recorded_kdamonds(records)
     if d is None:
         raise ArgsError(f"{args.record}: the record does not hold the schemes it was made "
