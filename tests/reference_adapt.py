@@ -180,34 +180,74 @@ def region_rates(regions, hits, trials, bin_size):
     return out
 
 
-def pool_runs(regions, hm, nr_samples, rate, z, keep):
-    """regions: dicts of the six columns; hm: [(hits, trials)] per region.  Returns (the
-    pooled regions, the restored boundaries)."""
-    out, restore, prev = [], [], None
+def pool_runs(regions, hm, nr_samples, rate, z, keep, join_z=None, cold_z=None):
+    """regions: dicts of the six columns; hm: [(hits, trials)] per region; ``join_z``
+    None: no joins (= ``z``); ``cold_z`` None: no cold runs.  Returns (the pooled
+    regions, the restored boundaries)."""
+    join_z = z if join_z is None else join_z
+    bar = rate * nr_samples
+    kind, full = [], []
     for r, (h, m) in zip(regions, hm):
-        sure = full = False
+        k, f = None, False
         if m >= 2.0 * nr_samples and m > 0:
             p = h / m
-            lcb = p - z * math.sqrt(p * (1.0 - p) / m)
-            sure = lcb >= rate and 8 * r["nr_accesses"] > nr_samples
-            full = lcb >= keep and r["nr_accesses"] == nr_samples
-        if out and sure and prev[0] and out[-1]["end"] == r["start"]:
-            if not (full and prev[1]):
-                restore.append(r["start"])
-            w = out[-1]
-            w["_parts"].append(r)
-            w["end"] = r["end"]
-            tot = sum(x["end"] - x["start"] for x in w["_parts"])
-            for c in ("nr_accesses", "last_nr_accesses", "age"):
-                w[c] = sum(x[c] * (x["end"] - x["start"]) for x in w["_parts"]) // tot
-            w["nr_accesses_bp"] = w["nr_accesses"] * 10000
+            se = math.sqrt(p * (1.0 - p) / m)
+            if 8 * r["nr_accesses"] > nr_samples:
+                if p - z * se >= rate:
+                    k = "sure"
+                elif p - join_z * se >= rate:
+                    k = "join"
+            if (k is None and cold_z is not None and m >= 4.0 * nr_samples
+                    and 2 * p >= rate and p + cold_z * se < rate
+                    and 4 * r["nr_accesses"] < 3 * nr_samples):
+                k = "cold"
+            f = p - z * se >= keep and r["nr_accesses"] == nr_samples
+        kind.append(k)
+        full.append(f)
+
+    def avg(a, b):
+        sz = sum(x["end"] - x["start"] for x in regions[a:b])
+        return sum(x["nr_accesses"] * (x["end"] - x["start"]) for x in regions[a:b]) // sz
+
+    def side(k):
+        return None if k is None else k == "cold"
+
+    groups, i, n = [], 0, len(regions)     # (a, b): regions [a, b) become one
+    while i < n:
+        j = i + 1
+        while (j < n and kind[i] is not None and side(kind[j]) == side(kind[i])
+               and regions[j - 1]["end"] == regions[j]["start"]):
+            j += 1
+        if kind[i] == "cold":
+            groups += [(i, j)] if avg(i, j) < bar else [(k, k + 1) for k in range(i, j)]
+        elif "sure" in kind[i:j] and avg(i, j) >= bar:
+            groups.append((i, j))
         else:
-            w = dict(r)
-            w["_parts"] = [r]
-            out.append(w)
-        prev = (sure, full)
-    for w in out:
-        del w["_parts"]
+            k = i
+            while k < j:
+                l = k + 1
+                if kind[k] == "sure":
+                    while l < j and kind[l] == "sure":
+                        l += 1
+                if kind[k] == "sure" and avg(k, l) >= bar:
+                    groups.append((k, l))
+                else:
+                    groups += [(x, x + 1) for x in range(k, l)]
+                k = l
+        i = j
+    out, restore = [], []
+    for a, b in groups:
+        w = dict(regions[a])
+        if b - a > 1:
+            parts = regions[a:b]
+            tot = sum(x["end"] - x["start"] for x in parts)
+            w["end"] = parts[-1]["end"]
+            for c in ("nr_accesses", "last_nr_accesses", "age"):
+                w[c] = sum(x[c] * (x["end"] - x["start"]) for x in parts) // tot
+            w["nr_accesses_bp"] = w["nr_accesses"] * 10000
+            restore += [regions[k]["start"] for k in range(a + 1, b)
+                        if not (full[k] and full[k - 1])]
+        out.append(w)
     return out, restore
 
 

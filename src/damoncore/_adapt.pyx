@@ -435,40 +435,119 @@ def region_rates(const uint64_t[::1] start, const uint64_t[::1] end,
             lo = hi
 
 
+cdef inline uint64_t run_avg(const uint64_t[::1] start, const uint64_t[::1] end,
+                             const uint32_t[::1] nr_accesses, Py_ssize_t a,
+                             Py_ssize_t b) noexcept nogil:
+    """Size-weighted ``nr_accesses`` of regions ``[a, b)``, floored (as a merge counts)."""
+    cdef uint64_t acc = 0, sz = 0, s
+    cdef Py_ssize_t i
+    for i in range(a, b):
+        s = end[i] - start[i]
+        acc += <uint64_t>nr_accesses[i] * s
+        sz += s
+    return acc / sz if sz else 0
+
+
+cdef enum:
+    HOT_SURE = 1
+    HOT_JOIN = 2
+    COLD = 3
+
+
 def pool_runs(uint64_t[::1] start, uint64_t[::1] end, uint32_t[::1] nr_accesses,
               uint32_t[::1] nr_accesses_bp, uint32_t[::1] last_nr_accesses,
               uint32_t[::1] age, const double[::1] hits, const double[::1] trials,
               uint32_t nr_samples, double rate, double z, double keep,
-              uint64_t[::1] restore):
-    """Pool runs of adjacent regions that are confidently at or over ``rate`` of the
-    samples in the long run; compacts the columns in place like ``merge_regions``.
+              uint64_t[::1] restore, double join_z, bint cold, double cold_z):
+    """Pool runs of adjacent regions that the long-run rate map puts on one side of
+    ``rate`` of the samples; compacts the columns in place like ``merge_regions``.
 
-    Region ``i`` is *sure* when ``trials[i] >= 2 * nr_samples``, its lower bound
-    ``p - z * sqrt(p * (1 - p) / trials[i])`` (``p = hits[i] / trials[i]``) is >= ``rate``
-    and it reads over an eighth of the samples now (``8 * nr_accesses > nr_samples``).
-    A run of adjacent sure regions becomes one region: size-weighted ``nr_accesses``,
-    ``last_nr_accesses`` and ``age`` (floored), ``nr_accesses_bp`` = ``nr_accesses`` x BP.
-    The run's inner boundaries go to ``restore`` (room for one per region), except those
-    between two *full* regions (lower bound >= ``keep`` and every sample accessed).
-    Returns ``(new region count, boundaries written)``."""
-    cdef Py_ssize_t n = start.shape[0], i, w = -1, nr_restore = 0
-    cdef double p, lcb
+    With ``p = hits[i] / trials[i]`` and ``se = sqrt(p * (1 - p) / trials[i])``, region
+    ``i`` (``trials[i] >= 2 * nr_samples``, reading over an eighth of the samples now:
+    ``8 * nr_accesses > nr_samples``) is *sure* hot when ``p - z * se >= rate``, and may
+    *join* a hot run when ``p - join_z * se >= rate`` (``join_z`` < ``z``: a region beside a
+    sure one joins unless it is confidently under ``rate``).  With ``cold``, a region with
+    ``trials[i] >= 4 * nr_samples``, ``rate / 2 <= p`` and ``p + cold_z * se < rate``,
+    reading under three quarters of the samples now, is *cold*.  A maximal run of adjacent
+    hot (sure or join) regions holding a sure one, or of adjacent cold regions, becomes one
+    region: size-weighted ``nr_accesses``, ``last_nr_accesses`` and ``age`` (floored),
+    ``nr_accesses_bp`` = ``nr_accesses`` x BP; but only if the run's size-weighted
+    ``nr_accesses`` stays on its side of ``rate * nr_samples`` (a hot run that would read
+    under it pools its runs of sure regions alone, under the same check; a cold run that
+    would read over it does not pool).  The run's inner boundaries go to ``restore``
+    (room for one per region), except those between two *full* regions (``p - z * se >=
+    keep`` and every sample accessed).  Returns ``(new region count, boundaries
+    written)``."""
+    cdef Py_ssize_t n = start.shape[0], i, j, k, l, m, w = -1, nr_restore = 0
+    cdef double p, se, bar = rate * nr_samples
     cdef uint64_t sz_w = 0, sz_i, acc_nr = 0, acc_last = 0, acc_age = 0
-    cdef bint sure_prev = False, full_prev = False, sure_i, full_i
+    cdef bint has_sure, full_prev = False
+    cdef uint8_t *cls
+    cdef uint8_t *full
+    cdef uint8_t *join
     if hits.shape[0] < n or trials.shape[0] < n or restore.shape[0] < n:
         raise ValueError("hits, trials and restore need one entry per region")
+    if n == 0:
+        return 0, 0
+    cls = <uint8_t *>malloc(3 * n)
+    if cls == NULL:
+        raise MemoryError()
+    full = cls + n
+    join = cls + 2 * n
     with nogil:
+        for i in range(n):          # each region's side of the bar
+            cls[i] = 0
+            full[i] = 0
+            join[i] = 0
+            if trials[i] < 2.0 * nr_samples or trials[i] <= 0:
+                continue
+            p = hits[i] / trials[i]
+            se = sqrt(p * (1.0 - p) / trials[i])
+            if 8 * <uint64_t>nr_accesses[i] > nr_samples:
+                if p - z * se >= rate:
+                    cls[i] = HOT_SURE
+                elif p - join_z * se >= rate:
+                    cls[i] = HOT_JOIN
+            if (cold and cls[i] == 0 and trials[i] >= 4.0 * nr_samples
+                    and 2.0 * p >= rate and p + cold_z * se < rate
+                    and 4 * <uint64_t>nr_accesses[i] < 3 * <uint64_t>nr_samples):
+                cls[i] = COLD
+            full[i] = p - z * se >= keep and nr_accesses[i] == nr_samples
+        i = 0
+        while i < n:                # which regions join the region before them
+            j = i + 1
+            if cls[i] != 0:
+                while (j < n and (cls[j] == COLD) == (cls[i] == COLD) and cls[j] != 0
+                       and end[j - 1] == start[j]):
+                    j += 1
+            if j - i > 1 and cls[i] == COLD:
+                if run_avg(start, end, nr_accesses, i, j) < bar:
+                    for k in range(i + 1, j):
+                        join[k] = 1
+            elif j - i > 1:
+                has_sure = False
+                for k in range(i, j):
+                    if cls[k] == HOT_SURE:
+                        has_sure = True
+                if has_sure and run_avg(start, end, nr_accesses, i, j) >= bar:
+                    for k in range(i + 1, j):
+                        join[k] = 1
+                elif has_sure:
+                    k = i
+                    while k < j:
+                        l = k + 1
+                        if cls[k] == HOT_SURE:
+                            while l < j and cls[l] == HOT_SURE:
+                                l += 1
+                            if l - k > 1 and run_avg(start, end, nr_accesses, k, l) >= bar:
+                                for m in range(k + 1, l):
+                                    join[m] = 1
+                        k = l
+            i = j
         for i in range(n):
-            sure_i = False
-            full_i = False
-            if trials[i] >= 2.0 * nr_samples and trials[i] > 0:
-                p = hits[i] / trials[i]
-                lcb = p - z * sqrt(p * (1.0 - p) / trials[i])
-                sure_i = lcb >= rate and 8 * <uint64_t>nr_accesses[i] > nr_samples
-                full_i = lcb >= keep and nr_accesses[i] == nr_samples
             sz_i = end[i] - start[i]
-            if w >= 0 and sure_i and sure_prev and end[w] == start[i]:
-                if not (full_i and full_prev):
+            if w >= 0 and join[i]:
+                if not (full[i] and full_prev):
                     restore[nr_restore] = start[i]
                     nr_restore += 1
                 acc_nr += <uint64_t>nr_accesses[i] * sz_i
@@ -492,8 +571,8 @@ def pool_runs(uint64_t[::1] start, uint64_t[::1] end, uint32_t[::1] nr_accesses,
                 acc_nr = <uint64_t>nr_accesses[i] * sz_i
                 acc_last = <uint64_t>last_nr_accesses[i] * sz_i
                 acc_age = <uint64_t>age[i] * sz_i
-            sure_prev = sure_i
-            full_prev = full_i
+            full_prev = full[i]
+    free(cls)
     return w + 1, nr_restore
 
 

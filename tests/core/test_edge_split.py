@@ -128,23 +128,55 @@ def test_rate_map_matches_reference(seed, nb):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_pool_runs_matches_reference(seed):
+@pytest.mark.parametrize("join_z, cold_z", [(1.5, None), (-1.5, 1.5), (0.0, 0.5)])
+def test_pool_runs_matches_reference(seed, join_z, cold_z):
     """Random long-run rates around the bar, random counts: the same pooled regions and
-    restored boundaries as the reference."""
+    restored boundaries as the reference, with joins and cold runs on and off."""
     r = random_regions(seed, 300, gaps=True)
     g = np.random.default_rng(seed + 7)
-    m = g.choice([0.0, 10.0, 40.0, 400.0, 4000.0], r.nr)
-    h = np.floor(m * np.clip(g.normal(0.6, 0.25, r.nr), 0, 1))
+    m = g.choice([0.0, 10.0, 40.0, 100.0, 400.0, 4000.0], r.nr)
+    h = np.floor(m * np.clip(g.normal(0.5, 0.25, r.nr), 0, 1))
     d = as_dicts(r)
     want, want_restore = refa.pool_runs(d, list(zip(h.tolist(), m.tolist())), 20, 0.5, 1.5,
-                                        0.9)
+                                        0.9, join_z, cold_z)
     restore = np.empty(r.nr, np.uint64)
     k, nr = _adapt.pool_runs(r.start, r.end, r.nr_accesses, r.nr_accesses_bp,
-                             r.last_nr_accesses, r.age, h, m, 20, 0.5, 1.5, 0.9, restore)
+                             r.last_nr_accesses, r.age, h, m, 20, 0.5, 1.5, 0.9, restore,
+                             join_z, cold_z is not None, cold_z or 0.0)
     r.truncate(k)
     assert cols(as_dicts(r)) == cols(want)
     assert restore[:nr].tolist() == want_restore
     assert k < len(d) and nr > 0          # the seeds do pool something
+
+
+def test_pool_runs_keeps_each_run_on_its_side():
+    """A hot run whose joins would read under the bar pools its sure regions alone; a cold
+    run that would read over it is not pooled; a join beside no sure region stays alone."""
+    mib = 1 << 20
+    n = 6
+    start = np.arange(n, dtype=np.uint64) * np.uint64(mib)
+    end = start + np.uint64(mib)
+    def run(nr, p, m=1000.0):
+        nr = np.array(nr, np.uint32)
+        cols_ = [start.copy(), end.copy(), nr.copy(), nr * np.uint32(10000), nr.copy(),
+                 np.zeros(n, np.uint32)]
+        restore = np.empty(n, np.uint64)
+        trials = np.full(n, m)
+        k, _ = _adapt.pool_runs(*cols_, np.array(p) * trials, trials, 20, 0.5, 1.5, 0.9,
+                                restore, -1.5, True, 1.5)
+        return [(int(s // mib), int(e // mib), int(a)) for s, e, a in
+                zip(cols_[0][:k], cols_[1][:k], cols_[2][:k])]
+    # two sure, then joins reading 3 of 20: all six would read 7, under 10
+    assert run([20, 20, 3, 3, 3, 3], [0.9, 0.9, 0.49, 0.49, 0.49, 0.49]) == [
+        (0, 2, 20), (2, 3, 3), (3, 4, 3), (4, 5, 3), (5, 6, 3)]
+    # joins reading 9: the run reads 12, pooled whole
+    assert run([20, 20, 9, 9, 9, 9], [0.9, 0.9, 0.49, 0.49, 0.49, 0.49]) == [(0, 6, 12)]
+    # joins alone (no sure region): nothing pooled
+    assert run([9] * 6, [0.49] * 6) == [(i, i + 1, 9) for i in range(6)]
+    # cold regions reading 9 pool; with two reading 14 the run would read 10.6: not pooled
+    assert run([9] * 6, [0.4] * 6) == [(0, 6, 9)]
+    assert run([9, 9, 14, 14, 9, 14], [0.4] * 6) == [(i, i + 1, a) for i, a in
+                                                     enumerate([9, 9, 14, 14, 9, 14])]
 
 
 @pytest.mark.parametrize("seed", SEEDS)

@@ -71,7 +71,8 @@ class EdgeSplit(KernelAdaptation):
                  min_gain: float = 6.0, min_gain_accessed: float = 3.0, boost: int = 4,
                  mixed_div: int = 8, edge_div: int = 16, pool_rate: float = 0.5,
                  pool_z: float = 1.5, pool_decay: float = 0.95, pool_keep: float = 0.9,
-                 pool_bins: int = RATE_MAP_BINS):
+                 pool_bins: int = RATE_MAP_BINS, pool_join_z: float = -1.5,
+                 pool_cold_z: float | None = 1.5):
         super().__init__()
         self.budget = budget
         self.explore_factor = int(explore_factor)
@@ -84,6 +85,8 @@ class EdgeSplit(KernelAdaptation):
         self.pool_decay = float(pool_decay)
         self.pool_bins = int(pool_bins)
         self.pool_keep = float(pool_keep)
+        self.pool_join_z = float(pool_join_z)
+        self.pool_cold_z = None if pool_cold_z is None else float(pool_cold_z)
         self.edge_div = int(edge_div)
         self._rates = {}          # target index -> _Rates (long-run access rate map)
         self._restore = {}        # target index -> inner boundaries of pooled runs
@@ -184,7 +187,9 @@ class EdgeSplit(KernelAdaptation):
         k, nr_restore = _adapt.pool_runs(r.start, r.end, r.nr_accesses, r.nr_accesses_bp,
                                          r.last_nr_accesses, r.age, h, m, nr_samples,
                                          self.pool_rate, self.pool_z, self.pool_keep,
-                                         restore)
+                                         restore, self.pool_join_z,
+                                         self.pool_cold_z is not None,
+                                         self.pool_cold_z or 0.0)
         if k < n:
             r.truncate(k)
             self._restore[i] = restore[:nr_restore]
