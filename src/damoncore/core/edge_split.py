@@ -18,11 +18,14 @@ writes: :meth:`~damoncore.core.adaptation.Adaptation.sample_rows`) and, at the a
 3. merges as the kernel does (same threshold doubling, ages, size-weighted counters), except
    that a merge touching a *mixed* region (a quarter to seven eighths of the samples
    accessed) stays within total / (``mixed_div`` x budget) (``_regions.merge_regions``);
-4. *pools* for the report runs of adjacent regions whose long-run rate is confidently over
-   half of the samples (``_adapt.region_rates``; a lower bound ``pool_z`` standard errors
-   under it) and that still read over an eighth of them: each run is reported as one
-   region with the size-weighted count of all its pieces' samples, and the split puts the
-   pieces back;
+4. *pools* for the report runs of adjacent regions that the long-run rate map puts on
+   one side of half of the samples (``_adapt.region_rates``, ``_adapt.pool_runs``): a
+   hot run holds a region confidently over it (a lower bound ``pool_z`` standard errors
+   under the map's rate) and the regions beside it that are not confidently under it
+   (``pool_join_z``); a cold run, regions confidently under it (``pool_cold_z``) but
+   over a quarter of the samples.  Each run is reported as one region with the
+   size-weighted count of all its pieces' samples, if that count stays on the run's
+   side of the bar; the split puts the pieces back;
 5. after the snapshot, spends the budget: regions that read near half of the samples (3/8
    to 5/8, where hot or not is closest to a coin flip) without an edge in their samples go
    into even pieces of at most total / (``edge_div`` x budget), then (``_adapt.plan_split``)
@@ -62,7 +65,11 @@ class EdgeSplit(KernelAdaptation):
     regions whose long-run rate (map of ``pool_bins`` bins, decayed by ``pool_decay`` per
     aggregation) is over ``pool_rate`` of the samples by ``pool_z`` standard errors;
     ``pool_keep``: pieces of a pooled run that read every sample and are over
-    ``pool_keep`` by that margin stay merged.
+    ``pool_keep`` by that margin stay merged.  ``pool_join_z``: a region beside a pooled
+    hot run joins it when its rate is at least ``pool_rate`` + ``pool_join_z`` standard
+    errors (the default -1.5: unless it is under ``pool_rate`` by 1.5 standard errors).
+    ``pool_cold_z`` (None: off): regions under ``pool_rate`` by that many standard errors
+    (and over half of it) pool into cold runs.
     """
 
     name = "edge-split"
@@ -168,14 +175,16 @@ class EdgeSplit(KernelAdaptation):
                           s.accessed[:s.k], st.bin_size, self.pool_decay)
 
     def _pool(self, i, r, nr_samples) -> None:
-        """Pool runs of adjacent regions whose long-run rate is confidently at or over
-        ``pool_rate`` of the samples (lower bound ``pool_z`` standard errors under the bins
-        inside the region) and which read over an eighth of the samples now: each run is
-        reported as one region (size-weighted counters, as a merge), and its inner
-        boundaries come back at the split (kept with the edge cuts), so the next
-        aggregation samples the same pieces again.  A region at the fading edge of a hot
-        set reads hot or not by the luck of its own 20 samples; pooled with its confidently
-        hot neighbours, the run reads with all of theirs."""
+        """Pool runs of adjacent regions that the long-run rate map puts on one side of
+        ``pool_rate`` of the samples (``_adapt.pool_runs``): hot runs (a region
+        confidently over it, lower bound ``pool_z`` standard errors under the bins inside
+        the region, and its neighbours that are not confidently under it, ``pool_join_z``)
+        and cold runs (confidently under it by ``pool_cold_z``, over half of it).  Each run
+        is reported as one region (size-weighted counters, as a merge) when that keeps it
+        on its side of the bar, and its inner boundaries come back at the split (kept with
+        the edge cuts), so the next aggregation samples the same pieces again.  A region at
+        the fading edge of a hot set reads hot or not by the luck of its own 20 samples;
+        pooled with its neighbours on the same side, the run reads with all of theirs."""
         st = self._rates[i]
         n = r.nr
         if n < 2 or st.total != r.total_size():
