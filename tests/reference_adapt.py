@@ -261,3 +261,36 @@ def edge_pieces(regions, last, cuts, nr_samples, lim):
         out.append((end - start - 1) // lim if near and not inside and end - start > lim
                    else 0)
     return out
+
+
+def report_edges(regions, cuts, pooled, samples, nr_samples, min_taken, room):
+    """regions: dicts of the six columns; samples: [(addr, accessed)].  Returns None or
+    (the reported regions, cuts applied) (see _adapt.report_edges)."""
+    use = []
+    for c in cuts:
+        if len(use) >= room:
+            break
+        r = next((r for r in regions if r["start"] < c < r["end"]), None)
+        if r is None or 2 * r["nr_accesses"] >= nr_samples:
+            continue
+        if any(r["start"] < p < r["end"] for p in pooled) or c in use:
+            continue
+        use.append(c)
+    if not use:
+        return None
+    out = []
+    for r in regions:
+        inner = sorted(c for c in use if r["start"] < c < r["end"])
+        bounds = [r["start"], *inner, r["end"]]
+        for a, b in zip(bounds, bounds[1:]):
+            p = dict(r, start=a, end=b)
+            if inner:
+                got = [acc for addr, acc in samples if a <= addr < b]
+                if len(got) >= max(1, min_taken):
+                    est = min(nr_samples, (2 * nr_samples * sum(1 for x in got if x)
+                                           + len(got)) // (2 * len(got)))
+                    if 2 * est >= nr_samples:
+                        p["nr_accesses"] = est
+                        p["nr_accesses_bp"] = est * 10000
+            out.append(p)
+    return out, len(use)

@@ -606,3 +606,114 @@ def edge_pieces(const uint64_t[::1] start, const uint64_t[::1] end,
             out[i] = <int64_t>((sz - 1) / lim)
             total += out[i]
     return out_a, total
+
+
+def report_edges(const uint64_t[::1] start, const uint64_t[::1] end,
+                 const uint32_t[::1] nr_accesses, const uint32_t[::1] nr_accesses_bp,
+                 const uint32_t[::1] last_nr_accesses, const uint32_t[::1] age,
+                 const uint64_t[::1] cuts, const uint64_t[::1] pooled,
+                 const uint64_t[:, ::1] addrs, const uint8_t[:, ::1] accessed,
+                 uint32_t nr_samples, uint32_t min_taken, Py_ssize_t room):
+    """The regions as this aggregation's samples show them: regions that read under half
+    of ``nr_samples`` are cut at the ``cuts`` strictly inside them (increasing addresses:
+    the edges :func:`sample_edges` found), in address order while ``room`` lasts, unless
+    one of the ``pooled`` boundaries (increasing: the inner boundaries of pooled runs) is
+    strictly inside them.  A piece holding ``min_taken`` or more of the samples
+    (``addrs[k, i]`` / ``accessed[k, i]``, any addresses) whose accessed share, scaled to
+    ``nr_samples`` and rounded, reads at least half of them gets that count
+    (``nr_accesses_bp`` = count x BP); every other piece keeps its region's counters.
+    Returns ``None`` when no cut applies, else the six new columns and the cuts applied."""
+    cdef Py_ssize_t n = start.shape[0], nc = cuts.shape[0], npool = pooled.shape[0]
+    cdef Py_ssize_t ks = addrs.shape[0], ns = addrs.shape[1]
+    cdef Py_ssize_t i, j = 0, p = 0, c, w, lo, hi, mid, nu = 0
+    cdef uint64_t a, est
+    if accessed.shape[0] != ks or accessed.shape[1] != ns:
+        raise ValueError("addrs and accessed must have the same shape")
+    if room <= 0 or nc == 0 or n == 0:
+        return None
+    use_a = np.empty(nc, dtype=np.uint64)
+    cdef uint64_t[::1] use = use_a
+    with nogil:
+        for c in range(nc):
+            if nu >= room:
+                break
+            while j < n and end[j] <= cuts[c]:
+                j += 1
+            if j >= n:
+                break
+            if not (start[j] < cuts[c] and 2 * <uint64_t>nr_accesses[j] < nr_samples):
+                continue
+            while p < npool and pooled[p] <= start[j]:
+                p += 1
+            if p < npool and pooled[p] < end[j]:
+                continue
+            if nu and use[nu - 1] == cuts[c]:
+                continue
+            use[nu] = cuts[c]
+            nu += 1
+    if nu == 0:
+        return None
+    o_start_a = np.empty(n + nu, dtype=np.uint64)
+    o_end_a = np.empty(n + nu, dtype=np.uint64)
+    o_nr_a = np.empty(n + nu, dtype=np.uint32)
+    o_bp_a = np.empty(n + nu, dtype=np.uint32)
+    o_last_a = np.empty(n + nu, dtype=np.uint32)
+    o_age_a = np.empty(n + nu, dtype=np.uint32)
+    taken_a = np.zeros(n + nu, dtype=np.uint64)
+    acc_a = np.zeros(n + nu, dtype=np.uint64)
+    cut_a = np.zeros(n + nu, dtype=np.uint8)
+    cdef uint64_t[::1] o_start = o_start_a
+    cdef uint64_t[::1] o_end = o_end_a
+    cdef uint32_t[::1] o_nr = o_nr_a
+    cdef uint32_t[::1] o_bp = o_bp_a
+    cdef uint32_t[::1] o_last = o_last_a
+    cdef uint32_t[::1] o_age = o_age_a
+    cdef uint64_t[::1] taken = taken_a
+    cdef uint64_t[::1] acc = acc_a
+    cdef uint8_t[::1] was_cut = cut_a
+    cdef Py_ssize_t first
+    with nogil:
+        w = 0
+        c = 0
+        for i in range(n):
+            first = w
+            o_start[w] = start[i]
+            while c < nu and use[c] < end[i]:
+                if use[c] > o_start[w]:
+                    o_end[w] = use[c]
+                    w += 1
+                    o_start[w] = use[c]
+                c += 1
+            o_end[w] = end[i]
+            w += 1
+            for j in range(first, w):
+                o_nr[j] = nr_accesses[i]
+                o_bp[j] = nr_accesses_bp[i]
+                o_last[j] = last_nr_accesses[i]
+                o_age[j] = age[i]
+                was_cut[j] = w - first > 1
+        for i in range(ks):             # each sample into its piece
+            for j in range(ns):
+                a = addrs[i, j]
+                lo = 0
+                hi = w
+                while hi - lo > 1:
+                    mid = (lo + hi) // 2
+                    if o_start[mid] <= a:
+                        lo = mid
+                    else:
+                        hi = mid
+                if was_cut[lo] and o_start[lo] <= a < o_end[lo]:
+                    taken[lo] += 1
+                    acc[lo] += accessed[i, j] != 0
+        for j in range(w):
+            if not was_cut[j] or taken[j] < min_taken or taken[j] == 0:
+                continue
+            est = (2 * <uint64_t>nr_samples * acc[j] + taken[j]) // (2 * taken[j])
+            if est > nr_samples:
+                est = nr_samples
+            if 2 * est >= nr_samples:
+                o_nr[j] = <uint32_t>est
+                o_bp[j] = o_nr[j] * BP_ONE
+    return (o_start_a[:w], o_end_a[:w], o_nr_a[:w], o_bp_a[:w], o_last_a[:w],
+            o_age_a[:w]), nu

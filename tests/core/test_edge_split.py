@@ -180,6 +180,52 @@ def test_pool_runs_keeps_each_run_on_its_side():
 
 
 @pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("room", [1, 5, 1000])
+def test_report_edges_matches_reference(seed, room):
+    """Random regions, cuts (some on boundaries, outside or repeated), pooled boundaries
+    and samples: the same reported regions as the reference, or none."""
+    r = random_regions(seed, 200, gaps=True)
+    g = np.random.default_rng(seed + 13)
+    lo, hi = int(r.start[0]), int(r.end[-1])
+    cuts = np.sort(np.concatenate([g.integers(lo - PAGE, hi + PAGE, 60),
+                                   r.start[g.integers(0, r.nr, 5)]]).astype(np.uint64))
+    pooled = np.sort(g.choice(r.start[1:], 10, replace=False)).astype(np.uint64)
+    addrs = g.integers(lo, hi, (20, 300)).astype(np.uint64)
+    acc = (g.random((20, 300)) < 0.5).astype(np.uint8)
+    d = as_dicts(r)
+    samples = list(zip(addrs.ravel().tolist(), acc.ravel().tolist()))
+    want = refa.report_edges(d, cuts.tolist(), pooled.tolist(), samples, 20, 3, room)
+    got = _adapt.report_edges(r.start, r.end, r.nr_accesses, r.nr_accesses_bp,
+                              r.last_nr_accesses, r.age, cuts, pooled, addrs, acc, 20, 3,
+                              room)
+    assert want is not None and got is not None        # the seeds do cut something
+    cols_, used = got
+    out = r.copy()
+    out.replace(*cols_)
+    assert used == want[1] <= room
+    assert cols(as_dicts(out)) == cols(want[0])
+    assert _adapt.report_edges(r.start, r.end, r.nr_accesses, r.nr_accesses_bp,
+                               r.last_nr_accesses, r.age, cuts, pooled, addrs, acc, 20, 3,
+                               0) is None
+
+
+def test_report_edges_is_report_only():
+    """The report's pieces change the snapshots, not the adaptation: the same regions are
+    sampled with it and without (checks per sample equal in every aggregation), and every
+    snapshot covers at least as much of the truly hot bytes; moved ranges show sooner."""
+    from damoncore.evaluation.run import COLUMNS, Cell, run_cell
+    ix = {c: i for i, c in enumerate(COLUMNS)}
+    on = run_cell(Cell("edge-split", "small-moving", 3, duration_us=15_000_000))
+    off = run_cell(Cell("edge-split", "small-moving", 3, duration_us=15_000_000,
+                        options={"report_edges": False}))
+    assert len(on) == len(off) == 150
+    assert [x[ix["checks_per_sample"]] for x in on] == \
+        [x[ix["checks_per_sample"]] for x in off]
+    assert all(a[ix["coverage"]] >= b[ix["coverage"]] - 1e-9 for a, b in zip(on, off))
+    assert sum(a[ix["coverage"]] > b[ix["coverage"]] + 0.05 for a, b in zip(on, off)) >= 1
+
+
+@pytest.mark.parametrize("seed", SEEDS)
 def test_edge_pieces_matches_reference(seed):
     r = random_regions(seed, 300, gaps=True)
     g = np.random.default_rng(seed + 11)

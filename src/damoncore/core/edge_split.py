@@ -69,7 +69,9 @@ class EdgeSplit(KernelAdaptation):
     hot run joins it when its rate is at least ``pool_rate`` + ``pool_join_z`` standard
     errors (the default -1.5: unless it is under ``pool_rate`` by 1.5 standard errors).
     ``pool_cold_z`` (None: off): regions under ``pool_rate`` by that many standard errors
-    (and over half of it) pool into cold runs.
+    (and over half of it) pool into cold runs.  ``report_edges``: the snapshot shows the
+    accessed piece of a region reading under half of the samples as its own region when
+    ``report_min_samples`` or more of this aggregation's samples fall in it (report only).
     """
 
     name = "edge-split"
@@ -79,7 +81,8 @@ class EdgeSplit(KernelAdaptation):
                  mixed_div: int = 8, edge_div: int = 16, pool_rate: float = 0.5,
                  pool_z: float = 1.5, pool_decay: float = 0.95, pool_keep: float = 0.9,
                  pool_bins: int = RATE_MAP_BINS, pool_join_z: float = -1.5,
-                 pool_cold_z: float | None = 1.5):
+                 pool_cold_z: float | None = 1.5, report_edges: bool = True,
+                 report_min_samples: int = 3):
         super().__init__()
         self.budget = budget
         self.explore_factor = int(explore_factor)
@@ -94,6 +97,8 @@ class EdgeSplit(KernelAdaptation):
         self.pool_keep = float(pool_keep)
         self.pool_join_z = float(pool_join_z)
         self.pool_cold_z = None if pool_cold_z is None else float(pool_cold_z)
+        self.report_edges = bool(report_edges)
+        self.report_min_samples = int(report_min_samples)
         self.edge_div = int(edge_div)
         self._rates = {}          # target index -> _Rates (long-run access rate map)
         self._restore = {}        # target index -> inner boundaries of pooled runs
@@ -129,11 +134,14 @@ class EdgeSplit(KernelAdaptation):
     def merge(self, ctx, threshold: int) -> None:
         self._cuts = {}
         self._restore = {}
+        self._reported = {}
+        taken = {}
         for i, t in enumerate(ctx.targets):
             s = self._samples.pop(i, None)
             r = t.regions
             if t.obsolete or s is None or s.key is not r.start or s.k == 0:
                 continue
+            taken[i] = s
             cuts = np.empty(2 * r.nr, np.uint64)
             n = _adapt.sample_edges(r.start, r.end, s.addrs[:s.k], s.accessed[:s.k],
                                     ctx.min_region, cuts, self.min_gain,
@@ -163,6 +171,36 @@ class EdgeSplit(KernelAdaptation):
             for i, t in enumerate(ctx.targets):
                 if not t.obsolete and i in self._rates:
                     self._pool(i, t.regions, max_thres)
+        if self.report_edges:
+            self._report_edges(ctx, taken, max_thres)
+
+    def _report_edges(self, ctx, taken, nr_samples) -> None:
+        """Report the accessed piece of a region that reads under half of the samples
+        as its own region, with the count its share of this aggregation's samples gives
+        (``_adapt.report_edges``), within the budget's room: a hot range that just
+        appeared inside an idle region shows in this aggregation's snapshot, not the
+        next.  Report only: :meth:`split` puts the regions back as they were before, so
+        the adaptation itself (what is sampled next) is the same with it or without."""
+        room = self._budget(ctx) - sum(t.regions.nr + len(self._restore.get(i, _NO_CUTS))
+                                       for i, t in enumerate(ctx.targets) if not t.obsolete)
+        for i, cuts in self._cuts.items():
+            s = taken.get(i)
+            t = ctx.targets[i]
+            if room <= 0 or s is None or t.obsolete:
+                continue
+            r = t.regions
+            out = _adapt.report_edges(r.start, r.end, r.nr_accesses, r.nr_accesses_bp,
+                                      r.last_nr_accesses, r.age, cuts,
+                                      self._restore.get(i, _NO_CUTS), s.addrs[:s.k],
+                                      s.accessed[:s.k], nr_samples, self.report_min_samples,
+                                      room)
+            if out is None:
+                continue
+            cols, used = out
+            room -= used
+            before = (r.start, r.end, r.nr_accesses, r.nr_accesses_bp, r.age)
+            r.replace(*cols)
+            self._reported[i] = (r.start, before)
 
     def _learn(self, i, r, s) -> None:
         """This aggregation's samples into target ``i``'s long-run rate map
@@ -233,6 +271,12 @@ class EdgeSplit(KernelAdaptation):
 
     def split(self, ctx) -> None:
         targets = [(i, t) for i, t in enumerate(ctx.targets) if not t.obsolete]
+        reported, self._reported = self._reported, {}
+        for i, t in targets:        # the regions as they were before the report's pieces
+            key, before = reported.get(i, (None, None))
+            if key is not None and t.regions.start is key:
+                start, end, nr, bp, age = before    # reset as the core reset the report's
+                t.regions.replace(start, end, np.zeros_like(nr), bp, nr, age)
         restore, self._restore = self._restore, {}
         for i, t in targets:        # pooled runs back into the pieces they were sampled as
             cuts = restore.get(i)
