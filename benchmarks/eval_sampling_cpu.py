@@ -1,0 +1,39 @@
+"""CPU per sample of the region adaptations in one process, interleaved, so a busy host
+slows them alike: the kernel's algorithm, edge-split, and edge-split without the report's
+pieces (``report_edges=False``), on the given workloads, seeds 1-3, twice; medians of the
+per-run means and their ratios to the kernel algorithm's (docs/sampling.md).
+
+    PYTHONPATH=src python benchmarks/eval_sampling_cpu.py [workload,...]
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from damoncore.evaluation.run import COLUMNS, Cell, run_cell
+
+ALGORITHMS = (("kernel", "kernel", {}), ("edge-split", "edge-split", {}),
+              ("edge-split, no report pieces", "edge-split", {"report_edges": False}))
+CPU = COLUMNS.index("cpu_us_per_sample")
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    workloads = (argv[0] if argv else "zipf-1.0,zipf-0.8,small-moving").split(",")
+    for wl in workloads:
+        got = {name: [] for name, _, _ in ALGORITHMS}
+        for _ in range(2):
+            for name, adaptation, options in ALGORITHMS:
+                for seed in (1, 2, 3):
+                    rows = run_cell(Cell(adaptation, wl, seed, options=options))
+                    got[name].append(float(np.mean([r[CPU] for r in rows])))
+        base = float(np.median(got["kernel"]))
+        print(f"{wl}: " + "; ".join(f"{name} {np.median(v):.1f} us ({np.median(v) / base:.2f}x)"
+                                    for name, v in got.items()), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
