@@ -180,7 +180,9 @@ class EdgeSplit(KernelAdaptation):
         (``_adapt.report_edges``), within the budget's room: a hot range that just
         appeared inside an idle region shows in this aggregation's snapshot, not the
         next.  Report only: :meth:`split` puts the regions back as they were before, so
-        the adaptation itself (what is sampled next) is the same with it or without."""
+        the adaptation itself (what is sampled next) is the same with it or without
+        (unless a scheme split the regions in between: they then stay cut, as at a
+        scheme's own splits, and the pieces count against the next split's budget)."""
         room = self._budget(ctx) - sum(t.regions.nr + len(self._restore.get(i, _NO_CUTS))
                                        for i, t in enumerate(ctx.targets) if not t.obsolete)
         for i, cuts in self._cuts.items():
