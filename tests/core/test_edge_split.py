@@ -400,6 +400,25 @@ def test_the_core_finds_no_broken_regions(seed, lo, extra, hot_mib, off_mib):
     assert counts and max(counts) <= max(attrs.max_nr_regions, attrs.min_nr_regions)
 
 
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 1000), sz_kib=st.integers(4, 4096))
+def test_schemes_that_split_regions_keep_them_whole(seed, sz_kib):
+    """A quota-limited scheme splits regions between the merge (the report's pieces and
+    pooled runs) and the split (which puts them back): the regions stay whole and the
+    quota holds."""
+    from damoncore import AccessPattern, Quota, Scheme
+    from fakes import HotRangeOps
+    ops = HotRangeOps(hot=[(8 * MiB, 12 * MiB), (40 * MiB, 41 * MiB)], p_cold=0.05, seed=seed)
+    s = Scheme(AccessPattern(), "pageout", quota=Quota(sz_bytes=sz_kib * 1024,
+                                                       reset_interval_ms=100))
+    ctx = Context(ops, [Target(ranges=[(0, 64 * MiB)])],
+                  Attrs(sample_us=5000, aggr_us=100_000), schemes=[s], seed=seed,
+                  adaptation=CheckedEdgeSplit())
+    ctx.run(3_000_000)
+    ctx.targets[0].regions.check_invariants([(0, 64 * MiB)])
+    assert s.stats.sz_tried <= 30 * sz_kib * 1024
+
+
 # --- behaviour ---------------------------------------------------------------------------
 
 def test_edge_split_is_selectable_and_trusted():
