@@ -110,16 +110,33 @@ def dense():
              f"for i in range(0, {n} * 4096, 4096): m[i] = 1\n"
              "print(ctypes.addressof(ctypes.c_char.from_buffer(m)), flush=True)\n"
              "sys.stdin.readline()\n")
-    p = subprocess.Popen([sys.executable, "-c", child], stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, text=True)
-    a = int(p.stdout.readline())
-    move_pages(p.pid, [a], int(query_pages(p.pid, [a])[0]))      # drain LRU add batches
-    with Pagemap(p.pid) as pm:
-        ent = pm.read(a, a + n * 4096)
-    f = np.unique(pfns(ent[present(ent)]))
-    words = np.unique(f // 64)
-    runs = np.split(words, np.flatnonzero(np.diff(words) != 1) + 1)
-    out = {"frames": int(f.size), "longest_word_run": int(max(len(r) for r in runs))}
+
+    def start():
+        # a guest that ran other tests has its free memory in pieces: compact it first,
+        # so the buffer's frames come in runs long enough for a call to cross kernfs'
+        # one page (512 words, 128 MiB of frames)
+        for knob, val in (("drop_caches", "3"), ("compact_memory", "1")):
+            with open(f"/proc/sys/vm/{knob}", "w") as fh:
+                fh.write(val)
+        p = subprocess.Popen([sys.executable, "-c", child], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+        a = int(p.stdout.readline())
+        move_pages(p.pid, [a], int(query_pages(p.pid, [a])[0]))  # drain LRU add batches
+        with Pagemap(p.pid) as pm:
+            ent = pm.read(a, a + n * 4096)
+        f = np.unique(pfns(ent[present(ent)]))
+        words = np.unique(f // 64)
+        runs = np.split(words, np.flatnonzero(np.diff(words) != 1) + 1)
+        return p, f, int(max(len(r) for r in runs))
+
+    tries = []
+    for attempt in range(4):                    # the longest run varies from boot to boot
+        p, f, longest = start()
+        tries.append(longest)
+        if longest > 512 or attempt == 3:
+            break
+        p.stdin.write("x\n"); p.stdin.flush(); p.wait()
+    out = {"frames": int(f.size), "longest_word_run": longest, "tries": tries}
     with PageIdle(max_gap_words=16) as pi:
         pi.mark_idle(f)
         out["mark_calls"] = pi.nr_syscalls
@@ -133,7 +150,8 @@ def dense():
 
 def test_dense_marks_and_reads_cross_kernfs_pages(guest):
     out = run_python(DENSE, timeout=300)
-    assert out["longest_word_run"] > 512, "frames not dense enough to cross a bitmap page"
+    assert out["longest_word_run"] > 512, ("frames not dense enough to cross a bitmap page",
+                                           out)
     # every frame of the cold buffer marked and read back idle (a few may sit in an LRU
     # batch again, or be touched by the kernel)
     assert out["idle"] >= out["frames"] * 0.99, out
