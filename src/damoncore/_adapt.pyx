@@ -31,6 +31,27 @@ cdef int cmp_probe(const void *a, const void *b) noexcept nogil:
     return -1 if x.w < y.w else (1 if x.w > y.w else 0)
 
 
+cdef inline bint probe_lt(probe_t *x, probe_t *y) noexcept nogil:
+    return x.addr < y.addr or (x.addr == y.addr and x.w < y.w)
+
+
+cdef inline void sort_probes(probe_t *p, Py_ssize_t m) noexcept nogil:
+    """``cmp_probe``'s order: insertion sort for an aggregation's few samples (no
+    comparator call per step), qsort beyond 64."""
+    cdef Py_ssize_t j, k
+    cdef probe_t t
+    if m > 64:
+        qsort(p, m, sizeof(probe_t), cmp_probe)
+        return
+    for j in range(1, m):
+        t = p[j]
+        k = j - 1
+        while k >= 0 and probe_lt(&t, &p[k]):
+            p[k + 1] = p[k]
+            k -= 1
+        p[k + 1] = t
+
+
 cdef inline double xlogx(double a, double n) noexcept nogil:
     """a * log(a / n), 0 for a == 0."""
     return a * log(a / n) if a > 0 else 0.0
@@ -106,7 +127,7 @@ def sample_edges(const uint64_t[::1] start, const uint64_t[::1] end,
                     p[j].w = 1
                 else:
                     p[j].w = -1
-            qsort(p, m, sizeof(probe_t), cmp_probe)
+            sort_probes(p, m)
             best = 0
             best_lo = best_hi = -1
             run = 0
