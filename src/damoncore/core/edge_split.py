@@ -114,22 +114,20 @@ class EdgeSplit(KernelAdaptation):
         """This aggregation's :class:`SampleRows` per target (None: obsolete); new ones for
         new regions (first aggregation, after a split, or an ops update).  The native sample
         path fills them in C; :meth:`sampled` on the generic path."""
-        samples, rows = self._samples, []
-        for i, t in enumerate(ctx.targets):
-            if t.obsolete:
-                rows.append(None)
-                continue
-            r = t.regions
-            s = samples.get(i)
-            if s is None or s.key is not r.start:
-                s = samples[i] = SampleRows(r.start, r.nr, ctx.attrs.aggr_samples)
-            rows.append(s)
-        return rows
+        return [None if t.obsolete else self._rows(ctx, i, t)
+                for i, t in enumerate(ctx.targets)]
+
+    def _rows(self, ctx, i, t) -> SampleRows:
+        r = t.regions
+        s = self._samples.get(i)
+        if s is None or s.key is not r.start:
+            s = self._samples[i] = SampleRows(r.start, r.nr, ctx.attrs.aggr_samples)
+        return s
 
     def sampled(self, ctx, accessed) -> None:
-        for s, t, acc in zip(self.sample_rows(ctx), ctx.targets, accessed):
-            if s is not None:
-                s.record(t.regions.sampling_addr, acc)
+        for i, t in enumerate(ctx.targets):
+            if not t.obsolete:
+                self._rows(ctx, i, t).record(t.regions.sampling_addr, accessed[i])
 
     def merge(self, ctx, threshold: int) -> None:
         self._cuts = {}
