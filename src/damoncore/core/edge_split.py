@@ -26,7 +26,11 @@ writes: :meth:`~damoncore.core.adaptation.Adaptation.sample_rows`) and, at the a
    over a quarter of the samples.  Each run is reported as one region with the
    size-weighted count of all its pieces' samples, if that count stays on the run's
    side of the bar; the split puts the pieces back;
-5. after the snapshot, spends the budget: regions that read near half of the samples (3/8
+5. reports, in the same snapshot, the accessed piece of a region that reads under half of
+   the samples as a region of its own, cut at the edge found in step 1, with the count its
+   share of the samples gives (``_adapt.report_edges``, within the budget's room; the
+   split first puts the region back whole);
+6. after the snapshot, spends the budget: regions that read near half of the samples (3/8
    to 5/8, where hot or not is closest to a coin flip) without an edge in their samples go
    into even pieces of at most total / (``edge_div`` x budget), then (``_adapt.plan_split``)
    the edge cuts, a thin *flank* beside every sharp boundary, then even pieces for every
