@@ -674,45 +674,27 @@ def report_edges(const uint64_t[::1] start, const uint64_t[::1] end,
             nu += 1
     if nu == 0:
         return None
-    o_start_a = np.empty(n + nu, dtype=np.uint64)
-    o_end_a = np.empty(n + nu, dtype=np.uint64)
-    o_nr_a = np.empty(n + nu, dtype=np.uint32)
-    o_bp_a = np.empty(n + nu, dtype=np.uint32)
-    o_last_a = np.empty(n + nu, dtype=np.uint32)
-    o_age_a = np.empty(n + nu, dtype=np.uint32)
-    taken_a = np.zeros(n + nu, dtype=np.uint64)
-    acc_a = np.zeros(n + nu, dtype=np.uint64)
-    cut_a = np.zeros(n + nu, dtype=np.uint8)
-    cdef uint64_t[::1] o_start = o_start_a
-    cdef uint64_t[::1] o_end = o_end_a
-    cdef uint32_t[::1] o_nr = o_nr_a
-    cdef uint32_t[::1] o_bp = o_bp_a
-    cdef uint32_t[::1] o_last = o_last_a
-    cdef uint32_t[::1] o_age = o_age_a
+    # the cuts as split_at makes them (one piece per region besides the cuts: no even
+    # cuts, so its rng is not drawn from), then the pieces of cut regions re-counted
+    cols = split_at(start, end, nr_accesses, nr_accesses_bp, last_nr_accesses, age,
+                    use_a[:nu], np.ones(n, dtype=np.uint32), 1, np.zeros(1, dtype=np.uint64))
+    cdef const uint64_t[::1] o_start = cols[0]
+    cdef const uint64_t[::1] o_end = cols[1]
+    cdef uint32_t[::1] o_nr = cols[2]
+    cdef uint32_t[::1] o_bp = cols[3]
+    w = o_start.shape[0]
+    taken_a = np.zeros(w, dtype=np.uint64)
+    acc_a = np.zeros(w, dtype=np.uint64)
+    cut_a = np.zeros(w, dtype=np.uint8)
     cdef uint64_t[::1] taken = taken_a
     cdef uint64_t[::1] acc = acc_a
     cdef uint8_t[::1] was_cut = cut_a
-    cdef Py_ssize_t first
     with nogil:
-        w = 0
         c = 0
-        for i in range(n):
-            first = w
-            o_start[w] = start[i]
-            while c < nu and use[c] < end[i]:
-                if use[c] > o_start[w]:
-                    o_end[w] = use[c]
-                    w += 1
-                    o_start[w] = use[c]
+        for j in range(w):              # a piece of a cut region starts or ends at a cut
+            while c < nu and use[c] < o_start[j]:
                 c += 1
-            o_end[w] = end[i]
-            w += 1
-            for j in range(first, w):
-                o_nr[j] = nr_accesses[i]
-                o_bp[j] = nr_accesses_bp[i]
-                o_last[j] = last_nr_accesses[i]
-                o_age[j] = age[i]
-                was_cut[j] = w - first > 1
+            was_cut[j] = c < nu and (use[c] == o_start[j] or use[c] == o_end[j])
         for i in range(ks):             # each sample into its piece
             for j in range(ns):
                 a = addrs[i, j]
@@ -736,5 +718,4 @@ def report_edges(const uint64_t[::1] start, const uint64_t[::1] end,
             if 2 * est >= nr_samples:
                 o_nr[j] = <uint32_t>est
                 o_bp[j] = o_nr[j] * BP_ONE
-    return (o_start_a[:w], o_end_a[:w], o_nr_a[:w], o_bp_a[:w], o_last_a[:w],
-            o_age_a[:w]), nu
+    return cols, nu
