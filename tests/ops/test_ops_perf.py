@@ -10,7 +10,8 @@ from ops_helpers import PAGE
 
 from damoncore.core import Attrs, Context, SampleFilter, Target
 from damoncore.errors import InvalidConfig
-from damoncore.ops.perf import PerfOps
+from damoncore.ops.base import RealClock
+from damoncore.ops.perf import PerfOps, clock_offset_us
 from damoncore.ops.vaddr import VaddrOps
 
 N = 1000  # pages per thread buffer
@@ -142,6 +143,18 @@ def test_every_kept_fault_is_in_a_snapshot(faulting_child):
     assert kept > 1000
     assert kept * 0.999 <= in_snapshots <= kept
     assert ops.throttled >= 0 and ops.nr_samples == len(got["addr"])
+
+
+def test_clock_offset_is_zero_for_the_monotonic_clock():
+    """The real clock maps sample times unchanged, even when the microsecond ticks between
+    the reads (an offset of -1 put an edge sample into the aggregation before: CI, stop 19)."""
+    assert {clock_offset_us(RealClock) for _ in range(20_000)} == {0}
+
+    class Shifted:
+        @staticmethod
+        def now_us():
+            return RealClock.now_us() + 5_000_000
+    assert abs(clock_offset_us(Shifted) - 5_000_000) <= 1
 
 
 def test_perf_ops_needs_the_page_fault_primitive():

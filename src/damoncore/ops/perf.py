@@ -37,6 +37,19 @@ from .base import KEY_NONE, Operations
 from .vaddr import VaddrOps
 
 
+def clock_offset_us(clock) -> int:
+    """What to add to a CLOCK_MONOTONIC time (us) to get ``clock``'s time.
+
+    The clock is read between two monotonic reads: a clock inside that bracket is the
+    monotonic clock itself, offset 0.  (Subtracting one read from the other would be off
+    by one microsecond whenever the microsecond ticks between them, and move a sample
+    made at an aggregation's edge into the aggregation before.)"""
+    m0 = time.monotonic_ns() // 1000
+    c = clock.now_us()
+    m1 = time.monotonic_ns() // 1000
+    return 0 if m0 <= c <= m1 else c - m1
+
+
 class PerfOps(Operations):
     """Ops backend ``base_ops`` plus perf page-fault reports.
 
@@ -136,7 +149,7 @@ class PerfOps(Operations):
                                 "with primitives=('page_fault',) (or both)")
         self.base.init(ctx)
         self._ctx = ctx
-        self._clock_offset_us = ctx.clock.now_us() - time.monotonic_ns() // 1000
+        self._clock_offset_us = clock_offset_us(ctx.clock)
         if self.pid is not None:
             scopes = [{"pid": self.pid}]
         elif self.cgroup is None and any(t.pid is not None for t in ctx.targets):
