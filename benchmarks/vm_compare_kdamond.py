@@ -147,7 +147,8 @@ def g_kernel(pid, cfg, end_t):
 
 def g_damoncore(pid, cfg, end_t, adaptation="kernel", native=True):
     """damoncore's Context on ``pid`` in a thread until ``end_t``; the thread's CPU clock.
-    ``adaptation``: the region adaptation by name (kernel, edge-split, ...); ``native=False``:
+    ``adaptation``: the region adaptation by name (kernel, edge-split, ...), with options
+    after slashes (``edge-split/late_rows=1``: numbers or true/false); ``native=False``:
     the generic per-sample path (VaddrOps(native=False))."""
     import threading
     import time
@@ -165,8 +166,16 @@ def g_damoncore(pid, cfg, end_t, adaptation="kernel", native=True):
 
     attrs = Attrs(cfg["sample_us"], cfg["aggr_us"], cfg["update_us"],
                   cfg["min_nr_regions"], cfg["max_nr_regions"])
+    name, *opts = adaptation.split("/")
+    options = {}
+    for kv in opts:
+        k, _, v = kv.partition("=")
+        if v.lower() in ("true", "false"):
+            options[k] = v.lower() == "true"
+        else:
+            options[k] = float(v) if "." in v else int(v)
     ctx = Context(VaddrOps(native=native), [Target(pid=pid)], attrs,
-                  adaptation=ADAPTATIONS[adaptation]())
+                  adaptation=ADAPTATIONS[name](**options))
     ctx.add_callback(cb)
     res = {}
 
@@ -372,7 +381,8 @@ def main(argv=None) -> int:
     ap.add_argument("--order", default="kernel,damoncore",
                     help="monitors one after the other, each on a fresh workload: kernel, "
                          "damoncore (the kernel's algorithm), damoncore:<adaptation> (e.g. "
-                         "damoncore:edge-split), generic (damoncore's generic per-sample "
+                         "damoncore:edge-split, options after slashes: "
+                         "damoncore:edge-split/late_rows=1), generic (damoncore's generic per-sample "
                          "path); 'both' runs kernel and damoncore at once on one workload")
     ap.add_argument("--json", help="write config, raw snapshots and summary here")
     ap.add_argument("--report", metavar="JSON", help="no guest run: re-analyze a --json file")

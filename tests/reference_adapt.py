@@ -30,8 +30,9 @@ def _edge_cut(left, right, min_region):
 
 
 def sample_edges(regions, samples, min_region, min_gain=6.0, min_gain_accessed=6.0,
-                 min_piece_div=16):
-    """regions: [(start, end)]; samples: per region a list of (addr, accessed)."""
+                 min_piece_div=16, late_rows=0):
+    """regions: [(start, end)]; samples: per region a list of (addr, accessed) in the order
+    they were taken."""
     min_region = min_region or 1
     cuts = []
     for (start, end), smp in zip(regions, samples):
@@ -40,10 +41,11 @@ def sample_edges(regions, samples, min_region, min_gain=6.0, min_gain_accessed=6
         if m == 0 or hits == 0 or hits == m:
             continue
         minority_accessed = 2 * hits <= m
-        probes = sorted((addr, 1 if bool(acc) == minority_accessed else -1, bool(acc))
-                        for addr, acc in smp)
+        # (addr, weight, accessed, row): sorted by address, then weight
+        probes = sorted((addr, 1 if bool(acc) == minority_accessed else -1, bool(acc), row)
+                        for row, (addr, acc) in enumerate(smp))
         best, best_lo, best_hi, run, lo = 0, -1, -1, 0, 0
-        for j, (_, w, _) in enumerate(probes):
+        for j, (_, w, _, _) in enumerate(probes):
             if run <= 0:
                 run, lo = 0, j
             run += w
@@ -57,13 +59,31 @@ def sample_edges(regions, samples, min_region, min_gain=6.0, min_gain_accessed=6
         gain = _ll(a_in, n_in) + _ll(minority - a_in, m - n_in) - _ll(minority, m)
         if gain < (min_gain if not minority_accessed else min_gain_accessed):
             continue
+        # late: idle samples taken before the first accessed one do not place cuts
+        j0 = next(row for row, (_, acc) in enumerate(smp) if acc)
+        late = late_rows > 0 and minority_accessed and j0 >= late_rows
+
+        def outer(edge, step):
+            """(the idle sample bounding the run on this side, the nearest accessed one
+            inward), or None when no idle sample may bound it."""
+            x, q = edge + step, edge
+            while late and 0 <= x < m and (probes[x][2] or probes[x][3] < j0):
+                if probes[x][2]:
+                    q = x
+                x += step
+            return (probes[x], probes[q]) if 0 <= x < m else None
+
         min_piece = max(min_region, (end - start) // min_piece_div)
         last = start
         pairs = []
         if best_lo > 0:
-            pairs.append((probes[best_lo - 1], probes[best_lo]))
+            o = outer(best_lo, -1)
+            if o:
+                pairs.append((o[0], o[1]))
         if best_hi < m - 1:
-            pairs.append((probes[best_hi], probes[best_hi + 1]))
+            o = outer(best_hi, 1)
+            if o:
+                pairs.append((o[1], o[0]))
         for left, right in pairs:
             c = _edge_cut((left[0], left[2]), (right[0], right[2]), min_region)
             if c >= last + min_piece and c + min_piece <= end:
@@ -94,6 +114,37 @@ def split_at(regions, cuts, pieces, min_region, rng):
     return out
 
 
+def flanks(regions, count, nr_samples, min_region):
+    """Cuts beside sharp boundaries (counts apart by over a quarter of nr_samples): into
+    the colder region at a quarter of the hotter side's run, at most half the colder."""
+    min_region = min_region or 1
+    n = len(regions)
+    out = []
+    for k in range(n - 1):
+        (s0, e0), (s1, e1) = regions[k], regions[k + 1]
+        if e0 != s1:
+            continue
+        d = count[k + 1] - count[k]
+        if 4 * abs(d) <= nr_samples:
+            continue
+        # the hotter side: the adjacent run of regions over the colder one by > 1/4
+        hot, cold, step = (k, k + 1, -1) if d < 0 else (k + 1, k, 1)
+        cold_sz = regions[cold][1] - regions[cold][0]
+        hot_sz, i = 0, hot
+        while True:
+            hot_sz += regions[i][1] - regions[i][0]
+            j = i + step
+            if not 0 <= j < n or regions[min(i, j)][1] != regions[max(i, j)][0] \
+                    or 4 * (count[j] - count[cold]) <= nr_samples:
+                break
+            i = j
+        w = min(hot_sz // 4, cold_sz // 2)
+        w -= w % min_region
+        if w:
+            out.append(e0 + w if d < 0 else e0 - w)
+    return out
+
+
 def plan_split(regions, last, evidence, room, nr_samples, min_region, boost):
     """regions: [(start, end)]; last: last_nr_accesses per region; -> (cuts, pieces)."""
     min_region = min_region or 1
@@ -101,19 +152,7 @@ def plan_split(regions, last, evidence, room, nr_samples, min_region, boost):
     pieces = [1] * n
     if room <= 0 or n == 0:
         return [], pieces
-    flank = []
-    for k in range(n - 1):
-        (s0, e0), (s1, e1) = regions[k], regions[k + 1]
-        if e0 != s1:
-            continue
-        d = last[k + 1] - last[k]
-        if 4 * abs(d) <= nr_samples:
-            continue
-        hot_sz, cold_sz = ((e0 - s0), (e1 - s1)) if d < 0 else ((e1 - s1), (e0 - s0))
-        w = min(hot_sz // 4, cold_sz // 2)
-        w -= w % min_region
-        if w:
-            flank.append(e0 + w if d < 0 else e0 - w)
+    flank = flanks(regions, last, nr_samples, min_region)
     cand = []
     for c in sorted(set(evidence) | set(flank)):
         for s, e in regions:

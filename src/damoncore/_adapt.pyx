@@ -20,6 +20,7 @@ cdef struct probe_t:
     uint64_t addr
     int64_t w
     bint acc
+    Py_ssize_t row
 
 
 cdef int cmp_probe(const void *a, const void *b) noexcept nogil:
@@ -78,7 +79,8 @@ cdef inline uint64_t edge_cut(probe_t *l, probe_t *r, bint acc_l,
 def sample_edges(const uint64_t[::1] start, const uint64_t[::1] end,
                  const uint64_t[:, ::1] addrs, const uint8_t[:, ::1] accessed,
                  uint64_t min_region, uint64_t[::1] cuts, double min_gain=6.0,
-                 double min_gain_accessed=6.0, uint64_t min_piece_div=16):
+                 double min_gain_accessed=6.0, uint64_t min_piece_div=16,
+                 Py_ssize_t late_rows=0):
     """Where each region's own samples of one aggregation change between accessed and not.
 
     ``addrs[k, i]`` / ``accessed[k, i]``: the sampling address of region ``i`` in sample
@@ -95,9 +97,16 @@ def sample_edges(const uint64_t[::1] start, const uint64_t[::1] end,
     region end, else two; a cut leaving a piece smaller than the region's size /
     ``min_piece_div`` (or ``min_region``) is dropped.  Cuts strictly inside the region are written to
     ``cuts`` in increasing order (room for two per region); returns how many.
+
+    ``late_rows`` (0: off): in a mostly idle region whose first accessed sample is sample
+    ``j0 >= late_rows``, the idle samples taken before ``j0`` do not place a cut (they may
+    predate a hot range that appeared during the aggregation): a cut goes between the
+    run's accessed samples and the nearest idle sample taken at ``j0`` or later, past any
+    earlier idle ones and the accessed ones among them (none when there is no such idle
+    sample on that side).
     """
     cdef Py_ssize_t n = start.shape[0], m = addrs.shape[0]
-    cdef Py_ssize_t i, j, lo, best_lo, best_hi, w = 0
+    cdef Py_ssize_t i, j, lo, best_lo, best_hi, w = 0, j0, x, q
     cdef int64_t hits, hits_all, run, best, a_in, n_in
     cdef uint64_t c, last, min_piece
     cdef double gain
@@ -116,9 +125,13 @@ def sample_edges(const uint64_t[::1] start, const uint64_t[::1] end,
     with nogil:
         for i in range(n):
             hits = 0
+            j0 = -1
             for j in range(m):
                 p[j].addr = addrs[j, i]
                 p[j].acc = accessed[j, i] != 0
+                p[j].row = j
+                if p[j].acc and j0 < 0:
+                    j0 = j
                 hits += accessed[j, i] != 0
             if hits == 0 or hits == m:
                 continue
@@ -154,17 +167,31 @@ def sample_edges(const uint64_t[::1] start, const uint64_t[::1] end,
             if min_piece < min_region:
                 min_piece = min_region
             last = start[i]
+            if late_rows <= 0 or 2 * hits_all > m or j0 < late_rows:
+                j0 = 0                          # every idle sample places cuts
             if best_lo > 0:
-                c = edge_cut(&p[best_lo - 1], &p[best_lo], p[best_lo - 1].acc, min_region)
-                if c >= last + min_piece and c + min_piece <= end[i]:
-                    cuts[w] = c
-                    w += 1
-                    last = c
+                x, q = best_lo - 1, best_lo     # the outer sample, the run's edge sample
+                while j0 and x >= 0 and (p[x].acc or p[x].row < j0):
+                    if p[x].acc:
+                        q = x
+                    x -= 1
+                if x >= 0:
+                    c = edge_cut(&p[x], &p[q], p[x].acc, min_region)
+                    if c >= last + min_piece and c + min_piece <= end[i]:
+                        cuts[w] = c
+                        w += 1
+                        last = c
             if best_hi < m - 1:
-                c = edge_cut(&p[best_hi], &p[best_hi + 1], p[best_hi].acc, min_region)
-                if c >= last + min_piece and c + min_piece <= end[i]:
-                    cuts[w] = c
-                    w += 1
+                x, q = best_hi + 1, best_hi
+                while j0 and x < m and (p[x].acc or p[x].row < j0):
+                    if p[x].acc:
+                        q = x
+                    x += 1
+                if x < m:
+                    c = edge_cut(&p[q], &p[x], p[q].acc, min_region)
+                    if c >= last + min_piece and c + min_piece <= end[i]:
+                        cuts[w] = c
+                        w += 1
     free(p)
     return w
 
@@ -277,6 +304,66 @@ cdef int cmp_cand_addr(const void *a, const void *b) noexcept nogil:
     return -1 if x < y else (1 if x > y else 0)
 
 
+cdef Py_ssize_t flank_cuts(const uint64_t[::1] start, const uint64_t[::1] end,
+                           const uint32_t[::1] count, uint32_t nr_samples,
+                           uint64_t min_region, uint64_t *out) noexcept nogil:
+    """:func:`plan_split`'s flanks (step 1) of regions read ``count`` times, into ``out``
+    (room for one per region) in increasing order; returns how many."""
+    cdef Py_ssize_t n = start.shape[0], i, k, nf = 0
+    cdef int64_t d
+    cdef uint64_t w, hot_sz, cold_sz
+    for k in range(n - 1):
+        if end[k] != start[k + 1]:
+            continue
+        d = <int64_t>count[k + 1] - <int64_t>count[k]
+        if 4 * (d if d > 0 else -d) <= <int64_t>nr_samples:
+            continue
+        hot_sz = 0              # the run of regions hotter than the colder one
+        if d < 0:               # the left one is hotter
+            cold_sz = end[k + 1] - start[k + 1]
+            i = k
+            while True:
+                hot_sz += end[i] - start[i]
+                if i == 0 or end[i - 1] != start[i] or 4 * (
+                        <int64_t>count[i - 1]
+                        - <int64_t>count[k + 1]) <= <int64_t>nr_samples:
+                    break
+                i -= 1
+        else:
+            cold_sz = end[k] - start[k]
+            i = k + 1
+            while True:
+                hot_sz += end[i] - start[i]
+                if i == n - 1 or end[i] != start[i + 1] or 4 * (
+                        <int64_t>count[i + 1]
+                        - <int64_t>count[k]) <= <int64_t>nr_samples:
+                    break
+                i += 1
+        w = hot_sz / 4
+        if w > cold_sz / 2:
+            w = cold_sz / 2
+        w -= w % min_region
+        if w == 0:
+            continue
+        out[nf] = end[k] + w if d < 0 else end[k] - w
+        nf += 1
+    return nf
+
+
+def flanks(const uint64_t[::1] start, const uint64_t[::1] end, const uint32_t[::1] count,
+           uint32_t nr_samples, uint64_t min_region):
+    """The flank cuts :func:`plan_split` makes (its step 1) beside sharp boundaries of
+    regions read ``count`` of ``nr_samples`` times: increasing addresses."""
+    cdef Py_ssize_t n = start.shape[0], nf
+    if min_region == 0:
+        min_region = 1
+    out_a = np.empty(n if n else 1, dtype=np.uint64)
+    cdef uint64_t[::1] out = out_a
+    with nogil:
+        nf = flank_cuts(start, end, count, nr_samples, min_region, &out[0])
+    return out_a[:nf]
+
+
 def plan_split(const uint64_t[::1] start, const uint64_t[::1] end,
                const uint32_t[::1] last_nr_accesses, const uint64_t[::1] evidence,
                int64_t room, uint32_t nr_samples, uint64_t min_region, uint64_t boost):
@@ -286,7 +373,9 @@ def plan_split(const uint64_t[::1] start, const uint64_t[::1] end,
     1. Cuts: ``evidence`` (increasing addresses from :func:`sample_edges`) and *flanks*:
        beside each boundary whose two regions' ``last_nr_accesses`` differ by more than a
        quarter of ``nr_samples``, a cut into the colder region at a quarter of the hotter
-       one's size (at most half the colder one's), aligned down to ``min_region``.  Only
+       side's size (the adjacent run of regions over the colder one's count by that much,
+       so a hot range already cut into even pieces still gets a flank its own size would
+       give), at most half the colder one's, aligned down to ``min_region``.  Only
        cuts strictly inside a region count; over ``room``, the cuts in the largest regions
        are kept.
     2. Pieces: the room left evens regions out by weight = size, times ``boost`` where
@@ -295,9 +384,8 @@ def plan_split(const uint64_t[::1] start, const uint64_t[::1] end,
        ``min_region``) fit, found by bisection.
     """
     cdef Py_ssize_t n = start.shape[0], ne = evidence.shape[0]
-    cdef Py_ssize_t i, k, e = 0, f = 0, nf = 0, nc = 0, r
-    cdef int64_t d
-    cdef uint64_t w, hot_sz, cold_sz, c, s_lo, s_hi, mid, need, x, most
+    cdef Py_ssize_t i, e = 0, f = 0, nf = 0, nc = 0, r
+    cdef uint64_t c, s_lo, s_hi, mid, need, x, most
     cdef cand_t *cand
     if min_region == 0:
         min_region = 1
@@ -311,24 +399,7 @@ def plan_split(const uint64_t[::1] start, const uint64_t[::1] end,
     if cand == NULL:
         raise MemoryError()
     with nogil:
-        for k in range(n - 1):
-            if end[k] != start[k + 1]:
-                continue
-            d = <int64_t>last_nr_accesses[k + 1] - <int64_t>last_nr_accesses[k]
-            if 4 * (d if d > 0 else -d) <= <int64_t>nr_samples:
-                continue
-            if d < 0:               # the left one is hotter
-                hot_sz, cold_sz = end[k] - start[k], end[k + 1] - start[k + 1]
-            else:
-                hot_sz, cold_sz = end[k + 1] - start[k + 1], end[k] - start[k]
-            w = hot_sz / 4
-            if w > cold_sz / 2:
-                w = cold_sz / 2
-            w -= w % min_region
-            if w == 0:
-                continue
-            flank[nf] = end[k] + w if d < 0 else end[k] - w
-            nf += 1
+        nf = flank_cuts(start, end, last_nr_accesses, nr_samples, min_region, &flank[0])
         # merge the two increasing lists, keep cuts strictly inside a region, once each
         r = 0
         while e < ne or f < nf:

@@ -62,15 +62,42 @@ def random_samples(seed, r, m=20):
 
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("gains", [(6.0, 6.0), (6.0, 3.0), (0.0, 0.0)])
-def test_sample_edges_matches_reference(seed, gains):
+@pytest.mark.parametrize("late_rows", [0, 1, 6])
+def test_sample_edges_matches_reference(seed, gains, late_rows):
     r = random_regions(seed, 200, gaps=False)
     addrs, acc = random_samples(seed, r)
+    if late_rows:       # a third of the regions: nothing accessed before a random sample
+        g = np.random.default_rng(seed + 7)
+        late = g.random(r.nr) < 1 / 3
+        acc[np.arange(len(acc))[:, None] < g.integers(0, 15, r.nr)[None, :] * late] = 0
     cuts = np.empty(2 * r.nr, np.uint64)
-    n = _adapt.sample_edges(r.start, r.end, addrs, acc, PAGE, cuts, *gains)
+    n = _adapt.sample_edges(r.start, r.end, addrs, acc, PAGE, cuts, *gains, 16, late_rows)
     smp = [list(zip(addrs[:, i].tolist(), acc[:, i].tolist())) for i in range(r.nr)]
-    want = refa.sample_edges(list(zip(r.start.tolist(), r.end.tolist())), smp, PAGE, *gains)
+    want = refa.sample_edges(list(zip(r.start.tolist(), r.end.tolist())), smp, PAGE, *gains,
+                             16, late_rows)
     assert cuts[:n].tolist() == want
     assert n > 0 and np.all(np.diff(cuts[:n].astype(np.int64)) > 0)
+
+
+def test_sample_edges_late_cut_passes_idle_samples_from_before_the_change():
+    """A hot range [40, 80) MiB appears at sample 10: samples 0-9 are idle everywhere.  With
+    ``late_rows`` the upper cut goes past the early idle samples inside the range (72, 75)
+    to the first idle sample taken after the change (92); without, it stops at 72."""
+    start, end = np.array([0], np.uint64), np.array([100 * MiB], np.uint64)
+    order = [75, 72, 20, 10, 90, 85, 30, 5, 95, 88,         # rows 0-9: before the change
+             45, 50, 55, 48, 35, 56, 44, 92, 53, 47]        # rows 10-19
+    addrs = (np.array(order, np.uint64) * np.uint64(MiB))[:, None]
+    acc = np.array([[int(k >= 10 and 40 <= a < 80)] for k, a in enumerate(order)], np.uint8)
+    cuts = np.empty(2, np.uint64)
+    n = _adapt.sample_edges(start, end, addrs, acc, PAGE, cuts, 6.0, 3.0)
+    assert n == 2 and 56 * MiB < cuts[1] < 72 * MiB
+    lower = cuts[0]
+    n = _adapt.sample_edges(start, end, addrs, acc, PAGE, cuts, 6.0, 3.0, 16, 1)
+    assert n == 2 and 80 * MiB <= cuts[1] < 92 * MiB
+    assert cuts[0] == lower and 35 * MiB < lower < 44 * MiB     # 35: idle after the change
+    # a change at sample 10 is "late" for late_rows up to 10, not beyond
+    n = _adapt.sample_edges(start, end, addrs, acc, PAGE, cuts, 6.0, 3.0, 16, 11)
+    assert n == 2 and cuts[1] < 72 * MiB
 
 
 def test_sample_edges_finds_a_hot_sub_range():
@@ -212,12 +239,14 @@ def test_report_edges_matches_reference(seed, room):
 def test_report_edges_is_report_only():
     """The report's pieces change the snapshots, not the adaptation: the same regions are
     sampled with it and without (checks per sample equal in every aggregation), and every
-    snapshot covers at least as much of the truly hot bytes; moved ranges show sooner."""
+    snapshot covers at least as much of the truly hot bytes; moved ranges show sooner.
+    (Without the flanks placed from the snapshot, which use the pieces on purpose.)"""
     from damoncore.evaluation.run import COLUMNS, Cell, run_cell
     ix = {c: i for i, c in enumerate(COLUMNS)}
-    on = run_cell(Cell("edge-split", "small-moving", 3, duration_us=15_000_000))
+    on = run_cell(Cell("edge-split", "small-moving", 3, duration_us=15_000_000,
+                       options={"snapshot_flanks": False}))
     off = run_cell(Cell("edge-split", "small-moving", 3, duration_us=15_000_000,
-                        options={"report_edges": False}))
+                        options={"report_edges": False, "snapshot_flanks": False}))
     assert len(on) == len(off) == 150
     assert [x[ix["checks_per_sample"]] for x in on] == \
         [x[ix["checks_per_sample"]] for x in off]
@@ -313,6 +342,30 @@ def test_plan_split_matches_reference(seed, room):
     assert pieces.tolist() == want_p
     # within the room: every cut and every extra piece is one more region
     assert len(cuts) + int(pieces.sum()) - r.nr <= max(room, 0)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_flanks_match_reference(seed):
+    """Counts in blocks (runs of similar regions, as after even splits) and at random."""
+    g = np.random.default_rng(seed)
+    r = random_regions(seed, 120, gaps=seed % 2 == 0)
+    count = np.repeat(g.integers(0, 21, 30), 4)[:r.nr] if seed % 3 else \
+        g.integers(0, 21, r.nr)
+    count = count.astype(np.uint32)
+    got = _adapt.flanks(r.start, r.end, count, 20, PAGE)
+    want = refa.flanks(list(zip(r.start.tolist(), r.end.tolist())), count.tolist(), 20, PAGE)
+    assert got.tolist() == want
+    assert np.all(np.diff(got.astype(np.int64)) >= 0)
+
+
+def test_flank_is_sized_by_the_hot_run_not_its_last_piece():
+    """A 32 MiB hot range in four even pieces beside a 64 MiB idle region: the flank reaches
+    8 MiB into the idle one (a quarter of the run), not 2 MiB (a quarter of one piece)."""
+    bounds = [0, 8, 16, 24, 32, 96]
+    start = np.array(bounds[:-1], np.uint64) * np.uint64(MiB)
+    end = np.array(bounds[1:], np.uint64) * np.uint64(MiB)
+    count = np.array([20, 19, 20, 18, 0], np.uint32)
+    assert _adapt.flanks(start, end, count, 20, PAGE).tolist() == [40 * MiB]
 
 
 def test_split_at_without_cuts_or_pieces_changes_nothing():

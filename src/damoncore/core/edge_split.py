@@ -35,7 +35,11 @@ writes: :meth:`~damoncore.core.adaptation.Adaptation.sample_rows`) and, at the a
    into even pieces of at most total / (``edge_div`` x budget), then (``_adapt.plan_split``)
    the edge cuts, a thin *flank* beside every sharp boundary, then even pieces for every
    region, weighted by size and ``boost`` times more where its samples disagreed
-   (``_adapt.split_at``).
+   (``_adapt.split_at``).  A flank reaches into the colder region a quarter of the
+   hotter side's run of regions, and flanks are also placed from the snapshot itself
+   (step 5's pieces with their own counts, ``_adapt.flanks``): a hot range found inside
+   an idle region in this aggregation gets a flank on each side at the next split, where
+   the rest of the range may hide in a region its samples missed.
 
 A cut the next aggregation does not confirm is merged away as the kernel's random cuts
 are.  docs/sampling.md has the measurements behind each rule and the parameters.
@@ -76,6 +80,11 @@ class EdgeSplit(KernelAdaptation):
     (and over half of it) pool into cold runs.  ``report_edges``: the snapshot shows the
     accessed piece of a region reading under half of the samples as its own region when
     ``report_min_samples`` or more of this aggregation's samples fall in it (report only).
+    ``snapshot_flanks``: flanks from the snapshot's regions (with the report's pieces) join
+    the edge cuts of the next split.  ``late_rows`` (0: off): in a mostly idle region whose
+    first accessed sample of the aggregation is sample ``late_rows`` or later, the idle
+    samples taken before it do not place the edge cuts (a range that became hot during
+    the aggregation: ``_adapt.sample_edges``).
     """
 
     name = "edge-split"
@@ -86,7 +95,8 @@ class EdgeSplit(KernelAdaptation):
                  pool_z: float = 1.5, pool_decay: float = 0.95, pool_keep: float = 0.9,
                  pool_bins: int = RATE_MAP_BINS, pool_join_z: float = -1.5,
                  pool_cold_z: float | None = 1.5, report_edges: bool = True,
-                 report_min_samples: int = 3):
+                 report_min_samples: int = 3, late_rows: int = 0,
+                 snapshot_flanks: bool = True):
         super().__init__()
         self.budget = budget
         self.explore_factor = int(explore_factor)
@@ -104,6 +114,8 @@ class EdgeSplit(KernelAdaptation):
         self.report_edges = bool(report_edges)
         self.report_min_samples = int(report_min_samples)
         self.edge_div = int(edge_div)
+        self.late_rows = int(late_rows)
+        self.snapshot_flanks = bool(snapshot_flanks)
         self._rates = {}          # target index -> _Rates (long-run access rate map)
         self._restore = {}        # target index -> inner boundaries of pooled runs
         self._samples = {}        # target index -> SampleRows
@@ -147,7 +159,7 @@ class EdgeSplit(KernelAdaptation):
             cuts = np.empty(2 * r.nr, np.uint64)
             n = _adapt.sample_edges(r.start, r.end, s.addrs[:s.k], s.accessed[:s.k],
                                     ctx.min_region, cuts, self.min_gain,
-                                    self.min_gain_accessed)
+                                    self.min_gain_accessed, 16, self.late_rows)
             if n:
                 self._cuts[i] = cuts[:n]
             if self.pool_rate > 0:
@@ -175,6 +187,15 @@ class EdgeSplit(KernelAdaptation):
                     self._pool(i, t.regions, max_thres)
         if self.report_edges:
             self._report_edges(ctx, taken, max_thres)
+        if self.snapshot_flanks:
+            for i, t in enumerate(ctx.targets):
+                if t.obsolete:
+                    continue
+                r = t.regions
+                f = _adapt.flanks(r.start, r.end, r.nr_accesses, max_thres, ctx.min_region)
+                if len(f):
+                    c = self._cuts.get(i)
+                    self._cuts[i] = f if c is None else np.union1d(c, f)
 
     def _report_edges(self, ctx, taken, nr_samples) -> None:
         """Report the accessed piece of a region that reads under half of the samples
