@@ -30,9 +30,8 @@ def _edge_cut(left, right, min_region):
 
 
 def sample_edges(regions, samples, min_region, min_gain=6.0, min_gain_accessed=6.0,
-                 min_piece_div=16, late_rows=0):
-    """regions: [(start, end)]; samples: per region a list of (addr, accessed) in the order
-    they were taken."""
+                 min_piece_div=16):
+    """regions: [(start, end)]; samples: per region a list of (addr, accessed)."""
     min_region = min_region or 1
     cuts = []
     for (start, end), smp in zip(regions, samples):
@@ -41,11 +40,10 @@ def sample_edges(regions, samples, min_region, min_gain=6.0, min_gain_accessed=6
         if m == 0 or hits == 0 or hits == m:
             continue
         minority_accessed = 2 * hits <= m
-        # (addr, weight, accessed, row): sorted by address, then weight
-        probes = sorted((addr, 1 if bool(acc) == minority_accessed else -1, bool(acc), row)
-                        for row, (addr, acc) in enumerate(smp))
+        probes = sorted((addr, 1 if bool(acc) == minority_accessed else -1, bool(acc))
+                        for addr, acc in smp)
         best, best_lo, best_hi, run, lo = 0, -1, -1, 0, 0
-        for j, (_, w, _, _) in enumerate(probes):
+        for j, (_, w, _) in enumerate(probes):
             if run <= 0:
                 run, lo = 0, j
             run += w
@@ -59,31 +57,13 @@ def sample_edges(regions, samples, min_region, min_gain=6.0, min_gain_accessed=6
         gain = _ll(a_in, n_in) + _ll(minority - a_in, m - n_in) - _ll(minority, m)
         if gain < (min_gain if not minority_accessed else min_gain_accessed):
             continue
-        # late: idle samples taken before the first accessed one do not place cuts
-        j0 = next(row for row, (_, acc) in enumerate(smp) if acc)
-        late = late_rows > 0 and minority_accessed and j0 >= late_rows
-
-        def outer(edge, step):
-            """(the idle sample bounding the run on this side, the nearest accessed one
-            inward), or None when no idle sample may bound it."""
-            x, q = edge + step, edge
-            while late and 0 <= x < m and (probes[x][2] or probes[x][3] < j0):
-                if probes[x][2]:
-                    q = x
-                x += step
-            return (probes[x], probes[q]) if 0 <= x < m else None
-
         min_piece = max(min_region, (end - start) // min_piece_div)
         last = start
         pairs = []
         if best_lo > 0:
-            o = outer(best_lo, -1)
-            if o:
-                pairs.append((o[0], o[1]))
+            pairs.append((probes[best_lo - 1], probes[best_lo]))
         if best_hi < m - 1:
-            o = outer(best_hi, 1)
-            if o:
-                pairs.append((o[1], o[0]))
+            pairs.append((probes[best_hi], probes[best_hi + 1]))
         for left, right in pairs:
             c = _edge_cut((left[0], left[2]), (right[0], right[2]), min_region)
             if c >= last + min_piece and c + min_piece <= end:
@@ -333,3 +313,23 @@ def report_edges(regions, cuts, pooled, samples, nr_samples, min_taken, room):
                         p["nr_accesses_bp"] = est * 10000
             out.append(p)
     return out, len(use)
+
+
+def merge_small(regions, max_size, k):
+    """regions: dicts (COLUMNS of tests/reference.py); merge adjacent ones left to right
+    while the union is within max_size, up to k merges; size-weighted counters."""
+    out = []
+    freed = 0
+    for r in regions:
+        r = dict(r)
+        if out and freed < k and out[-1]["end"] == r["start"] \
+                and r["end"] - out[-1]["start"] <= max_size:
+            w = out[-1]
+            sl, sr = w["end"] - w["start"], r["end"] - r["start"]
+            for c in ("nr_accesses", "nr_accesses_bp", "last_nr_accesses", "age"):
+                w[c] = (w[c] * sl + r[c] * sr) // (sl + sr)
+            w["end"] = r["end"]
+            freed += 1
+            continue
+        out.append(r)
+    return out

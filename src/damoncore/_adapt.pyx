@@ -20,7 +20,6 @@ cdef struct probe_t:
     uint64_t addr
     int64_t w
     bint acc
-    Py_ssize_t row
 
 
 cdef int cmp_probe(const void *a, const void *b) noexcept nogil:
@@ -79,8 +78,7 @@ cdef inline uint64_t edge_cut(probe_t *l, probe_t *r, bint acc_l,
 def sample_edges(const uint64_t[::1] start, const uint64_t[::1] end,
                  const uint64_t[:, ::1] addrs, const uint8_t[:, ::1] accessed,
                  uint64_t min_region, uint64_t[::1] cuts, double min_gain=6.0,
-                 double min_gain_accessed=6.0, uint64_t min_piece_div=16,
-                 Py_ssize_t late_rows=0):
+                 double min_gain_accessed=6.0, uint64_t min_piece_div=16):
     """Where each region's own samples of one aggregation change between accessed and not.
 
     ``addrs[k, i]`` / ``accessed[k, i]``: the sampling address of region ``i`` in sample
@@ -97,16 +95,9 @@ def sample_edges(const uint64_t[::1] start, const uint64_t[::1] end,
     region end, else two; a cut leaving a piece smaller than the region's size /
     ``min_piece_div`` (or ``min_region``) is dropped.  Cuts strictly inside the region are written to
     ``cuts`` in increasing order (room for two per region); returns how many.
-
-    ``late_rows`` (0: off): in a mostly idle region whose first accessed sample is sample
-    ``j0 >= late_rows``, the idle samples taken before ``j0`` do not place a cut (they may
-    predate a hot range that appeared during the aggregation): a cut goes between the
-    run's accessed samples and the nearest idle sample taken at ``j0`` or later, past any
-    earlier idle ones and the accessed ones among them (none when there is no such idle
-    sample on that side).
     """
     cdef Py_ssize_t n = start.shape[0], m = addrs.shape[0]
-    cdef Py_ssize_t i, j, lo, best_lo, best_hi, w = 0, j0, x, q
+    cdef Py_ssize_t i, j, lo, best_lo, best_hi, w = 0
     cdef int64_t hits, hits_all, run, best, a_in, n_in
     cdef uint64_t c, last, min_piece
     cdef double gain
@@ -125,13 +116,9 @@ def sample_edges(const uint64_t[::1] start, const uint64_t[::1] end,
     with nogil:
         for i in range(n):
             hits = 0
-            j0 = -1
             for j in range(m):
                 p[j].addr = addrs[j, i]
                 p[j].acc = accessed[j, i] != 0
-                p[j].row = j
-                if p[j].acc and j0 < 0:
-                    j0 = j
                 hits += accessed[j, i] != 0
             if hits == 0 or hits == m:
                 continue
@@ -167,31 +154,17 @@ def sample_edges(const uint64_t[::1] start, const uint64_t[::1] end,
             if min_piece < min_region:
                 min_piece = min_region
             last = start[i]
-            if late_rows <= 0 or 2 * hits_all > m or j0 < late_rows:
-                j0 = 0                          # every idle sample places cuts
             if best_lo > 0:
-                x, q = best_lo - 1, best_lo     # the outer sample, the run's edge sample
-                while j0 and x >= 0 and (p[x].acc or p[x].row < j0):
-                    if p[x].acc:
-                        q = x
-                    x -= 1
-                if x >= 0:
-                    c = edge_cut(&p[x], &p[q], p[x].acc, min_region)
-                    if c >= last + min_piece and c + min_piece <= end[i]:
-                        cuts[w] = c
-                        w += 1
-                        last = c
+                c = edge_cut(&p[best_lo - 1], &p[best_lo], p[best_lo - 1].acc, min_region)
+                if c >= last + min_piece and c + min_piece <= end[i]:
+                    cuts[w] = c
+                    w += 1
+                    last = c
             if best_hi < m - 1:
-                x, q = best_hi + 1, best_hi
-                while j0 and x < m and (p[x].acc or p[x].row < j0):
-                    if p[x].acc:
-                        q = x
-                    x += 1
-                if x < m:
-                    c = edge_cut(&p[q], &p[x], p[q].acc, min_region)
-                    if c >= last + min_piece and c + min_piece <= end[i]:
-                        cuts[w] = c
-                        w += 1
+                c = edge_cut(&p[best_hi], &p[best_hi + 1], p[best_hi].acc, min_region)
+                if c >= last + min_piece and c + min_piece <= end[i]:
+                    cuts[w] = c
+                    w += 1
     free(p)
     return w
 
@@ -666,6 +639,45 @@ def pool_runs(uint64_t[::1] start, uint64_t[::1] end, uint32_t[::1] nr_accesses,
             full_prev = full[i]
     free(cls)
     return w + 1, nr_restore
+
+
+def merge_small(uint64_t[::1] start, uint64_t[::1] end, uint32_t[::1] nr_accesses,
+                uint32_t[::1] nr_accesses_bp, uint32_t[::1] last_nr_accesses,
+                uint32_t[::1] age, uint64_t max_size, Py_ssize_t k):
+    """Free up to ``k`` regions by merging adjacent ones (no gap between them) whose union
+    stays within ``max_size``, left to right; compacts the columns in place and returns the
+    new count.  Counters and age are size-weighted as at a merge (``nr_accesses_bp``
+    too: at the split it holds the moving sum).  For the split, when the edge cuts
+    in large regions need more room than the budget has left: a run of tiny regions
+    reading hot and idle in turn costs a region each and shows a few KiB, the cut a hot
+    range hidden in a large idle region needs shows MiBs."""
+    cdef Py_ssize_t i, w = -1, n = start.shape[0], freed = 0
+    cdef uint64_t sz_l, sz_r, sz
+    with nogil:
+        for i in range(n):
+            if w >= 0 and freed < k and end[w] == start[i] and end[i] - start[w] <= max_size:
+                sz_l = end[w] - start[w]
+                sz_r = end[i] - start[i]
+                sz = sz_l + sz_r
+                nr_accesses[w] = <uint32_t>((<uint64_t>nr_accesses[w] * sz_l
+                                             + <uint64_t>nr_accesses[i] * sz_r) / sz)
+                nr_accesses_bp[w] = <uint32_t>((<uint64_t>nr_accesses_bp[w] * sz_l
+                                                + <uint64_t>nr_accesses_bp[i] * sz_r) / sz)
+                last_nr_accesses[w] = <uint32_t>((<uint64_t>last_nr_accesses[w] * sz_l
+                                                  + <uint64_t>last_nr_accesses[i] * sz_r) / sz)
+                age[w] = <uint32_t>((<uint64_t>age[w] * sz_l + <uint64_t>age[i] * sz_r) / sz)
+                end[w] = end[i]
+                freed += 1
+                continue
+            w += 1
+            if w != i:
+                start[w] = start[i]
+                end[w] = end[i]
+                nr_accesses[w] = nr_accesses[i]
+                nr_accesses_bp[w] = nr_accesses_bp[i]
+                last_nr_accesses[w] = last_nr_accesses[i]
+                age[w] = age[i]
+    return w + 1
 
 
 def edge_pieces(const uint64_t[::1] start, const uint64_t[::1] end,

@@ -62,42 +62,15 @@ def random_samples(seed, r, m=20):
 
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("gains", [(6.0, 6.0), (6.0, 3.0), (0.0, 0.0)])
-@pytest.mark.parametrize("late_rows", [0, 1, 6])
-def test_sample_edges_matches_reference(seed, gains, late_rows):
+def test_sample_edges_matches_reference(seed, gains):
     r = random_regions(seed, 200, gaps=False)
     addrs, acc = random_samples(seed, r)
-    if late_rows:       # a third of the regions: nothing accessed before a random sample
-        g = np.random.default_rng(seed + 7)
-        late = g.random(r.nr) < 1 / 3
-        acc[np.arange(len(acc))[:, None] < g.integers(0, 15, r.nr)[None, :] * late] = 0
     cuts = np.empty(2 * r.nr, np.uint64)
-    n = _adapt.sample_edges(r.start, r.end, addrs, acc, PAGE, cuts, *gains, 16, late_rows)
+    n = _adapt.sample_edges(r.start, r.end, addrs, acc, PAGE, cuts, *gains)
     smp = [list(zip(addrs[:, i].tolist(), acc[:, i].tolist())) for i in range(r.nr)]
-    want = refa.sample_edges(list(zip(r.start.tolist(), r.end.tolist())), smp, PAGE, *gains,
-                             16, late_rows)
+    want = refa.sample_edges(list(zip(r.start.tolist(), r.end.tolist())), smp, PAGE, *gains)
     assert cuts[:n].tolist() == want
     assert n > 0 and np.all(np.diff(cuts[:n].astype(np.int64)) > 0)
-
-
-def test_sample_edges_late_cut_passes_idle_samples_from_before_the_change():
-    """A hot range [40, 80) MiB appears at sample 10: samples 0-9 are idle everywhere.  With
-    ``late_rows`` the upper cut goes past the early idle samples inside the range (72, 75)
-    to the first idle sample taken after the change (92); without, it stops at 72."""
-    start, end = np.array([0], np.uint64), np.array([100 * MiB], np.uint64)
-    order = [75, 72, 20, 10, 90, 85, 30, 5, 95, 88,         # rows 0-9: before the change
-             45, 50, 55, 48, 35, 56, 44, 92, 53, 47]        # rows 10-19
-    addrs = (np.array(order, np.uint64) * np.uint64(MiB))[:, None]
-    acc = np.array([[int(k >= 10 and 40 <= a < 80)] for k, a in enumerate(order)], np.uint8)
-    cuts = np.empty(2, np.uint64)
-    n = _adapt.sample_edges(start, end, addrs, acc, PAGE, cuts, 6.0, 3.0)
-    assert n == 2 and 56 * MiB < cuts[1] < 72 * MiB
-    lower = cuts[0]
-    n = _adapt.sample_edges(start, end, addrs, acc, PAGE, cuts, 6.0, 3.0, 16, 1)
-    assert n == 2 and 80 * MiB <= cuts[1] < 92 * MiB
-    assert cuts[0] == lower and 35 * MiB < lower < 44 * MiB     # 35: idle after the change
-    # a change at sample 10 is "late" for late_rows up to 10, not beyond
-    n = _adapt.sample_edges(start, end, addrs, acc, PAGE, cuts, 6.0, 3.0, 16, 11)
-    assert n == 2 and cuts[1] < 72 * MiB
 
 
 def test_sample_edges_finds_a_hot_sub_range():
@@ -366,6 +339,64 @@ def test_flank_is_sized_by_the_hot_run_not_its_last_piece():
     end = np.array(bounds[1:], np.uint64) * np.uint64(MiB)
     count = np.array([20, 19, 20, 18, 0], np.uint32)
     assert _adapt.flanks(start, end, count, 20, PAGE).tolist() == [40 * MiB]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("k", [0, 1, 7, 10_000])
+def test_merge_small_matches_reference(seed, k):
+    r = random_regions(seed, 150, max_pages=64, gaps=seed % 2 == 0)
+    want = refa.merge_small(as_dicts(r), 40 * PAGE, k)
+    out = r.copy()
+    n = _adapt.merge_small(out.start, out.end, out.nr_accesses, out.nr_accesses_bp,
+                           out.last_nr_accesses, out.age, 40 * PAGE, k)
+    out.truncate(n)
+    assert cols(as_dicts(out)) == cols(want)
+    assert r.nr - n <= k and out.covered() == r.covered()
+    assert all(b - a <= 40 * PAGE for a, b in zip(out.start.tolist(), out.end.tolist())
+               if (a, b) not in set(zip(r.start.tolist(), r.end.tolist())))
+    if k >= 10_000 and seed % 2:    # no gaps, no limit on merges: every pair left is big
+        assert all(int(out.end[i + 1] - out.start[i]) > 40 * PAGE for i in range(n - 1))
+
+
+def test_cuts_in_large_regions_get_room_from_small_ones():
+    """The budget is spent on tiny regions reading hot and idle in turn (a heap), and the
+    samples show an edge in a large idle region: the split merges tiny neighbours (unions
+    within total / (16 x budget)) to make room for the cuts in large regions, as many as
+    those cuts need and no more; with room to spare, nothing merges."""
+    KiB = 1 << 10
+    m = tiering_machine(4 * GiB, 4 * GiB, seed=1)
+    m.add_workload(Workload.moving_hot(1024 * MiB, 32 * MiB, [(0, 0)]))
+    es = EdgeSplit(budget=40)
+    ctx = Context(SimOps(m, space="vaddr", pid=1000), [Target(pid=1000)],
+                  Attrs(sample_us=5000, aggr_us=100_000, min_nr_regions=8,
+                        max_nr_regions=1000), seed=1, adaptation=es)
+    big = [(BASE, BASE + 512 * MiB), (BASE + 512 * MiB, BASE + 1000 * MiB)]
+    tiny = [(BASE + 1000 * MiB + j * 64 * KiB, BASE + 1000 * MiB + (j + 1) * 64 * KiB)
+            for j in range(38)]
+    bounds = big + tiny + [(tiny[-1][1], BASE + 1024 * MiB)]
+    last = [0, 0] + [20 * ((j + 1) % 2) for j in range(38)] + [0]
+
+    def regions():
+        return Regions(np.array([a for a, _ in bounds], np.uint64),
+                       np.array([b for _, b in bounds], np.uint64),
+                       last_nr_accesses=np.array(last), age=np.zeros(len(bounds)))
+    total = 1024 * MiB
+    lim = total // (16 * 40)                                    # 1.6 MiB
+    edges = np.array([BASE + 300 * MiB, BASE + 332 * MiB, BASE + 1000 * MiB + 100 * KiB],
+                     np.uint64)     # two in a 512 MiB region, one in a tiny one
+    # cuts in large regions: the two edges, and the flank into the 488 MiB region beside
+    # the first tiny one (hot); the flanks into tiny regions do not count
+    r = regions()
+    assert r.nr == 41
+    assert es._free_room(ctx, r, edges, 0, total, 20) == 3
+    assert r.nr == 38 and r.covered() == regions().covered()
+    changed = [(a, b) for a, b in zip(r.start.tolist(), r.end.tolist()) if (a, b) not in bounds]
+    assert changed and all(b - a <= lim for a, b in changed)
+    assert [(int(a), int(b)) for a, b in zip(r.start[:2], r.end[:2])] == big
+    r = regions()
+    assert es._free_room(ctx, r, edges, 2, total, 20) == 1 and r.nr == 40
+    r = regions()
+    assert es._free_room(ctx, r, edges, 3, total, 20) == 0 and r.nr == 41
 
 
 def test_split_at_without_cuts_or_pieces_changes_nothing():

@@ -81,10 +81,9 @@ class EdgeSplit(KernelAdaptation):
     accessed piece of a region reading under half of the samples as its own region when
     ``report_min_samples`` or more of this aggregation's samples fall in it (report only).
     ``snapshot_flanks``: flanks from the snapshot's regions (with the report's pieces) join
-    the edge cuts of the next split.  ``late_rows`` (0: off): in a mostly idle region whose
-    first accessed sample of the aggregation is sample ``late_rows`` or later, the idle
-    samples taken before it do not place the edge cuts (a range that became hot during
-    the aggregation: ``_adapt.sample_edges``).
+    the edge cuts of the next split.  ``small_div`` (0: off): when the cuts in large regions
+    need more room than the budget has left, adjacent regions whose union is at most total
+    size / (``small_div`` x budget) merge to make it.
     """
 
     name = "edge-split"
@@ -95,8 +94,8 @@ class EdgeSplit(KernelAdaptation):
                  pool_z: float = 1.5, pool_decay: float = 0.95, pool_keep: float = 0.9,
                  pool_bins: int = RATE_MAP_BINS, pool_join_z: float = -1.5,
                  pool_cold_z: float | None = 1.5, report_edges: bool = True,
-                 report_min_samples: int = 3, late_rows: int = 0,
-                 snapshot_flanks: bool = True):
+                 report_min_samples: int = 3, snapshot_flanks: bool = True,
+                 small_div: int = 16):
         super().__init__()
         self.budget = budget
         self.explore_factor = int(explore_factor)
@@ -114,8 +113,8 @@ class EdgeSplit(KernelAdaptation):
         self.report_edges = bool(report_edges)
         self.report_min_samples = int(report_min_samples)
         self.edge_div = int(edge_div)
-        self.late_rows = int(late_rows)
         self.snapshot_flanks = bool(snapshot_flanks)
+        self.small_div = int(small_div)
         self._rates = {}          # target index -> _Rates (long-run access rate map)
         self._restore = {}        # target index -> inner boundaries of pooled runs
         self._samples = {}        # target index -> SampleRows
@@ -159,7 +158,7 @@ class EdgeSplit(KernelAdaptation):
             cuts = np.empty(2 * r.nr, np.uint64)
             n = _adapt.sample_edges(r.start, r.end, s.addrs[:s.k], s.accessed[:s.k],
                                     ctx.min_region, cuts, self.min_gain,
-                                    self.min_gain_accessed, 16, self.late_rows)
+                                    self.min_gain_accessed)
             if n:
                 self._cuts[i] = cuts[:n]
             if self.pool_rate > 0:
@@ -294,6 +293,30 @@ class EdgeSplit(KernelAdaptation):
                                        r.last_nr_accesses, r.age, _NO_CUTS,
                                        (extra + 1).astype(np.uint32), ctx.min_region, ctx.rng))
 
+    def _free_room(self, ctx, r, evidence, room, total, n_samples) -> int:
+        """When the edge cuts and flanks in large regions (over 4 x total / (``small_div``
+        x budget)) outnumber the room, merge adjacent small regions (unions of at most
+        total / (``small_div`` x budget)) to make room for them (``_adapt.merge_small``);
+        returns the regions freed.  Without it, a process whose heap shows as many tiny
+        regions reading hot and idle in turn left no room for the cut that separates a
+        20 MiB hot range from the idle region around it, for seconds (guest)."""
+        lim = max(ctx.min_region, total // (self.small_div * self._budget(ctx)))
+        cand = _adapt.flanks(r.start, r.end, r.last_nr_accesses, n_samples, ctx.min_region)
+        if len(evidence):
+            cand = np.union1d(evidence, cand)
+        k = r.nr
+        at = np.searchsorted(r.end, cand, side="right")
+        ok = at < k
+        at, cand = at[ok], cand[ok]
+        host = np.where(r.start[at] < cand, r.end[at] - r.start[at], 0)
+        need = int(np.count_nonzero(host > np.uint64(4 * lim))) - max(room, 0)
+        if need <= 0:
+            return 0
+        n = _adapt.merge_small(r.start, r.end, r.nr_accesses, r.nr_accesses_bp,
+                               r.last_nr_accesses, r.age, lim, need)
+        r.truncate(n)
+        return k - n
+
     def split(self, ctx) -> None:
         targets = [(i, t) for i, t in enumerate(ctx.targets) if not t.obsolete]
         reported, self._reported = self._reported, {}
@@ -317,17 +340,21 @@ class EdgeSplit(KernelAdaptation):
         room = self._budget(ctx) - nr
         cuts_of, self._cuts = self._cuts, {}
         self._last_nr_regions = nr
-        if room <= 0 or not targets:
+        if not targets or (room <= 0 and not self.small_div):
             return
+        sizes = [t.regions.total_size() for _, t in targets]
         if len(targets) == 1:
             rooms = [room]
         else:       # each target's share of the room, by size
-            sizes = [t.regions.total_size() for _, t in targets]
             rooms = [room * sz // max(1, sum(sizes)) for sz in sizes]
             rooms[int(np.argmax(sizes))] += room - sum(rooms)
-        n_samples = ctx.attrs.aggr_samples
         for (i, t), room_t in zip(targets, rooms):
             r = t.regions
+            if self.small_div:
+                room_t += self._free_room(ctx, r, cuts_of.get(i, _NO_CUTS), room_t,
+                                          sum(sizes), n_samples)
+            if room_t <= 0:
+                continue
             cuts, pieces = _adapt.plan_split(r.start, r.end, r.last_nr_accesses,
                                              cuts_of.get(i, _NO_CUTS), room_t, n_samples,
                                              ctx.min_region, self.boost)
