@@ -11,7 +11,7 @@ from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
 from libc.stdlib cimport malloc, free, qsort
 from libc.math cimport log, sqrt
 
-from damoncore._regions cimport rand_range, BP_ONE
+from damoncore._regions cimport rand_range, move_region, BP_ONE
 
 cnp.import_array()
 
@@ -626,12 +626,8 @@ def pool_runs(uint64_t[::1] start, uint64_t[::1] end, uint32_t[::1] nr_accesses,
                 age[w] = <uint32_t>(acc_age / sz_w)
             else:
                 w += 1
-                start[w] = start[i]
-                end[w] = end[i]
-                nr_accesses[w] = nr_accesses[i]
-                nr_accesses_bp[w] = nr_accesses_bp[i]
-                last_nr_accesses[w] = last_nr_accesses[i]
-                age[w] = age[i]
+                move_region(start, end, nr_accesses, nr_accesses_bp, last_nr_accesses, age,
+                            w, i)
                 sz_w = sz_i
                 acc_nr = <uint64_t>nr_accesses[i] * sz_i
                 acc_last = <uint64_t>last_nr_accesses[i] * sz_i
@@ -671,12 +667,8 @@ def merge_small(uint64_t[::1] start, uint64_t[::1] end, uint32_t[::1] nr_accesse
                 continue
             w += 1
             if w != i:
-                start[w] = start[i]
-                end[w] = end[i]
-                nr_accesses[w] = nr_accesses[i]
-                nr_accesses_bp[w] = nr_accesses_bp[i]
-                last_nr_accesses[w] = last_nr_accesses[i]
-                age[w] = age[i]
+                move_region(start, end, nr_accesses, nr_accesses_bp, last_nr_accesses, age,
+                            w, i)
     return w + 1
 
 

@@ -1,4 +1,5 @@
 # Column dtypes of a target's regions, matched to numpy dtypes in core/regions.py.
+cimport cython
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
 
 ctypedef uint64_t addr_t      # region start/end, sampling address (numpy.uint64)
@@ -23,3 +24,19 @@ cdef void pick_sampling_addrs_c(const uint64_t *start, const uint64_t *end,
 cdef uint32_t update_accesses_c(uint32_t *nr_accesses, uint32_t *nr_accesses_bp,
                                 const uint32_t *last_nr_accesses, const uint8_t *accessed,
                                 Py_ssize_t n, uint32_t len_window) noexcept nogil
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef inline void move_region(uint64_t[::1] start, uint64_t[::1] end,
+                             uint32_t[::1] nr_accesses, uint32_t[::1] nr_accesses_bp,
+                             uint32_t[::1] last_nr_accesses, uint32_t[::1] age,
+                             Py_ssize_t w, Py_ssize_t i) noexcept nogil:
+    """Region ``i``'s six columns into row ``w``: the compaction step of the in-place
+    merges (``merge_regions``, ``_adapt.pool_runs``, ``_adapt.merge_small``)."""
+    start[w] = start[i]
+    end[w] = end[i]
+    nr_accesses[w] = nr_accesses[i]
+    nr_accesses_bp[w] = nr_accesses_bp[i]
+    last_nr_accesses[w] = last_nr_accesses[i]
+    age[w] = age[i]

@@ -165,12 +165,8 @@ def merge_regions(uint64_t[::1] start, uint64_t[::1] end, uint32_t[::1] nr_acces
                     continue
             w += 1
             if w != i:
-                start[w] = start[i]
-                end[w] = end[i]
-                nr_accesses[w] = nr_accesses[i]
-                nr_accesses_bp[w] = nr_accesses_bp[i]
-                last_nr_accesses[w] = last_nr_accesses[i]
-                age[w] = age[i]
+                move_region(start, end, nr_accesses, nr_accesses_bp, last_nr_accesses, age,
+                            w, i)
     return w + 1
 
 

@@ -39,7 +39,9 @@ writes: :meth:`~damoncore.core.adaptation.Adaptation.sample_rows`) and, at the a
    hotter side's run of regions, and flanks are also placed from the snapshot itself
    (step 5's pieces with their own counts, ``_adapt.flanks``): a hot range found inside
    an idle region in this aggregation gets a flank on each side at the next split, where
-   the rest of the range may hide in a region its samples missed.
+   the rest of the range may hide in a region its samples missed.  When the cuts in
+   large regions need more room than the budget has left, small neighbours merge to
+   make it (``_adapt.merge_small``).
 
 A cut the next aggregation does not confirm is merged away as the kernel's random cuts
 are.  docs/sampling.md has the measurements behind each rule and the parameters.

@@ -6,7 +6,8 @@ per page over a :data:`COLD_RATE` background, Zipf popularity by page order, seq
 scans.  A builder takes the seed (offsets that move are drawn from it) and returns the
 :class:`~damoncore.sim.Workload` and the times its hot set changes (phase starts, the first
 at 0).  Times are multiples of 100 ms so phase changes fall on aggregation boundaries of
-the default 100 ms aggregation interval.
+the default 100 ms aggregation interval, except ``heap-moving``'s, which fall anywhere in
+one as a real workload's do.
 """
 
 from __future__ import annotations
@@ -132,6 +133,22 @@ def grow_shrink(seed):
     return _phased(size, [(i * 3 * S, [(off, h * MiB)]) for i, h in enumerate(GROW_SIZES)])
 
 
+HEAP_OFFSETS = (192, 96, 288, 32, 224, 320, 128)      # MiB, where the hot range may jump
+
+
+def heap_moving(seed):
+    """The guest comparison's workload as a process sees it (benchmarks/vm_compare_kdamond.py):
+    a 32 MiB hot range in a 384 MiB buffer jumping every 4 s, at a random point of an
+    aggregation, in a 1152 MiB mapping whose last part holds a heap of 40 hot 16 KiB
+    objects 64 KiB apart (the interpreter's: tiny regions reading hot and idle in turn)."""
+    rng = np.random.default_rng([seed, 5])
+    offs = [0] + [int(o) * MiB for o in rng.permutation(HEAP_OFFSETS)[:5]]
+    late = rng.integers(0, 100, len(offs)) * 1000
+    heap = [(400 * MiB + j * 64 * KiB, 16 * KiB) for j in range(40)]
+    return _phased(1152 * MiB, [(i * 4 * S + (int(late[i]) if i else 0),
+                                 [(o, 32 * MiB)] + heap) for i, o in enumerate(offs)])
+
+
 WORKLOADS = {w.name: w for w in (
     EvalWorkload("moving", moving.__doc__.split("(")[0].strip(), 4 * GiB, 40 * S, moving),
     EvalWorkload("small-moving", "two hot ranges of 0.78% and 0.39% of 8 GiB jumping every 5 s",
@@ -148,4 +165,6 @@ WORKLOADS = {w.name: w for w in (
                  4 * GiB, 40 * S, phases),
     EvalWorkload("grow-shrink", "hot set growing 16 MiB -> 1 GiB and back in 3 s steps (4 GiB)",
                  4 * GiB, 39 * S, grow_shrink),
+    EvalWorkload("heap-moving", "32 MiB hot jumping every 4 s mid-aggregation, beside a heap "
+                 "of 40 hot 16 KiB objects (1152 MiB)", 1152 * MiB, 24 * S, heap_moving),
 )}
