@@ -1,6 +1,7 @@
 """CPU per sample of the region adaptations in one process, interleaved, so a busy host
-slows them alike: the kernel's algorithm, edge-split, and edge-split without the report's
-pieces (``report_edges=False``), on the given workloads, seeds 1-3, three rounds; per seed
+slows them alike: the kernel's algorithm, edge-split, edge-split without the report's
+pieces (``report_edges=False``), and edge-split without the flanks from the snapshot and
+the small-region merge, on the given workloads, seeds 1-3, three rounds; per seed
 the least of the rounds (noise only adds), averaged over the seeds, and the ratios to the
 kernel algorithm's (docs/sampling.md).
 
@@ -16,7 +17,9 @@ import numpy as np
 from damoncore.evaluation.run import COLUMNS, Cell, run_cell
 
 ALGORITHMS = (("kernel", "kernel", {}), ("edge-split", "edge-split", {}),
-              ("edge-split, no report pieces", "edge-split", {"report_edges": False}))
+              ("edge-split, no report pieces", "edge-split", {"report_edges": False}),
+              ("edge-split, no snapshot flanks or small merge", "edge-split",
+               {"snapshot_flanks": False, "small_div": 0}))
 CPU = COLUMNS.index("cpu_us_per_sample")
 
 

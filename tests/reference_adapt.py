@@ -94,6 +94,14 @@ def split_at(regions, cuts, pieces, min_region, rng):
     return out
 
 
+def flanks_and_cuts(regions, count, nr_samples, min_region, cuts, min_host=0):
+    """_adapt.flanks: the flanks merged with ``cuts``, once each, and how many are strictly
+    inside a region larger than min_host."""
+    out = sorted(set(cuts) | set(flanks(regions, count, nr_samples, min_region)))
+    large = sum(1 for c in out for s, e in regions if s < c < e and e - s > min_host)
+    return out, large
+
+
 def flanks(regions, count, nr_samples, min_region):
     """Cuts beside sharp boundaries (counts apart by over a quarter of nr_samples): into
     the colder region at a quarter of the hotter side's run, at most half the colder."""

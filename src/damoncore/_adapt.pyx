@@ -324,17 +324,39 @@ cdef Py_ssize_t flank_cuts(const uint64_t[::1] start, const uint64_t[::1] end,
 
 
 def flanks(const uint64_t[::1] start, const uint64_t[::1] end, const uint32_t[::1] count,
-           uint32_t nr_samples, uint64_t min_region):
+           uint32_t nr_samples, uint64_t min_region, const uint64_t[::1] cuts,
+           uint64_t min_host=0):
     """The flank cuts :func:`plan_split` makes (its step 1) beside sharp boundaries of
-    regions read ``count`` of ``nr_samples`` times: increasing addresses."""
-    cdef Py_ssize_t n = start.shape[0], nf
+    regions read ``count`` of ``nr_samples`` times, merged with ``cuts`` (increasing):
+    ``(all, n_large)``, the increasing addresses once each, and how many of them are
+    strictly inside a region larger than ``min_host`` bytes."""
+    cdef Py_ssize_t n = start.shape[0], nc = cuts.shape[0], nf, e = 0, f = 0, w = 0, r = 0
+    cdef Py_ssize_t n_large = 0
+    cdef uint64_t c
     if min_region == 0:
         min_region = 1
-    out_a = np.empty(n if n else 1, dtype=np.uint64)
+    fl_a = np.empty(n if n else 1, dtype=np.uint64)
+    out_a = np.empty(n + nc if n + nc else 1, dtype=np.uint64)
+    cdef uint64_t[::1] fl = fl_a
     cdef uint64_t[::1] out = out_a
     with nogil:
-        nf = flank_cuts(start, end, count, nr_samples, min_region, &out[0])
-    return out_a[:nf]
+        nf = flank_cuts(start, end, count, nr_samples, min_region, &fl[0]) if n else 0
+        while e < nc or f < nf:
+            if f >= nf or (e < nc and cuts[e] <= fl[f]):
+                c = cuts[e]
+                e += 1
+            else:
+                c = fl[f]
+                f += 1
+            if w and out[w - 1] == c:
+                continue
+            out[w] = c
+            w += 1
+            while r < n and end[r] <= c:
+                r += 1
+            if r < n and start[r] < c and end[r] - start[r] > min_host:
+                n_large += 1
+    return out_a[:w], n_large
 
 
 def plan_split(const uint64_t[::1] start, const uint64_t[::1] end,

@@ -325,10 +325,16 @@ def test_flanks_match_reference(seed):
     count = np.repeat(g.integers(0, 21, 30), 4)[:r.nr] if seed % 3 else \
         g.integers(0, 21, r.nr)
     count = count.astype(np.uint32)
-    got = _adapt.flanks(r.start, r.end, count, 20, PAGE)
-    want = refa.flanks(list(zip(r.start.tolist(), r.end.tolist())), count.tolist(), 20, PAGE)
-    assert got.tolist() == want
-    assert np.all(np.diff(got.astype(np.int64)) >= 0)
+    cuts = np.unique(g.integers(int(r.start[0]), int(r.end[-1]), 25).astype(np.uint64)
+                     // np.uint64(PAGE) * np.uint64(PAGE))
+    regions = list(zip(r.start.tolist(), r.end.tolist()))
+    got, _ = _adapt.flanks(r.start, r.end, count, 20, PAGE, np.zeros(0, np.uint64))
+    assert got.tolist() == sorted(set(refa.flanks(regions, count.tolist(), 20, PAGE)))
+    for min_host in (0, 100 * PAGE, 400 * PAGE):
+        got, large = _adapt.flanks(r.start, r.end, count, 20, PAGE, cuts, min_host)
+        assert (got.tolist(), large) == refa.flanks_and_cuts(regions, count.tolist(), 20,
+                                                             PAGE, cuts.tolist(), min_host)
+        assert np.all(np.diff(got.astype(np.int64)) > 0)
 
 
 def test_flank_is_sized_by_the_hot_run_not_its_last_piece():
@@ -338,7 +344,8 @@ def test_flank_is_sized_by_the_hot_run_not_its_last_piece():
     start = np.array(bounds[:-1], np.uint64) * np.uint64(MiB)
     end = np.array(bounds[1:], np.uint64) * np.uint64(MiB)
     count = np.array([20, 19, 20, 18, 0], np.uint32)
-    assert _adapt.flanks(start, end, count, 20, PAGE).tolist() == [40 * MiB]
+    got, _ = _adapt.flanks(start, end, count, 20, PAGE, np.zeros(0, np.uint64))
+    assert got.tolist() == [40 * MiB]
 
 
 @pytest.mark.parametrize("seed", SEEDS)

@@ -193,10 +193,10 @@ class EdgeSplit(KernelAdaptation):
                 if t.obsolete:
                     continue
                 r = t.regions
-                f = _adapt.flanks(r.start, r.end, r.nr_accesses, max_thres, ctx.min_region)
-                if len(f):
-                    c = self._cuts.get(i)
-                    self._cuts[i] = f if c is None else np.union1d(c, f)
+                cuts, _ = _adapt.flanks(r.start, r.end, r.nr_accesses, max_thres,
+                                        ctx.min_region, self._cuts.get(i, _NO_CUTS))
+                if len(cuts):
+                    self._cuts[i] = cuts
 
     def _report_edges(self, ctx, taken, nr_samples) -> None:
         """Report the accessed piece of a region that reads under half of the samples
@@ -303,17 +303,12 @@ class EdgeSplit(KernelAdaptation):
         regions reading hot and idle in turn left no room for the cut that separates a
         20 MiB hot range from the idle region around it, for seconds (guest)."""
         lim = max(ctx.min_region, total // (self.small_div * self._budget(ctx)))
-        cand = _adapt.flanks(r.start, r.end, r.last_nr_accesses, n_samples, ctx.min_region)
-        if len(evidence):
-            cand = np.union1d(evidence, cand)
-        k = r.nr
-        at = np.searchsorted(r.end, cand, side="right")
-        ok = at < k
-        at, cand = at[ok], cand[ok]
-        host = np.where(r.start[at] < cand, r.end[at] - r.start[at], 0)
-        need = int(np.count_nonzero(host > np.uint64(4 * lim))) - max(room, 0)
+        _, large = _adapt.flanks(r.start, r.end, r.last_nr_accesses, n_samples,
+                                 ctx.min_region, evidence, 4 * lim)
+        need = large - max(room, 0)
         if need <= 0:
             return 0
+        k = r.nr
         n = _adapt.merge_small(r.start, r.end, r.nr_accesses, r.nr_accesses_bp,
                                r.last_nr_accesses, r.age, lim, need)
         r.truncate(n)
