@@ -323,6 +323,26 @@ cdef Py_ssize_t flank_cuts(const uint64_t[::1] start, const uint64_t[::1] end,
     return nf
 
 
+cdef Py_ssize_t merge_sorted(const uint64_t *a, Py_ssize_t na, const uint64_t *b,
+                             Py_ssize_t nb, uint64_t *out) noexcept nogil:
+    """The union of two increasing lists into ``out`` (room for na + nb), each address
+    once; returns how many."""
+    cdef Py_ssize_t e = 0, f = 0, w = 0
+    cdef uint64_t c
+    while e < na or f < nb:
+        if f >= nb or (e < na and a[e] <= b[f]):
+            c = a[e]
+            e += 1
+        else:
+            c = b[f]
+            f += 1
+        if w and out[w - 1] == c:
+            continue
+        out[w] = c
+        w += 1
+    return w
+
+
 def flanks(const uint64_t[::1] start, const uint64_t[::1] end, const uint32_t[::1] count,
            uint32_t nr_samples, uint64_t min_region, const uint64_t[::1] cuts,
            uint64_t min_host=0):
@@ -330,31 +350,24 @@ def flanks(const uint64_t[::1] start, const uint64_t[::1] end, const uint32_t[::
     regions read ``count`` of ``nr_samples`` times, merged with ``cuts`` (increasing):
     ``(all, n_large)``, the increasing addresses once each, and how many of them are
     strictly inside a region larger than ``min_host`` bytes."""
-    cdef Py_ssize_t n = start.shape[0], nc = cuts.shape[0], nf, e = 0, f = 0, w = 0, r = 0
+    cdef Py_ssize_t n = start.shape[0], nc = cuts.shape[0], nf = 0, w, k, r = 0
     cdef Py_ssize_t n_large = 0
-    cdef uint64_t c
     if min_region == 0:
         min_region = 1
     fl_a = np.empty(n if n else 1, dtype=np.uint64)
     out_a = np.empty(n + nc if n + nc else 1, dtype=np.uint64)
+    cuts_a = np.ascontiguousarray(cuts) if nc else np.zeros(1, np.uint64)
     cdef uint64_t[::1] fl = fl_a
     cdef uint64_t[::1] out = out_a
+    cdef const uint64_t[::1] cv = cuts_a
     with nogil:
-        nf = flank_cuts(start, end, count, nr_samples, min_region, &fl[0]) if n else 0
-        while e < nc or f < nf:
-            if f >= nf or (e < nc and cuts[e] <= fl[f]):
-                c = cuts[e]
-                e += 1
-            else:
-                c = fl[f]
-                f += 1
-            if w and out[w - 1] == c:
-                continue
-            out[w] = c
-            w += 1
-            while r < n and end[r] <= c:
+        if n:
+            nf = flank_cuts(start, end, count, nr_samples, min_region, &fl[0])
+        w = merge_sorted(&cv[0], nc, &fl[0], nf, &out[0])
+        for k in range(w):
+            while r < n and end[r] <= out[k]:
                 r += 1
-            if r < n and start[r] < c and end[r] - start[r] > min_host:
+            if r < n and start[r] < out[k] and end[r] - start[r] > min_host:
                 n_large += 1
     return out_a[:w], n_large
 
@@ -378,34 +391,27 @@ def plan_split(const uint64_t[::1] start, const uint64_t[::1] end,
        weight per piece ``S`` whose ``ceil(weight / S)`` pieces (at most size /
        ``min_region``) fit, found by bisection.
     """
-    cdef Py_ssize_t n = start.shape[0], ne = evidence.shape[0]
-    cdef Py_ssize_t i, e = 0, f = 0, nf = 0, nc = 0, r
+    cdef Py_ssize_t n = start.shape[0]
+    cdef Py_ssize_t i, e, nm, nc = 0, r
     cdef uint64_t c, s_lo, s_hi, mid, need, x, most
     cdef cand_t *cand
     if min_region == 0:
         min_region = 1
     pieces_a = np.ones(n, dtype=np.uint32)
     cdef uint32_t[::1] pieces = pieces_a
-    flank_a = np.empty(n if n else 1, dtype=np.uint64)
-    cdef uint64_t[::1] flank = flank_a
     if room <= 0 or n == 0:
         return np.zeros(0, np.uint64), pieces_a
-    cand = <cand_t *>malloc((ne + n) * sizeof(cand_t))
+    # the evidence and the flanks, once each; keep the cuts strictly inside a region
+    merged_a, _ = flanks(start, end, last_nr_accesses, nr_samples, min_region, evidence)
+    cdef const uint64_t[::1] merged = merged_a
+    nm = merged.shape[0]
+    cand = <cand_t *>malloc((nm + 1) * sizeof(cand_t))
     if cand == NULL:
         raise MemoryError()
     with nogil:
-        nf = flank_cuts(start, end, last_nr_accesses, nr_samples, min_region, &flank[0])
-        # merge the two increasing lists, keep cuts strictly inside a region, once each
         r = 0
-        while e < ne or f < nf:
-            if f >= nf or (e < ne and evidence[e] <= flank[f]):
-                c = evidence[e]
-                e += 1
-            else:
-                c = flank[f]
-                f += 1
-            if nc and cand[nc - 1].addr == c:
-                continue
+        for e in range(nm):
+            c = merged[e]
             while r < n and end[r] <= c:
                 r += 1
             if r >= n or c <= start[r]:
