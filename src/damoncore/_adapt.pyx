@@ -352,18 +352,19 @@ def flanks(const uint64_t[::1] start, const uint64_t[::1] end, const uint32_t[::
     strictly inside a region larger than ``min_host`` bytes."""
     cdef Py_ssize_t n = start.shape[0], nc = cuts.shape[0], nf = 0, w, k, r = 0
     cdef Py_ssize_t n_large = 0
+    cdef const uint64_t *cp = NULL
     if min_region == 0:
         min_region = 1
     fl_a = np.empty(n if n else 1, dtype=np.uint64)
     out_a = np.empty(n + nc if n + nc else 1, dtype=np.uint64)
-    cuts_a = np.ascontiguousarray(cuts) if nc else np.zeros(1, np.uint64)
     cdef uint64_t[::1] fl = fl_a
     cdef uint64_t[::1] out = out_a
-    cdef const uint64_t[::1] cv = cuts_a
+    if nc:
+        cp = &cuts[0]
     with nogil:
         if n:
             nf = flank_cuts(start, end, count, nr_samples, min_region, &fl[0])
-        w = merge_sorted(&cv[0], nc, &fl[0], nf, &out[0])
+        w = merge_sorted(cp, nc, &fl[0], nf, &out[0])
         for k in range(w):
             while r < n and end[r] <= out[k]:
                 r += 1
